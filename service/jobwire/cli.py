@@ -1,0 +1,193 @@
+"""The ``jobwire`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from jobwire.config import Settings, load_settings
+from jobwire.errors import JobwireError
+
+DEFAULT_KAFKA_PORT = 9092
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _broker(settings: Settings, port: int):  # type: ignore[no-untyped-def]
+    from jobwire.devkafka import LocalKafka
+
+    return LocalKafka(settings.kafka_cache_dir, settings.kafka_cache_dir / f"run-{port}", port=port)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from jobwire.devkafka import read_pid
+
+    settings = _settings()
+    broker = _broker(settings, args.port)
+    if args.action == "start":
+        if read_pid(broker.pid_file):
+            print(f"already running: {broker.bootstrap} (pid {read_pid(broker.pid_file)})")
+            return 0
+        broker.start(die_with_parent=False)
+        print(f"Kafka is up: KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap} (pid {broker.pid}, log {broker.log_file})")
+    elif args.action == "stop":
+        pid = read_pid(broker.pid_file)
+        broker.stop()
+        print("stopped" if pid else "not running")
+    else:
+        pid = read_pid(broker.pid_file)
+        print(f"running: {broker.bootstrap} (pid {pid})" if pid else "not running")
+        return 0 if pid else 3
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from jobwire.log import ensure_topics
+
+    settings = _settings()
+    created = asyncio.run(ensure_topics(settings))
+    print("created: " + ", ".join(created) if created else "all topics already exist")
+    return 0
+
+
+def _events_from(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from jobwire.events import new_event
+
+    if args.type:
+        if not args.job or not args.tenant:
+            raise SystemExit("jobwire publish: --type needs --job and --tenant")
+        data = orjson.loads(args.data) if args.data else {}
+        return [new_event(args.type, args.job, args.tenant, data, source=args.source).to_dict()]
+    text = sys.stdin.read().strip()
+    if not text:
+        raise SystemExit("jobwire publish: give --type/--job/--tenant/--data, or event JSON on stdin")
+    if text.startswith("["):
+        documents: list[dict[str, Any]] = orjson.loads(text)
+        return documents
+    return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+
+
+async def _publish(settings: Settings, documents: list[dict[str, Any]]) -> None:
+    from jobwire.events import from_document
+    from jobwire.log import JobEvents, make_producer
+    from jobwire.topics import Topics
+
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
+        for document in documents:
+            event = from_document(document)
+            position = await publisher.publish(event)
+            print(f"{position} {event.type} {event.subject} {event.id}")
+    finally:
+        await producer.stop()
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    asyncio.run(_publish(_settings(), _events_from(args)))
+    return 0
+
+
+async def _tail(settings: Settings, from_beginning: bool, job: str | None, limit: int | None) -> None:
+    from jobwire.log import LogReader
+    from jobwire.topics import Topics
+
+    shown = 0
+    async with LogReader(settings.kafka, Topics(settings.topic_prefix).events, from_end=not from_beginning) as reader:
+        async for batch in reader.batches():
+            for record in batch:
+                if record.event is None:
+                    print(f"{record.position} INVALID {record.invalid}", flush=True)
+                elif job is None or record.event.subject == job:
+                    print(f"{record.position} {orjson.dumps(record.event.to_dict()).decode()}", flush=True)
+                else:
+                    continue
+                shown += 1
+                if limit is not None and shown >= limit:
+                    return
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(_tail(_settings(), args.from_beginning, args.job, args.limit))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from jobwire.dev import run_dev
+
+    return run_dev(_settings(), kafka_port=args.kafka_port)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="jobwire",
+        description="Job state changes as an event log on Kafka. Settings come from JOBWIRE_* and KAFKA_* "
+        "environment variables (see README).",
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = sub.add_parser("kafka", help="start, stop or check the local development Kafka broker")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument("--port", type=int, default=DEFAULT_KAFKA_PORT, help="broker port on 127.0.0.1 (default 9092)")
+    kafka.set_defaults(func=cmd_kafka)
+
+    topics = sub.add_parser("topics", help="create jobwire's topics (idempotent)")
+    topics.add_argument("action", choices=["create"])
+    topics.set_defaults(func=cmd_topics)
+
+    publish = sub.add_parser(
+        "publish", help="publish a job event from flags, or events (JSON, a JSON array or NDJSON) from stdin"
+    )
+    publish.add_argument("--type", help="event type, e.g. job.created")
+    publish.add_argument("--job", help="job id (the event subject and record key)")
+    publish.add_argument("--tenant", help="tenant owning the job")
+    publish.add_argument("--data", help="the event data as JSON")
+    publish.add_argument("--source", default="/cli", help="CloudEvents source (default /cli)")
+    publish.set_defaults(func=cmd_publish)
+
+    tail = sub.add_parser("tail", help="print job events as they arrive")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest event, not the newest")
+    tail.add_argument("--job", help="only this job's events")
+    tail.add_argument("--limit", type=int, help="exit after this many events")
+    tail.set_defaults(func=cmd_tail)
+
+    dev = sub.add_parser("dev", help="run everything locally: broker, topics and services (what `make run` runs)")
+    dev.add_argument("--kafka-port", type=int, default=DEFAULT_KAFKA_PORT)
+    dev.set_defaults(func=cmd_dev)
+    return top
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM takes the same orderly path as Ctrl-C: every command cleans up in `finally`.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jobwire.logs import setup_logging
+
+    args = parser().parse_args(argv)
+    setup_logging()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return int(args.func(args))
+    except JobwireError as exc:
+        print(f"jobwire: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

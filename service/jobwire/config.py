@@ -1,0 +1,213 @@
+"""Settings read once from the environment into one frozen object.
+
+Every variable is validated at start-up; a bad value raises :class:`ConfigError` naming the
+variable, so a process never starts half-configured. Defaults are the safe ones: loopback
+addresses, TLS-only webhook targets, no dev shortcuts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobwire.errors import ConfigError
+
+SVIX_RETRY_SCHEDULE_S = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+DEV_TENANT = "dev"
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    #: True when KAFKA_BOOTSTRAP_SERVERS was set: use that cluster, start no local broker.
+    external: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka: KafkaSettings = KafkaSettings()
+    api_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    allowed_targets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    retry_schedule_s: tuple[float, ...] = SVIX_RETRY_SCHEDULE_S
+    host: str = "127.0.0.1"
+    port: int = 8000
+    topic_prefix: str = ""
+    retention_days: float = 30.0
+    events_partitions: int = 6
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    max_body_bytes: int = 1 << 20
+    kafka_cache_dir: Path = Path.home() / ".cache" / "jobwire"
+    dev: bool = False
+
+    def tenant_for_key(self, key: str) -> str | None:
+        """The tenant owning ``key``, compared in constant time against every configured key."""
+        found = None
+        for tenant, known in self.api_keys:
+            if secrets.compare_digest(known.encode(), key.encode()):
+                found = tenant
+        return found
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not value >= lo:
+        raise ConfigError(name, f"must be at least {lo}, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str | None) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.upper() not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.upper()
+
+
+def _api_keys(env: Mapping[str, str], dev: bool) -> tuple[tuple[str, str], ...]:
+    name = "JOBWIRE_API_KEYS"
+    raw = env.get(name, "").strip()
+    pairs: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        tenant, sep, key = item.partition(":")
+        if not sep or not tenant or not key:
+            # Never echo the value: it holds keys.
+            raise ConfigError(name, "each entry must be tenant:key, separated by commas")
+        if len(key) < 16:
+            raise ConfigError(name, f"the key of tenant {tenant!r} is shorter than 16 characters")
+        pairs.append((tenant, key))
+    if not pairs and dev:
+        pairs.append((DEV_TENANT, env.get("JOBWIRE_DEV_API_KEY") or "dev_" + secrets.token_urlsafe(18)))
+    return tuple(pairs)
+
+
+def _allowed_targets(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    name = "JOBWIRE_ALLOWED_TARGETS"
+    nets = []
+    for item in filter(None, (p.strip() for p in env.get(name, "").split(","))):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(name, f"{item!r} is not a CIDR such as 127.0.0.1/32") from None
+    return tuple(nets)
+
+
+def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
+    name = "JOBWIRE_RETRY_SCHEDULE"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return SVIX_RETRY_SCHEDULE_S
+    try:
+        delays = tuple(float(p) for p in raw.split(","))
+    except ValueError:
+        raise ConfigError(name, f"must be comma-separated seconds such as 0,5,300, got {raw!r}") from None
+    if any(d < 0 for d in delays) or not delays:
+        raise ConfigError(name, "delays must be zero or positive")
+    return delays
+
+
+def _kafka(env: Mapping[str, str]) -> KafkaSettings:
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    for hostport in filter(None, bootstrap.split(",")):
+        host, _, port = hostport.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS", f"{hostport!r} is not host:port")
+    protocol = _choice(env, "KAFKA_SECURITY_PROTOCOL", SECURITY_PROTOCOLS, "PLAINTEXT")
+    mechanism = _choice(env, "KAFKA_SASL_MECHANISM", SASL_MECHANISMS, None)
+    assert protocol is not None
+    if protocol.startswith("SASL"):
+        mechanism = mechanism or "PLAIN"
+        for var in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            if not env.get(var):
+                raise ConfigError(var, f"is required when KAFKA_SECURITY_PROTOCOL={protocol}")
+    for var in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"):
+        path = env.get(var)
+        if path and not Path(path).is_file():
+            raise ConfigError(var, f"no such file: {path}")
+    return KafkaSettings(
+        bootstrap_servers=bootstrap or DEFAULT_BOOTSTRAP,
+        security_protocol=protocol,
+        sasl_mechanism=mechanism,
+        sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
+        sasl_password=env.get("KAFKA_SASL_PASSWORD") or None,
+        ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
+        ssl_certfile=env.get("KAFKA_SSL_CERTFILE") or None,
+        ssl_keyfile=env.get("KAFKA_SSL_KEYFILE") or None,
+        external=bool(bootstrap),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise :class:`ConfigError` naming the first bad one."""
+    env = os.environ if env is None else env
+    dev = _bool(env, "JOBWIRE_DEV")
+    prefix = env.get("JOBWIRE_TOPIC_PREFIX", "")
+    if prefix and not all(c.isalnum() or c in "._-" for c in prefix):
+        raise ConfigError("JOBWIRE_TOPIC_PREFIX", "may hold only letters, digits, '.', '_' and '-'")
+    secret_key = env.get("JOBWIRE_SECRET_KEY") or None
+    if secret_key is None and dev:
+        secret_key = secrets.token_urlsafe(32)
+    if secret_key is not None and len(secret_key) < 16:
+        raise ConfigError("JOBWIRE_SECRET_KEY", "must be at least 16 characters")
+    cache = env.get("JOBWIRE_KAFKA_CACHE")
+    return Settings(
+        kafka=_kafka(env),
+        api_keys=_api_keys(env, dev),
+        secret_key=secret_key,
+        allowed_targets=_allowed_targets(env),
+        retry_schedule_s=_retry_schedule(env),
+        host=env.get("JOBWIRE_HOST", "127.0.0.1") or "127.0.0.1",
+        port=_int(env, "JOBWIRE_PORT", 8000, 1, 65535),
+        topic_prefix=prefix,
+        retention_days=_float(env, "JOBWIRE_RETENTION_DAYS", 30.0, 0.0),
+        events_partitions=_int(env, "JOBWIRE_EVENTS_PARTITIONS", 6, 1, 10_000),
+        replication_factor=_int(env, "JOBWIRE_REPLICATION_FACTOR", 1, 1, 32),
+        min_insync_replicas=_int(env, "JOBWIRE_MIN_INSYNC_REPLICAS", 1, 1, 32),
+        max_body_bytes=_int(env, "JOBWIRE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+        kafka_cache_dir=Path(cache) if cache else Path.home() / ".cache" / "jobwire",
+        dev=dev,
+    )

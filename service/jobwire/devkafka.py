@@ -1,0 +1,302 @@
+"""A real single-node Apache Kafka (KRaft) broker for development and tests.
+
+The broker jars come from Maven Central through ``deploy/kafka/pom.xml``, fetched once into a
+cache outside the repository (``~/.cache/jobwire/kafka-<version>/lib`` by default). The broker
+binds to 127.0.0.1 only. Nothing here is used when ``KAFKA_BOOTSTRAP_SERVERS`` names a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ctypes
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobwire.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def recipe_dir() -> Path:
+    """pom.xml, server.properties and log4j2.xml: in the wheel, or in the source checkout."""
+    packaged = Path(__file__).with_name("kafka_recipe")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+
+
+def kafka_version(recipe: Path | None = None) -> str:
+    pom = ((recipe or recipe_dir()) / "pom.xml").read_text()
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    if not found:
+        raise BrokerError("deploy/kafka/pom.xml does not set <kafka.version>")
+    return found.group(1)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_jars(cache_dir: Path, *, quiet: bool = False) -> Path:
+    """The folder of broker jars, fetching them with Maven the first time (locked, resumable)."""
+    recipe = recipe_dir()
+    lib = cache_dir / f"kafka-{kafka_version(recipe)}" / "lib"
+    stamp = lib.parent / "complete"
+    if stamp.exists():
+        return lib
+    with _file_lock(lib.parent / "fetch.lock"):
+        if stamp.exists():  # another process fetched while we waited
+            return lib
+        if shutil.which("mvn") is None:
+            raise BrokerError("Maven is needed once to fetch the Kafka jars: `mvn` is not on PATH")
+        if not quiet:
+            print(f"Fetching Apache Kafka {kafka_version(recipe)} jars into {lib} (once) ...", file=sys.stderr, flush=True)
+        shutil.rmtree(lib, ignore_errors=True)
+        command = [
+            "mvn", "-B", "-q" if quiet else "-ntp", "-f", str(recipe / "pom.xml"),
+            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
+        ]
+        done = subprocess.run(command, capture_output=quiet, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stdout or "")[-2000:] + (done.stderr or "")[-2000:]
+            raise BrokerError(f"Maven could not fetch the Kafka jars (exit {done.returncode}): {tail.strip()}")
+        stamp.write_text(kafka_version(recipe))
+    return lib
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when the broker at ``bootstrap`` answers a metadata request naming a live broker.
+
+    Runs aiokafka on a private thread and loop, so it works from sync and async callers alike.
+    """
+    from aiokafka import AIOKafkaClient  # imported late: `jobwire kafka` should start fast
+
+    host, _, port = bootstrap.rpartition(":")
+    try:  # a plain connect first: aiokafka logs an ERROR line for every refused connection
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError:
+        return False
+    outcome = [False]
+
+    async def probe() -> None:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+        try:
+            await asyncio.wait_for(client.bootstrap(), timeout_s)
+            metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
+            outcome[0] = bool(metadata.brokers())
+        except Exception:  # any failure means "not ready yet"
+            outcome[0] = False
+        finally:
+            await client.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(probe()), daemon=True)
+    thread.start()
+    thread.join(timeout_s * 3)
+    return outcome[0]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the parent dies, so no broker is orphaned."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class LocalKafka:
+    """One broker process: ``start()``, ``stop()``, and ``bootstrap`` for clients.
+
+    ``run_dir`` holds ``data/``, ``logs/``, ``server.properties`` and ``broker.pid``; reusing it
+    keeps topics across restarts (the tests restart a broker mid-run that way).
+    """
+
+    cache_dir: Path
+    run_dir: Path
+    port: int = 9092
+    heap: str = "1g"
+
+    def __post_init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "logs" / "server.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "broker.pid"
+
+    def log_tail(self, lines: int = 25) -> str:
+        chunks = []
+        for path in (self.log_file, self.run_dir / "logs" / "stdout.log"):
+            if path.exists():
+                chunks.extend(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(chunks[-lines:])
+
+    def _configure(self) -> Path:
+        data = self.run_dir / "data"
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True)
+        controller_file = self.run_dir / "controller.port"
+        if controller_file.exists():
+            controller_port = int(controller_file.read_text())
+        else:
+            controller_port = free_port()
+            controller_file.write_text(str(controller_port))
+        template = (recipe_dir() / "server.properties").read_text()
+        config = (
+            template.replace("${port}", str(self.port))
+            .replace("${controller_port}", str(controller_port))
+            .replace("${data_dir}", str(data))
+        )
+        path = self.run_dir / "server.properties"
+        path.write_text(config)
+        return path
+
+    def _java(self, lib: Path, *args: str) -> list[str]:
+        return [
+            "java", f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={recipe_dir() / 'log4j2.xml'}",
+            f"-Dkafka.logs.dir={self.run_dir / 'logs'}",
+            "-cp", f"{lib}/*", *args,
+        ]
+
+    def start(self, *, timeout_s: float = 90.0, die_with_parent: bool = True) -> None:
+        """Fetch jars if needed, format once, start, and wait until a metadata request answers."""
+        if shutil.which("java") is None:
+            raise BrokerError("Java 17+ is needed to run the local Kafka broker: `java` is not on PATH")
+        if port_taken(self.port):
+            raise BrokerError(
+                f"port {self.port} on 127.0.0.1 is taken; stop what uses it, or choose another port "
+                "(jobwire kafka start --port N, or set KAFKA_BOOTSTRAP_SERVERS to use a running cluster)"
+            )
+        lib = ensure_jars(self.cache_dir)
+        properties = self._configure()
+        if not (self.run_dir / "data" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            formatted = subprocess.run(
+                self._java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+                capture_output=True, text=True, check=False,
+            )
+            if formatted.returncode != 0:
+                raise BrokerError(f"formatting the KRaft data dir failed: {formatted.stderr.strip()[-1500:]}")
+        stdout = open(self.run_dir / "logs" / "stdout.log", "ab")
+        started_at = time.monotonic()
+        self._process = subprocess.Popen(
+            self._java(lib, "kafka.Kafka", str(properties)),
+            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+            start_new_session=not die_with_parent,
+        )
+        stdout.close()
+        self.pid_file.write_text(f"{self._process.pid} {self.port}\n")
+        while time.monotonic() - started_at < timeout_s:
+            code = self._process.poll()
+            if code is not None:
+                raise BrokerError(f"the Kafka broker exited with code {code} while starting; its log ends:\n{self.log_tail()}")
+            if answers_metadata(self.bootstrap, timeout_s=2.0):
+                log.info("kafka broker ready bootstrap=%s pid=%s start_s=%.1f",
+                         self.bootstrap, self._process.pid, time.monotonic() - started_at)
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise BrokerError(f"the Kafka broker did not answer within {timeout_s:.0f}s; its log ends:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM (a controlled shutdown), then SIGKILL if it has not exited in ``timeout_s``."""
+        pid = self._process.pid if self._process else read_pid(self.pid_file)
+        if pid is not None:
+            terminate(pid, timeout_s, self._process)
+        self._process = None
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; the data dir stays for a restart."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+        self.pid_file.unlink(missing_ok=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else read_pid(self.pid_file)
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def terminate(pid: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return
+        if process is None and not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if process is not None:
+        process.wait()

@@ -1,0 +1,52 @@
+"""The exception tree of jobwire.
+
+    JobwireError
+     ├── ConfigError            a setting is missing or malformed (names the variable)
+     ├── InvalidEvent           a record or request body breaks the event schema
+     ├── LogError               the Kafka log could not be reached or written
+     └── BrokerError            the local dev broker could not be fetched, started or stopped
+
+Lower layers' exceptions (aiokafka, aiohttp) are translated at the boundary with
+``raise ... from exc`` so the core never sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class JobwireError(Exception):
+    """Base of every error jobwire raises on purpose."""
+
+
+class ConfigError(JobwireError):
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One reason an event is invalid: a JSON pointer into the document and a message."""
+
+    pointer: str
+    message: str
+
+
+class InvalidEvent(JobwireError):
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.pointer or '/'}: {v.message}" for v in violations))
+
+
+class LogError(JobwireError):
+    """The event log could not be read or written; ``retriable`` says if trying again may help."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class BrokerError(JobwireError):
+    """The local development broker failed; the message carries the tail of its log."""

@@ -1,0 +1,200 @@
+"""The lifecycle fold: what an event does to a job. Pure: no I/O, no clock, no Kafka.
+
+``apply(job, event)`` is the one place that decides what an event means. The API's projection
+and the dispatcher both call it, so they can never disagree about a job's state.
+
+Rules (shared/DESIGN.md, "Events"):
+- ``job.created`` makes a pending job; every other event needs the job to exist.
+- Terminal states (completed, failed, canceled) never change.
+- An event whose id was already applied is a no-op (``Verdict.DUPLICATE``).
+- An event the state does not allow changes nothing and is reported ``Verdict.REJECTED`` with
+  a reason, so the caller can keep it in the job's history.
+- ``version`` counts accepted events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
+
+from jobwire.events import Event
+from jobwire.timeutil import canonical
+
+
+class Status(str, Enum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELED})
+ACTIVE = frozenset({Status.PENDING, Status.PROCESSING})
+
+#: Which states each event type may be applied in, and the state it leads to
+#: (``None``: the status stays as it is).
+TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None]] = {
+    "job.started": (frozenset({Status.PENDING}), Status.PROCESSING),
+    "job.progress": (ACTIVE, Status.PROCESSING),
+    "job.completed": (ACTIVE, Status.COMPLETED),
+    "job.failed": (ACTIVE, Status.FAILED),
+    "job.cancel_requested": (ACTIVE, None),
+    "job.canceled": (ACTIVE, Status.CANCELED),
+}
+
+
+class Verdict(str, Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    tenant: str
+    operation: str
+    parameters: dict[str, Any]
+    metadata: dict[str, Any] | None
+    idempotency_key: str | None
+    status: Status
+    created_at: str
+    updated_at: str
+    version: int
+    event_ids: frozenset[str]
+    stage: str | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    result_url: str | None = None
+    result_url_expires_at: str | None = None
+    result_checksum: dict[str, Any] | None = None
+    progress_total: int | None = None
+    progress_processed: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    retryable: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of one event: the job after it, and whether the event counted."""
+
+    job: Job | None
+    verdict: Verdict
+    reason: str | None = None
+    #: True when this event moved the job into a terminal state (what webhooks are made of).
+    became_terminal: bool = False
+
+
+def apply(job: Job | None, event: Event) -> Applied:
+    """Fold one validated event into ``job`` (``None`` when the job does not exist yet)."""
+    if job is not None and event.id in job.event_ids:
+        return Applied(job, Verdict.DUPLICATE)
+    if event.type == "job.created":
+        if job is not None:
+            return Applied(job, Verdict.REJECTED, f"job {job.id} already exists")
+        return Applied(_created(event), Verdict.ACCEPTED)
+    if job is None:
+        return Applied(None, Verdict.REJECTED, f"job {event.subject} does not exist")
+    if event.tenant != job.tenant:
+        return Applied(job, Verdict.REJECTED, "event tenant does not own this job")
+    allowed_from, target = TRANSITIONS[event.type]
+    if job.status not in allowed_from:
+        if job.status.terminal:
+            reason = f"job is {job.status.value}; terminal states never change"
+        else:
+            reason = f"{event.type} is not allowed while the job is {job.status.value}"
+        return Applied(job, Verdict.REJECTED, reason)
+    if event.type == "job.progress" and event.data["processed"] > event.data["total"]:
+        return Applied(job, Verdict.REJECTED, "progress.processed exceeds progress.total")
+    at = canonical(event.time)
+    changed = _transition(job, event, at)
+    changed = replace(
+        changed,
+        status=target or job.status,
+        updated_at=at,
+        version=job.version + 1,
+        event_ids=job.event_ids | {event.id},
+    )
+    return Applied(changed, Verdict.ACCEPTED, became_terminal=changed.status.terminal)
+
+
+def _created(event: Event) -> Job:
+    at = canonical(event.time)
+    data = event.data
+    return Job(
+        id=event.subject,
+        tenant=event.tenant,
+        operation=data["operation"],
+        parameters=data["parameters"],
+        metadata=data.get("metadata"),
+        idempotency_key=data.get("idempotency_key"),
+        status=Status.PENDING,
+        created_at=at,
+        updated_at=at,
+        version=1,
+        event_ids=frozenset({event.id}),
+    )
+
+
+def _transition(job: Job, event: Event, at: str) -> Job:
+    """The fields an allowed event sets, beside status, time and version."""
+    data = event.data
+    kind = event.type
+    started_at = job.started_at or at
+    if kind == "job.started":
+        return replace(job, started_at=started_at, stage=data.get("stage", job.stage))
+    if kind == "job.progress":
+        return replace(
+            job,
+            started_at=started_at,
+            stage=data.get("stage", job.stage),
+            progress_total=data["total"],
+            progress_processed=data["processed"],
+        )
+    if kind == "job.completed":
+        done = job.progress_total if job.progress_total is not None else job.progress_processed
+        return replace(
+            job,
+            finished_at=at,
+            result=data["result"],
+            result_url=data.get("result_url"),
+            result_url_expires_at=_maybe_time(data.get("result_url_expires_at")),
+            result_checksum=data.get("result_checksum"),
+            progress_processed=done,
+        )
+    if kind == "job.failed":
+        error = data["error"]
+        details = error.get("details") or {}
+        return replace(
+            job,
+            finished_at=at,
+            # Both seed shapes: result {error, details} and error {code, message, details}.
+            result={"error": error["message"], "details": details},
+            error={"code": error["code"], "message": error["message"], "details": details},
+            retryable=data.get("retryable"),
+        )
+    if kind == "job.cancel_requested":
+        return replace(job, cancel_requested=True, cancel_reason=data.get("reason") or job.cancel_reason)
+    if kind == "job.canceled":
+        return replace(job, finished_at=at, cancel_reason=data.get("reason") or job.cancel_reason)
+    raise AssertionError(f"no transition for {kind}")  # TRANSITIONS and this function disagree
+
+
+def _maybe_time(value: str | None) -> str | None:
+    return canonical(value) if value else None
+
+
+def fold(events: list[Event], job: Job | None = None) -> Job | None:
+    """Apply ``events`` in order; convenient for tests and for rebuilding one job."""
+    for event in events:
+        job = apply(job, event).job
+    return job

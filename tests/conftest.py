@@ -1,0 +1,58 @@
+"""One real Kafka broker for the whole test session (unless KAFKA_BOOTSTRAP_SERVERS is set).
+
+The broker is started lazily by the first test that needs it, so `pytest tests/unit` never
+starts Java. It is stopped when the session ends, also when tests fail; if pytest itself is
+killed, the broker gets SIGKILL from the kernel (PR_SET_PDEATHSIG), so no java is orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobwire.config import Settings, load_settings
+from jobwire.devkafka import LocalKafka, free_port
+
+pytest_plugins = ["pytester"]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("JOBWIRE_KAFKA_CACHE") or Path.home() / ".cache" / "jobwire")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | None]:
+    """The session's local broker, or None when an external cluster is configured."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
+        return
+    broker = LocalKafka(_cache_dir(), tmp_path_factory.mktemp("kafka"), port=free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: LocalKafka | None) -> str:
+    return kafka_broker.bootstrap if kafka_broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+def settings_for(bootstrap: str, **env: str) -> Settings:
+    """Settings with a topic prefix of their own, so tests never see each other's records."""
+    base = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "JOBWIRE_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+        "JOBWIRE_EVENTS_PARTITIONS": "3",
+    }
+    return load_settings({**base, **env})
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> Settings:
+    return settings_for(kafka_bootstrap)

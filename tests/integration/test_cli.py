@@ -1,0 +1,49 @@
+"""The jobwire command against the real broker, as a user would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+
+from jobwire.config import Settings
+
+
+def jobwire(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+           "JOBWIRE_TOPIC_PREFIX": settings.topic_prefix}
+    return subprocess.run([sys.executable, "-m", "jobwire.cli", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_topics_publish_and_tail(settings: Settings) -> None:
+    created = jobwire(settings, "topics", "create")
+    assert created.returncode == 0, created.stderr
+    assert "jobs.events" in created.stdout
+    assert "already exist" in jobwire(settings, "topics", "create").stdout
+
+    flags = jobwire(settings, "publish", "--type", "job.created", "--job", "job_cli", "--tenant", "acme",
+                    "--data", '{"operation": "ocr", "parameters": {}}')
+    assert flags.returncode == 0, flags.stderr
+    stdin_event = {"specversion": "1.0", "id": "evt_cli2", "type": "job.started", "source": "/t",
+                   "subject": "job_cli", "time": "2026-11-23T10:00:00Z", "tenant": "acme", "data": {}}
+    piped = jobwire(settings, "publish", stdin=orjson.dumps(stdin_event).decode())
+    assert piped.returncode == 0, piped.stderr
+
+    bad = jobwire(settings, "publish", "--type", "job.progress", "--job", "job_cli", "--tenant", "acme",
+                  "--data", '{"total": 1}')
+    assert bad.returncode == 2 and "/data/processed" in bad.stderr
+
+    tailed = jobwire(settings, "tail", "--from-beginning", "--job", "job_cli", "--limit", "2")
+    assert tailed.returncode == 0, tailed.stderr
+    lines = tailed.stdout.splitlines()
+    assert [orjson.loads(line.split(" ", 1)[1])["type"] for line in lines] == ["job.created", "job.started"]
+
+
+def test_bad_configuration_is_named() -> None:
+    result = subprocess.run([sys.executable, "-m", "jobwire.cli", "topics", "create"],
+                            env={**os.environ, "JOBWIRE_PORT": "eighty"}, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "JOBWIRE_PORT: must be an integer" in result.stderr
