@@ -14,9 +14,9 @@ Rules (shared/DESIGN.md, "Events"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobwire.events import Event
 from jobwire.timeutil import canonical
@@ -55,8 +55,10 @@ class Verdict(str, Enum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(NamedTuple):
+    """A job's state. A NamedTuple, not a dataclass: ``_replace`` is several times faster than
+    ``dataclasses.replace`` and a tuple is smaller, and the projection holds one per job."""
+
     id: str
     tenant: str
     operation: str
@@ -117,8 +119,7 @@ def apply(job: Job | None, event: Event) -> Applied:
         return Applied(job, Verdict.REJECTED, "progress.processed exceeds progress.total")
     at = canonical(event.time)
     changed = _transition(job, event, at)
-    changed = replace(
-        changed,
+    changed = changed._replace(
         status=target or job.status,
         updated_at=at,
         version=job.version + 1,
@@ -151,10 +152,9 @@ def _transition(job: Job, event: Event, at: str) -> Job:
     kind = event.type
     started_at = job.started_at or at
     if kind == "job.started":
-        return replace(job, started_at=started_at, stage=data.get("stage", job.stage))
+        return job._replace(started_at=started_at, stage=data.get("stage", job.stage))
     if kind == "job.progress":
-        return replace(
-            job,
+        return job._replace(
             started_at=started_at,
             stage=data.get("stage", job.stage),
             progress_total=data["total"],
@@ -162,8 +162,7 @@ def _transition(job: Job, event: Event, at: str) -> Job:
         )
     if kind == "job.completed":
         done = job.progress_total if job.progress_total is not None else job.progress_processed
-        return replace(
-            job,
+        return job._replace(
             finished_at=at,
             result=data["result"],
             result_url=data.get("result_url"),
@@ -174,8 +173,7 @@ def _transition(job: Job, event: Event, at: str) -> Job:
     if kind == "job.failed":
         error = data["error"]
         details = error.get("details") or {}
-        return replace(
-            job,
+        return job._replace(
             finished_at=at,
             # Both seed shapes: result {error, details} and error {code, message, details}.
             result={"error": error["message"], "details": details},
@@ -183,9 +181,9 @@ def _transition(job: Job, event: Event, at: str) -> Job:
             retryable=data.get("retryable"),
         )
     if kind == "job.cancel_requested":
-        return replace(job, cancel_requested=True, cancel_reason=data.get("reason") or job.cancel_reason)
+        return job._replace(cancel_requested=True, cancel_reason=data.get("reason") or job.cancel_reason)
     if kind == "job.canceled":
-        return replace(job, finished_at=at, cancel_reason=data.get("reason") or job.cancel_reason)
+        return job._replace(finished_at=at, cancel_reason=data.get("reason") or job.cancel_reason)
     raise AssertionError(f"no transition for {kind}")  # TRANSITIONS and this function disagree
 
 
