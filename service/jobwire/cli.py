@@ -124,6 +124,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from jobwire.api.app import create_app
+
+    settings = _settings()
+    if not settings.api_keys:
+        raise SystemExit("jobwire api: set JOBWIRE_API_KEYS (tenant:key,...) or JOBWIRE_DEV=1")
+    uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
+                log_config=None, access_log=False, timeout_graceful_shutdown=10)
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from jobwire.dev import run_dev
 
@@ -162,6 +175,11 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("--job", help="only this job's events")
     tail.add_argument("--limit", type=int, help="exit after this many events")
     tail.set_defaults(func=cmd_tail)
+
+    api = sub.add_parser("api", help="serve the HTTP status API (uvicorn; JOBWIRE_HOST/JOBWIRE_PORT)")
+    api.add_argument("--host", help="bind address (default JOBWIRE_HOST or 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (default JOBWIRE_PORT or 8000)")
+    api.set_defaults(func=cmd_api)
 
     dev = sub.add_parser("dev", help="run everything locally: broker, topics and services (what `make run` runs)")
     dev.add_argument("--kafka-port", type=int, default=DEFAULT_KAFKA_PORT)

@@ -1,0 +1,1 @@
+"""The HTTP status API: reads from the projection, writes by publishing events."""

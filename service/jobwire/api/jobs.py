@@ -1,0 +1,334 @@
+"""Job routes. Reads come from the projection; writes publish an event, then wait until the
+projection has applied that very position (read-your-writes), so a GET on this replica right
+after a 202 never answers 404."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from jobwire.api.auth import tenant_of
+from jobwire.api.bodies import read_json
+from jobwire.api.problems import Problem
+from jobwire.errors import InvalidEvent, LogError, Violation
+from jobwire.events import Event, new_event
+from jobwire.ids import idempotent_job_id, new_id
+from jobwire.lifecycle import Job, Status, Verdict, apply
+from jobwire.log import Position
+from jobwire.projection import ListQuery, Projection
+from jobwire.schemas import validator
+from jobwire.task import task_object
+from jobwire.timeutil import canonical
+
+log = logging.getLogger(__name__)
+
+WAIT_CAP_S = 60.0
+READ_YOUR_WRITES_TIMEOUT_S = 5.0
+JSON_TYPES = ("application/json", "application/problem+json", "application/*", "*/*")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def accepts(request: Request, *media_types: str) -> bool:
+    accept = request.headers.get("accept")
+    if not accept:
+        return True
+    offered = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return bool(offered & set(media_types))
+
+
+def require_json(request: Request) -> None:
+    if not accepts(request, *JSON_TYPES):
+        raise Problem(406, "this resource is available as application/json")
+
+
+def prefer_wait_s(request: Request) -> float | None:
+    """``Prefer: wait=N`` (RFC 7240), capped; None when absent."""
+    for preference in request.headers.get("prefer", "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return max(0.0, min(float(value.strip().strip('"')), WAIT_CAP_S))
+            except ValueError:
+                raise Problem(400, f"Prefer: wait must be a number of seconds, got {value!r}") from None
+    return None
+
+
+def projection_of(request: Request) -> Projection:
+    projection: Projection = request.state.projection
+    return projection
+
+
+async def wait_for_header_position(request: Request) -> None:
+    """A read carrying ``Jobwire-Position`` waits (bounded) until that write is visible."""
+    header = request.headers.get("jobwire-position")
+    if header is None:
+        return
+    try:
+        position = Position.parse(header)
+    except ValueError as exc:
+        raise Problem(400, str(exc)) from None
+    if not await projection_of(request).wait_for_position(position, READ_YOUR_WRITES_TIMEOUT_S):
+        raise Problem(503, f"position {position} is not applied yet on this replica", headers={"Retry-After": "1"})
+
+
+async def publish(request: Request, event: Event) -> Position:
+    """Publish, then wait until this replica's projection has applied the event."""
+    try:
+        position: Position = await request.state.publisher.publish(event)
+    except InvalidEvent as exc:
+        raise Problem(422, "the event does not match the schema", violations=exc.violations) from None
+    except LogError as exc:
+        log.error("publish failed job_id=%s event_id=%s error=%s", event.subject, event.id, exc)
+        raise Problem(503, "the event log is unavailable; try again", headers={"Retry-After": "2"}) from None
+    log.info("event published job_id=%s event_id=%s type=%s position=%s", event.subject, event.id, event.type, position)
+    if not await projection_of(request).wait_for_position(position, READ_YOUR_WRITES_TIMEOUT_S):
+        raise Problem(
+            503, "the event was written but is not visible yet; retry the read with the Jobwire-Position header",
+            headers={"Retry-After": "1", "Jobwire-Position": str(position)},
+        )
+    return position
+
+
+def verdict_at(projection: Projection, job_id: str, position: Position) -> tuple[Verdict, str | None]:
+    for entry in reversed(projection.history.get(job_id, [])):
+        if entry.position == position:
+            return entry.verdict, entry.reason
+    return Verdict.DUPLICATE, None  # not in history: the fold saw it as already applied
+
+
+def found(request: Request, tenant: str, job_id: str) -> Job:
+    job = projection_of(request).get(tenant, job_id)
+    if job is None:
+        raise Problem(404, f"no job {job_id}")
+    return job
+
+
+def task_headers(job: Job, position: Position | None = None) -> dict[str, str]:
+    headers = {"ETag": f'"{job.version}"', "Location": f"/v1/jobs/{job.id}"}
+    if not job.status.terminal:
+        headers["Retry-After"] = "2"
+    if position is not None:
+        headers["Jobwire-Position"] = str(position)
+    return headers
+
+
+async def wait_until_terminal(request: Request, job_id: str, wait_s: float) -> None:
+    loop_time = request.state.clock
+    deadline = loop_time() + wait_s
+    projection = projection_of(request)
+    while (job := projection.jobs.get(job_id)) is not None and not job.status.terminal:
+        remaining = deadline - loop_time()
+        if remaining <= 0 or not await projection.wait_for_change(job_id, remaining):
+            return
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+async def submit(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    body = await read_json(request, "api/job-submit.json")
+    wait_s = prefer_wait_s(request)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise Problem(400, "Idempotency-Key must be 1 to 255 characters")
+    job_id = idempotent_job_id(tenant, key) if key else new_id("job")
+    projection = projection_of(request)
+    existing = projection.get(tenant, job_id)
+    position = None
+    if existing is None:
+        data = {**body, "idempotency_key": key} if key else body
+        position = await publish(request, new_event("job.created", job_id, tenant, data, source="/api"))
+        existing = projection.get(tenant, job_id)
+        if existing is None:  # cannot happen unless the fold rejected the creation
+            raise Problem(503, "the job was not created; try again", headers={"Retry-After": "1"})
+    if key and (existing.operation, existing.parameters, existing.metadata) != (
+        body["operation"], body["parameters"], body.get("metadata")
+    ):
+        raise Problem(422, "this Idempotency-Key was already used with a different request",
+                      violations=[Violation("", "operation, parameters and metadata must match the first request")])
+    if wait_s:
+        await wait_until_terminal(request, job_id, wait_s)
+    job = projection.get(tenant, job_id)
+    assert job is not None
+    headers = task_headers(job, position)
+    if position is None:
+        headers["Idempotent-Replayed"] = "true"
+    if wait_s is not None:
+        headers["Preference-Applied"] = f"wait={wait_s:g}"
+    status = 200 if wait_s and job.status.terminal else 202
+    return json_response(task_object(job), status, headers)
+
+
+async def get_job(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    await wait_for_header_position(request)
+    job_id = request.path_params["job_id"]
+    job = found(request, tenant, job_id)
+    wait_s = prefer_wait_s(request)
+    etag = request.headers.get("if-none-match")
+    if wait_s and not job.status.terminal:
+        # Long-poll: wait until the job is newer than the version the client already has.
+        known = etag.strip().strip('W/').strip('"') if etag else str(job.version)
+        deadline = request.state.clock() + wait_s
+        projection = projection_of(request)
+        while str(job.version) == known and not job.status.terminal:
+            remaining = deadline - request.state.clock()
+            if remaining <= 0 or not await projection.wait_for_change(job_id, remaining):
+                break
+            job = found(request, tenant, job_id)
+    headers = task_headers(job)
+    if etag is not None and headers["ETag"] in [t.strip() for t in etag.split(",")] + ["*"]:
+        return Response(status_code=304, headers=headers)
+    return json_response(task_object(job), headers=headers)
+
+
+def _cursor(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+
+
+def _parse_cursor(text: str) -> tuple[str, str]:
+    try:
+        created_at, job_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(created_at, str) or not isinstance(job_id, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise Problem(422, "the cursor is not one this API returned",
+                      violations=[Violation("/query/cursor", "invalid cursor")]) from None
+    return created_at, job_id
+
+
+def _query_time(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        return canonical(value)
+    except ValueError:
+        raise Problem(422, f"{name} must be an RFC 3339 time",
+                      violations=[Violation(f"/query/{name}", f"not an RFC 3339 time: {value!r}")]) from None
+
+
+async def list_jobs(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    await wait_for_header_position(request)
+    params = request.query_params
+    status = params.get("status")
+    if status is not None and status not in {s.value for s in Status}:
+        raise Problem(422, "unknown status", violations=[Violation("/query/status", f"must be one of {[s.value for s in Status]}")])
+    limit_text = params.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+        raise Problem(422, "limit must be 1 to 200", violations=[Violation("/query/limit", "must be an integer from 1 to 200")])
+    cursor = params.get("cursor")
+    query = ListQuery(
+        tenant=tenant,
+        status=Status(status) if status else None,
+        operation=params.get("operation"),
+        created_after=_query_time(request, "created_after"),
+        created_before=_query_time(request, "created_before"),
+        limit=int(limit_text),
+        after_key=_parse_cursor(cursor) if cursor else None,
+    )
+    page, next_key = projection_of(request).list(query)
+    return json_response({
+        "object": "list",
+        "data": [task_object(job) for job in page],
+        "has_more": next_key is not None,
+        "next_cursor": _cursor(next_key) if next_key else None,
+    })
+
+
+async def cancel(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    reason = None
+    if request.method == "POST" and request.headers.get("content-length", "0") != "0":
+        reason = (await read_json(request, "api/job-cancel.json")).get("reason")
+    job_id = request.path_params["job_id"]
+    job = found(request, tenant, job_id)
+    if job.status.terminal:
+        raise Problem(409, f"job {job_id} is {job.status.value}; it can no longer be canceled",
+                      extra={"task": task_object(job)})
+    position = None
+    if not job.cancel_requested or job.status is Status.PENDING:
+        kind = "job.canceled" if job.status is Status.PENDING else "job.cancel_requested"
+        position = await publish(request, new_event(kind, job_id, tenant, {"reason": reason}, source="/api"))
+        verdict, why = verdict_at(projection_of(request), job_id, position)
+        if verdict is Verdict.REJECTED:
+            raise Problem(409, f"the cancel lost a race with another change: {why}",
+                          extra={"task": task_object(found(request, tenant, job_id))})
+    job = found(request, tenant, job_id)
+    return json_response(task_object(job), 200 if job.status.terminal else 202, task_headers(job, position))
+
+
+def history_entry(entry: Any) -> dict[str, Any]:
+    return {
+        "position": str(entry.position),
+        "verdict": entry.verdict.value,
+        "reason": entry.reason,
+        "event": orjson.loads(entry.raw),
+    }
+
+
+async def job_events(request: Request) -> Response:
+    tenant = tenant_of(request)
+    await wait_for_header_position(request)
+    job_id = request.path_params["job_id"]
+    found(request, tenant, job_id)
+    if accepts(request, "text/event-stream") and "text/event-stream" in request.headers.get("accept", ""):
+        from jobwire.api.streams import history_stream
+
+        return history_stream(request, tenant, job_id)
+    require_json(request)
+    entries = projection_of(request).events_of(tenant, job_id) or []
+    return json_response({"object": "list", "data": [history_entry(e) for e in entries]})
+
+
+async def job_result(request: Request) -> Response:
+    tenant = tenant_of(request)
+    await wait_for_header_position(request)
+    job = found(request, tenant, request.path_params["job_id"])
+    if job.status is not Status.COMPLETED:
+        raise Problem(409, f"job {job.id} is {job.status.value}; a result exists once it is completed",
+                      headers={"Retry-After": "2"} if not job.status.terminal else None)
+    if job.result_url:
+        return RedirectResponse(job.result_url, status_code=303)
+    require_json(request)
+    return json_response(job.result)
+
+
+async def post_event(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    body = await read_json(request, "api/job-event-post.json")
+    job_id = request.path_params["job_id"]
+    job = found(request, tenant, job_id)
+    data = body.get("data", {})
+    violations = validator(f"data/{body['type']}.json").violations(data, prefix="/data")
+    if violations:
+        raise Problem(422, f"data does not match the {body['type']} schema", violations=violations)
+    event = new_event(body["type"], job_id, tenant, data, source=body.get("source", "/api/events"),
+                      event_id=body.get("id"))
+    expected = apply(job, event)
+    if expected.verdict is Verdict.REJECTED:
+        raise Problem(409, expected.reason or "not allowed now", extra={"task": task_object(job)})
+    if expected.verdict is Verdict.DUPLICATE:
+        return json_response(task_object(job), 200, task_headers(job))
+    position = await publish(request, event)
+    verdict, why = verdict_at(projection_of(request), job_id, position)
+    if verdict is Verdict.REJECTED:
+        raise Problem(409, why or "not allowed now", extra={"task": task_object(found(request, tenant, job_id))})
+    job = found(request, tenant, job_id)
+    return json_response(task_object(job), 202, task_headers(job, position))

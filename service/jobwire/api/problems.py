@@ -1,0 +1,78 @@
+"""RFC 9457 problem details: the one way an error leaves the API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from jobwire.errors import Violation
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/problem+json"
+TITLES = {
+    400: "Malformed request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
+    406: "Not acceptable", 409: "Conflict", 412: "Precondition failed", 413: "Request body too large",
+    415: "Unsupported media type", 422: "Invalid request", 500: "Internal error", 503: "Unavailable",
+}
+
+
+class Problem(Exception):
+    """Raised anywhere in a route; the handler turns it into an ``application/problem+json``."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        violations: list[Violation] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.violations = violations or []
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def problem_response(request: Request | None, problem: Problem) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(problem.status, "Error"),
+        "status": problem.status,
+        "detail": problem.detail,
+        **problem.extra,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    if problem.violations:
+        body["errors"] = [{"pointer": v.pointer, "detail": v.message} for v in problem.violations]
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers)
+
+
+async def on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    detail = exc.detail if exc.detail and exc.detail != TITLES.get(exc.status_code) else {
+        404: f"no route {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return problem_response(request, Problem(exc.status_code, detail, headers=headers))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    # The traceback goes to our log, never to the client.
+    log.exception("unhandled error method=%s path=%s", request.method, request.url.path)
+    return problem_response(request, Problem(500, "internal error; it has been logged"))

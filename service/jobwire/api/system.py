@@ -1,0 +1,111 @@
+"""Liveness, readiness, metrics, the OpenAPI document and an offline docs page."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+import yaml
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from jobwire.api.jobs import json_response
+from jobwire.schemas import load_schema, schema_dir
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready once the projection has applied the log up to the end offsets seen at start-up."""
+    projection = request.state.projection
+    ends: dict[int, int] = request.state.start_end_offsets
+    behind = {str(p): end - projection.applied.get(p, 0) for p, end in ends.items() if projection.applied.get(p, 0) < end}
+    if behind or not request.state.feeding():
+        return json_response({"status": "catching up", "behind": behind}, 503, {"Retry-After": "1"})
+    return json_response({"status": "ready", "jobs": len(projection.jobs)})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@cache
+def openapi_document() -> bytes:
+    """schemas/openapi.yaml with every $ref to a schema file moved under components/schemas,
+    so the served document is self-contained and the JSON Schemas stay the single source."""
+    spec: dict[str, Any] = yaml.safe_load((schema_dir() / "openapi.yaml").read_text())
+    components = spec["components"]["schemas"]
+
+    def component_name(relative: str) -> str:
+        stem = relative.removesuffix(".json").replace("/", "-").replace(".", "-")
+        return "".join(part.capitalize() for part in stem.replace("_", "-").split("-"))
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and not ref.startswith("#"):
+                name = component_name(ref)
+                if name not in components:
+                    components[name] = {}  # placeholder first: guards against cycles
+                    schema = {k: v for k, v in load_schema(ref).items() if k not in ("$schema", "$id")}
+                    components[name] = inline(schema)
+                return {"$ref": f"#/components/schemas/{name}"}
+            return {key: inline(value) for key, value in list(node.items())}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    spec["paths"] = inline(spec["paths"])
+    for section in ("parameters", "responses"):
+        spec["components"][section] = inline(spec["components"][section])
+    done: set[str] = set()
+    while pending := [name for name in components if name not in done]:
+        for name in pending:
+            components[name] = inline(components[name])
+            done.add(name)
+    return orjson.dumps(spec)
+
+
+async def openapi(request: Request) -> Response:
+    return Response(openapi_document(), media_type="application/json")
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>jobwire API</title>
+<style>
+body{font:15px/1.5 system-ui,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;color:#1d232a}
+h1{margin-bottom:.2rem} .op{border:1px solid #d6dde4;border-radius:6px;margin:.6rem 0;padding:.5rem .8rem}
+.m{display:inline-block;min-width:4.5rem;font-weight:700;text-transform:uppercase}
+.get{color:#1a7f37}.post{color:#0b5cad}.patch{color:#8250df}.delete{color:#c62828}
+code,pre{font:13px ui-monospace,monospace;background:#f4f6f8;border-radius:4px;padding:.1rem .3rem}
+pre{padding:.6rem;overflow:auto} details summary{cursor:pointer}
+</style></head><body>
+<h1>jobwire API</h1><p id="info">Loading <a href="/openapi.json">/openapi.json</a> ...</p><div id="ops"></div>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(spec => {
+  document.getElementById('info').textContent = spec.info.title + ' ' + spec.info.version + ' - ' + (spec.info.description || '');
+  const ops = document.getElementById('ops');
+  for (const [path, item] of Object.entries(spec.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      if (!['get','post','put','patch','delete'].includes(method)) continue;
+      const box = document.createElement('div'); box.className = 'op';
+      const head = document.createElement('div');
+      head.innerHTML = '<span class="m ' + method + '"></span> <code></code> ';
+      head.querySelector('.m').textContent = method; head.querySelector('code').textContent = path;
+      head.append(document.createTextNode(op.summary || ''));
+      const more = document.createElement('details'); const sum = document.createElement('summary');
+      sum.textContent = 'details'; const pre = document.createElement('pre');
+      pre.textContent = JSON.stringify({parameters: op.parameters, requestBody: op.requestBody, responses: op.responses}, null, 2);
+      more.append(sum, pre); box.append(head, more); ops.append(box);
+    }
+  }
+});
+</script></body></html>"""
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(DOCS_PAGE)

@@ -1,0 +1,223 @@
+"""Routes against a projection fed directly (no broker): statuses, headers, problems."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from jobwire.api.app import ApiComponents, create_app
+from jobwire.config import load_settings
+from jobwire.events import new_event
+from jobwire.projection import Projection
+from tests.support.memlog import MemoryLog
+
+ACME = {"Authorization": "Bearer key_acme_0123456789"}
+GLOBEX = {"X-API-Key": "key_globex_0123456789"}
+
+
+@pytest.fixture
+def log() -> MemoryLog:
+    return MemoryLog(Projection())
+
+
+@pytest.fixture
+def client(log: MemoryLog) -> Iterator[TestClient]:
+    settings = load_settings({
+        "JOBWIRE_API_KEYS": "acme:key_acme_0123456789,globex:key_globex_0123456789",
+        "JOBWIRE_MAX_BODY_BYTES": "4096",
+    })
+    app = create_app(settings, ApiComponents(log.projection, log))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def submit(client: TestClient, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+    return client.post("/v1/jobs", json=body or {"operation": "ocr", "parameters": {"pages": 2}},
+                       headers={**ACME, **(headers or {})})
+
+
+async def worker_event(log: MemoryLog, job_id: str, type: str, data: dict[str, Any] | None = None) -> None:
+    await log.publish(new_event(type, job_id, "acme", data or {}))
+
+
+def test_submit_then_get(client: TestClient) -> None:
+    created = submit(client)
+    assert created.status_code == 202
+    task = created.json()
+    assert task["status"] == "pending" and task["object"] == "task" and task["version"] == 1
+    assert created.headers["location"] == f"/v1/jobs/{task['id']}"
+    assert created.headers["jobwire-position"] == "0:0"
+    got = client.get(created.headers["location"], headers=ACME)
+    assert got.status_code == 200 and got.json() == task
+    assert got.headers["etag"] == '"1"' and got.headers["retry-after"] == "2"
+
+
+def test_etag_and_304(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}", headers={**ACME, "If-None-Match": '"1"'}).status_code == 304
+    assert client.get(f"/v1/jobs/{job_id}", headers={**ACME, "If-None-Match": '"7"'}).status_code == 200
+
+
+async def test_completed_job_has_no_retry_after_and_result(client: TestClient, log: MemoryLog) -> None:
+    job_id = submit(client).json()["id"]
+    await worker_event(log, job_id, "job.started")
+    await worker_event(log, job_id, "job.completed", {"result": {"words": 3}})
+    got = client.get(f"/v1/jobs/{job_id}", headers=ACME)
+    assert got.json()["status"] == "completed" and "retry-after" not in got.headers
+    assert client.get(f"/v1/jobs/{job_id}/result", headers=ACME).json() == {"words": 3}
+
+
+async def test_result_url_redirects_and_409_before_completion(client: TestClient, log: MemoryLog) -> None:
+    job_id = submit(client).json()["id"]
+    early = client.get(f"/v1/jobs/{job_id}/result", headers=ACME)
+    assert early.status_code == 409 and early.headers["content-type"] == "application/problem+json"
+    await worker_event(log, job_id, "job.completed", {"result": {}, "result_url": "https://files.example/out.pdf"})
+    done = client.get(f"/v1/jobs/{job_id}/result", headers=ACME, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "https://files.example/out.pdf"
+
+
+def test_idempotency_key(client: TestClient) -> None:
+    first = submit(client, headers={"Idempotency-Key": "order-42"})
+    again = submit(client, headers={"Idempotency-Key": "order-42"})
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = submit(client, {"operation": "ocr", "parameters": {"pages": 9}}, {"Idempotency-Key": "order-42"})
+    assert other.status_code == 422
+    # The same key of another tenant is another job.
+    theirs = client.post("/v1/jobs", json={"operation": "ocr", "parameters": {"pages": 2}},
+                         headers={**GLOBEX, "Idempotency-Key": "order-42"})
+    assert theirs.status_code == 202 and theirs.json()["id"] != first.json()["id"]
+
+
+def test_tenants_never_see_each_other(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    for method, path in [("GET", f"/v1/jobs/{job_id}"), ("DELETE", f"/v1/jobs/{job_id}"),
+                         ("GET", f"/v1/jobs/{job_id}/events"), ("GET", f"/v1/jobs/{job_id}/result")]:
+        assert client.request(method, path, headers=GLOBEX).status_code == 404, path
+    assert client.get("/v1/jobs", headers=GLOBEX).json()["data"] == []
+
+
+async def test_cancel_pending_and_processing(client: TestClient, log: MemoryLog) -> None:
+    pending = submit(client).json()["id"]
+    canceled = client.delete(f"/v1/jobs/{pending}", headers=ACME)
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    assert client.delete(f"/v1/jobs/{pending}", headers=ACME).status_code == 409
+
+    running = submit(client).json()["id"]
+    await worker_event(log, running, "job.started")
+    requested = client.post(f"/v1/jobs/{running}/cancel", json={"reason": "no longer needed"}, headers=ACME)
+    assert requested.status_code == 202
+    assert requested.json()["status"] == "processing" and requested.json()["cancel_requested"] is True
+
+
+async def test_history_keeps_rejected_events(client: TestClient, log: MemoryLog) -> None:
+    job_id = submit(client).json()["id"]
+    await worker_event(log, job_id, "job.completed", {"result": {}})
+    await worker_event(log, job_id, "job.failed", {"error": {"code": "late", "message": "too late"}})
+    history = client.get(f"/v1/jobs/{job_id}/events", headers=ACME).json()["data"]
+    assert [(h["event"]["type"], h["verdict"]) for h in history] == [
+        ("job.created", "accepted"), ("job.completed", "accepted"), ("job.failed", "rejected")]
+    assert history[2]["reason"] == "job is completed; terminal states never change"
+
+
+def test_sse_replays_history_of_a_finished_job(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    client.delete(f"/v1/jobs/{job_id}", headers=ACME)
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers={**ACME, "Accept": "text/event-stream"}) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        body = "".join(stream.iter_text())
+    frames = [f for f in body.split("\n\n") if f.strip()]
+    assert [f.splitlines()[1] for f in frames] == ["event: job.created", "event: job.canceled"]
+    assert orjson.loads(frames[1].splitlines()[2].removeprefix("data: "))["event"]["type"] == "job.canceled"
+
+
+def test_worker_posts_transitions_over_http(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    started = client.post(f"/v1/jobs/{job_id}/events", json={"type": "job.started", "data": {"stage": "ocr"}}, headers=ACME)
+    assert started.status_code == 202 and started.json()["stage"] == "ocr"
+    progress = {"type": "job.progress", "id": "evt_p1", "data": {"total": 4, "processed": 2}}
+    assert client.post(f"/v1/jobs/{job_id}/events", json=progress, headers=ACME).status_code == 202
+    assert client.post(f"/v1/jobs/{job_id}/events", json=progress, headers=ACME).status_code == 200  # duplicate id
+    again = client.post(f"/v1/jobs/{job_id}/events", json={"type": "job.started"}, headers=ACME)
+    assert again.status_code == 409 and "not allowed while the job is processing" in again.json()["detail"]
+    bad = client.post(f"/v1/jobs/{job_id}/events", json={"type": "job.progress", "data": {"total": "x"}}, headers=ACME)
+    assert bad.status_code == 422
+    assert {e["pointer"] for e in bad.json()["errors"]} == {"/data/total", "/data/processed"}
+
+
+def test_list_filters_and_cursor(client: TestClient) -> None:
+    ids = [submit(client, {"operation": "ocr" if i % 2 else "convert", "parameters": {"i": i}}).json()["id"]
+           for i in range(7)]
+    client.delete(f"/v1/jobs/{ids[0]}", headers=ACME)
+    everything = client.get("/v1/jobs?limit=200", headers=ACME).json()
+    assert [t["id"] for t in everything["data"]] == ids[::-1], "newest first"
+    seen, cursor = [], None
+    while True:
+        page = client.get("/v1/jobs", params={"limit": 3, **({"cursor": cursor} if cursor else {})}, headers=ACME).json()
+        seen += [t["id"] for t in page["data"]]
+        if not page["has_more"]:
+            break
+        cursor = page["next_cursor"]
+    assert seen == ids[::-1]
+    ocr = client.get("/v1/jobs?operation=ocr", headers=ACME).json()["data"]
+    assert [t["id"] for t in ocr] == [ids[5], ids[3], ids[1]]
+    canceled = client.get("/v1/jobs?status=canceled&operation=convert", headers=ACME).json()["data"]
+    assert [t["id"] for t in canceled] == [ids[0]]
+    created_at = everything["data"][-1]["created_at"]
+    after = client.get("/v1/jobs", params={"created_after": "2000-01-01T00:00:00Z", "created_before": "2100-01-01T00:00:00+02:00"}, headers=ACME)
+    assert len(after.json()["data"]) == 7
+    assert client.get("/v1/jobs", params={"created_before": created_at}, headers=ACME).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("GET", "/v1/jobs/job_nope", {"headers": ACME}, 404),
+        ("GET", "/v1/jobs", {}, 401),
+        ("GET", "/v1/jobs", {"headers": {"Authorization": "Bearer wrong_key_000000000"}}, 401),
+        ("GET", "/v1/jobs", {"headers": {"Authorization": "Basic abc"}}, 401),
+        ("PUT", "/v1/jobs", {"headers": ACME}, 405),
+        ("GET", "/v1/nothing", {"headers": ACME}, 404),
+        ("POST", "/v1/jobs", {"headers": {**ACME, "Content-Type": "application/json"}, "content": b"{oops"}, 400),
+        ("POST", "/v1/jobs", {"headers": {**ACME, "Content-Type": "text/plain"}, "content": b"{}"}, 415),
+        ("POST", "/v1/jobs", {"headers": ACME, "json": {"operation": "ocr", "parameters": {"x": "y" * 5000}}}, 413),
+        ("POST", "/v1/jobs", {"headers": ACME, "json": {"operation": "ocr"}}, 422),
+        ("POST", "/v1/jobs", {"headers": ACME, "json": [1, 2]}, 422),
+        ("POST", "/v1/jobs", {"headers": {**ACME, "Accept": "text/html"}, "json": {"operation": "ocr", "parameters": {}}}, 406),
+        ("POST", "/v1/jobs", {"headers": {**ACME, "Prefer": "wait=soon"}, "json": {"operation": "ocr", "parameters": {}}}, 400),
+        ("GET", "/v1/jobs?status=lost", {"headers": ACME}, 422),
+        ("GET", "/v1/jobs?limit=0", {"headers": ACME}, 422),
+        ("GET", "/v1/jobs?limit=abc", {"headers": ACME}, 422),
+        ("GET", "/v1/jobs?cursor=!!!", {"headers": ACME}, 422),
+        ("GET", "/v1/jobs?created_after=yesterday", {"headers": ACME}, 422),
+        ("GET", "/v1/jobs", {"headers": {**ACME, "Jobwire-Position": "soon"}}, 400),
+    ],
+)
+def test_bad_requests(client: TestClient, method: str, path: str, kwargs: dict[str, Any], status: int) -> None:
+    response = client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_schema_violation_lists_pointers(client: TestClient) -> None:
+    response = submit(client, {"operation": "has spaces", "parameters": [], "extra": 1})
+    assert response.status_code == 422
+    assert {e["pointer"] for e in response.json()["errors"]} == {"/operation", "/parameters", "/extra"}
+
+
+def test_system_routes(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert b"jobwire_http_request_seconds" in client.get("/metrics").content
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"] == "3.1.0" and "/v1/jobs/{job_id}" in spec["paths"]
+    assert "Task" in spec["components"]["schemas"]
+    assert "<title>jobwire API</title>" in client.get("/docs").text
