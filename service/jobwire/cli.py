@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -137,6 +139,36 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_workers(settings: Settings, handlers: dict[str, Any], concurrency: int) -> None:
+    from jobwire.worker import Worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    workers = [Worker(settings, operation, handler, concurrency=concurrency) for operation, handler in handlers.items()]
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        print(f"worker running: {', '.join(handlers)}", file=sys.stderr, flush=True)
+        await asyncio.gather(*(worker.run(stop=stop) for worker in workers))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.demo:
+        from jobwire.demo_ops import DEMO_OPERATIONS
+
+        handlers: dict[str, Any] = dict(DEMO_OPERATIONS)
+    elif args.operation and args.handler:
+        module_name, _, function = args.handler.partition(":")
+        handlers = {args.operation: getattr(importlib.import_module(module_name), function)}
+    else:
+        raise SystemExit("jobwire worker: give --demo, or --operation NAME --handler module:function")
+    asyncio.run(_run_workers(settings, handlers, args.concurrency))
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from jobwire.dev import run_dev
 
@@ -180,6 +212,13 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--host", help="bind address (default JOBWIRE_HOST or 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default JOBWIRE_PORT or 8000)")
     api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run job handlers: the demo operations, or your own")
+    worker.add_argument("--demo", action="store_true", help="run the demo operations sleep, wordcount and fail")
+    worker.add_argument("--operation", help="operation name to take job.created events for")
+    worker.add_argument("--handler", help="async handler as module:function")
+    worker.add_argument("--concurrency", type=int, default=4, help="jobs run at once per operation")
+    worker.set_defaults(func=cmd_worker)
 
     dev = sub.add_parser("dev", help="run everything locally: broker, topics and services (what `make run` runs)")
     dev.add_argument("--kafka-port", type=int, default=DEFAULT_KAFKA_PORT)

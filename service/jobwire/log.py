@@ -14,7 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from jobwire import events
 from jobwire.config import KafkaSettings, Settings
@@ -241,9 +241,19 @@ class GroupConsumer:
         return [to_log_record(r) for records in fetched.values() for r in records]
 
     async def commit(self, next_offsets: dict[int, int]) -> None:
-        """Commit, per partition, the offset of the next record to read."""
-        if next_offsets:
-            await self._consumer.commit({TopicPartition(self.topic, p): o for p, o in next_offsets.items()})
+        """Commit, per partition, the offset of the next record to read.
+
+        After a rebalance took partitions away, their commits fail; the new owner replays from
+        the last commit (at-least-once), so that is logged and not raised.
+        """
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        offsets = {TopicPartition(self.topic, p): o for p, o in next_offsets.items() if p in owned}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit skipped after a rebalance topic=%s offsets=%s error=%s", self.topic, offsets, exc)
 
 
 async def consume(

@@ -1,0 +1,272 @@
+"""Worker SDK: run a handler for every ``job.created`` of one operation.
+
+    async def convert(job: JobContext) -> dict:
+        await job.progress(1, 2, stage="converting")
+        return {"pages": 3}
+
+    async with Worker(settings, "convert", convert) as worker:
+        await worker.run()
+
+The worker is a consumer-group member on ``jobs.events``. It folds the events of its own jobs
+locally (the shared fold), so it knows when a job was canceled or already finished, and on a
+replay after a crash it resumes a job that was processing instead of starting it twice. A
+``job.created`` offset is committed only after that job's outcome is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobwire.config import Settings
+from jobwire.errors import LogError
+from jobwire.events import Event, new_event
+from jobwire.lifecycle import Job, Status, apply
+from jobwire.log import GroupConsumer, JobEvents, LogRecord, make_producer
+from jobwire.offsets import OffsetTracker
+from jobwire.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """Raise from a handler to fail the job with an error code of your choosing."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None, *, retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Return this from a handler for a result with a download URL and checksum."""
+
+    result: dict[str, Any]
+    result_url: str | None = None
+    result_url_expires_at: str | None = None
+    result_checksum: dict[str, str] | None = None
+
+
+@dataclass
+class JobContext:
+    """What a handler sees of its job, and how it reports progress."""
+
+    job: Job
+    _publish: Callable[[str, dict[str, Any]], Awaitable[None]]
+    cancel_requested: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.job.parameters
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self.job.metadata
+
+    async def progress(self, processed: int, total: int, stage: str | None = None) -> None:
+        data: dict[str, Any] = {"processed": processed, "total": total}
+        if stage is not None:
+            data["stage"] = stage
+        await self._publish("job.progress", data)
+
+
+Handler = Callable[[JobContext], Awaitable[dict[str, Any] | Result]]
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None]
+    context: JobContext
+    canceled_by_request: bool = False
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    operation: str
+    handler: Handler
+    concurrency: int = 4
+    #: After a cancel request, how long a handler may run on before its task is cancelled.
+    cancel_grace_s: float = 2.0
+    shutdown_grace_s: float = 10.0
+    group_id: str | None = None
+    _jobs: dict[str, Job] = field(default_factory=dict)
+    _running: dict[str, _Running] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        topics = Topics(self.settings.topic_prefix)
+        self._group = GroupConsumer(
+            self.settings.kafka, topics.events,
+            self.group_id or f"{self.settings.topic_prefix}jobwire-worker.{self.operation}",
+        )
+        self._producer = make_producer(self.settings.kafka)
+        self._publisher = JobEvents(self._producer, topics.events)
+        self._offsets = OffsetTracker()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self.source = f"/workers/{self.operation}"
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._group.start()
+
+    async def stop(self) -> None:
+        """Finish running jobs within the grace period, cancel the rest (they will be replayed),
+        commit what is done, and close."""
+        if self._running:
+            await asyncio.wait([r.task for r in self._running.values()], timeout=self.shutdown_grace_s)
+        for running in list(self._running.values()):
+            running.task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._commit())
+        await self._group.stop()
+        await self._producer.stop()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def run(self, *, burst: bool = False, stop: asyncio.Event | None = None) -> None:
+        """Consume until ``stop`` is set; in burst mode, until the log is drained and no job runs."""
+        while stop is None or not stop.is_set():
+            batch = await self._group.fetch(timeout_ms=200)
+            if batch:
+                await self._handle_batch(batch)
+            await self._commit()
+            if burst and not batch and not self._running:
+                return
+
+    async def _handle_batch(self, batch: list[LogRecord]) -> None:
+        # Fold the whole batch first, so a job created and canceled in one batch is never run.
+        to_start: list[tuple[str, LogRecord]] = []
+        for record in batch:
+            event = record.event
+            partition, offset = record.position.partition, record.position.offset
+            if event is None:
+                self._offsets.skip(partition, offset)  # the dispatcher's group quarantines these
+                continue
+            if event.type == "job.created" and event.data["operation"] == self.operation:
+                self._offsets.start(partition, offset)
+                to_start.append((event.subject, record))
+            else:
+                self._offsets.skip(partition, offset)
+            if event.type == "job.created" and event.data["operation"] != self.operation:
+                continue
+            if event.subject in self._jobs or event.type == "job.created":
+                self._observe(event)
+        for job_id, record in to_start:
+            await self._launch(job_id, record)
+
+    def _observe(self, event: Event) -> None:
+        job = apply(self._jobs.get(event.subject), event).job
+        if job is None:
+            return
+        self._jobs[job.id] = job
+        running = self._running.get(job.id)
+        if running is None:
+            if job.status.terminal:
+                del self._jobs[job.id]  # nothing more to do for it: keep the local state small
+            return
+        if job.cancel_requested and not running.context.cancel_requested:
+            running.context.cancel_requested = True
+            log.info("cancel requested job_id=%s event_id=%s", job.id, event.id)
+            asyncio.get_running_loop().call_later(self.cancel_grace_s, self._cancel_running, job.id)
+        if job.status.terminal:  # canceled (or finished) by someone else: stop working on it
+            self._cancel_running(job.id)
+
+    def _cancel_running(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None and not running.task.done():
+            running.canceled_by_request = True
+            running.task.cancel()
+
+    async def _launch(self, job_id: str, record: LogRecord) -> None:
+        job = self._jobs.get(job_id)
+        position = record.position
+        if job is None or job.status.terminal or job_id in self._running:
+            self._offsets.finish(position.partition, position.offset)
+            return
+        await self._slots.acquire()
+        context = JobContext(job, lambda kind, data: self._publish(job_id, job.tenant, kind, data))
+        task = asyncio.create_task(self._run_job(context, record), name=f"job {job_id}")
+        self._running[job_id] = _Running(task, context)
+
+    async def _run_job(self, context: JobContext, record: LogRecord) -> None:
+        job = context.job
+        partition, offset = record.position.partition, record.position.offset
+        finished = False
+        try:
+            if job.cancel_requested:
+                await context._publish("job.canceled", {"reason": job.cancel_reason})
+            else:
+                if job.status is Status.PENDING:
+                    await context._publish("job.started", {"stage": None})
+                outcome = await self._call_handler(context)
+                await context._publish(*outcome)
+            finished = True
+        except asyncio.CancelledError:
+            running = self._running.get(job.id)
+            if running is not None and running.canceled_by_request:
+                current = self._jobs.get(job.id)
+                if current is not None and not current.status.terminal:
+                    await asyncio.shield(context._publish("job.canceled", {"reason": current.cancel_reason}))
+                finished = True
+            else:
+                raise  # shutdown: leave the offset uncommitted so the job is replayed
+        except LogError as exc:
+            log.error("could not publish the outcome job_id=%s error=%s; it will be replayed", job.id, exc)
+        finally:
+            self._running.pop(job.id, None)
+            self._slots.release()
+            if finished:
+                self._offsets.finish(partition, offset)
+
+    async def _call_handler(self, context: JobContext) -> tuple[str, dict[str, Any]]:
+        job = context.job
+        try:
+            value = await self.handler(context)
+        except JobFailed as failure:
+            log.info("job failed job_id=%s code=%s", job.id, failure.code)
+            return "job.failed", {"error": {"code": failure.code, "message": failure.message,
+                                            "details": failure.details}, "retryable": failure.retryable}
+        except Exception as exc:  # a handler bug fails the job, never the worker
+            log.exception("handler raised job_id=%s", job.id)
+            return "job.failed", {"error": {"code": "handler_error", "message": f"{type(exc).__name__}: {exc}"[:4000],
+                                            "details": {}}, "retryable": True}
+        if isinstance(value, Result):
+            data: dict[str, Any] = {"result": value.result}
+            for name in ("result_url", "result_url_expires_at", "result_checksum"):
+                if getattr(value, name) is not None:
+                    data[name] = getattr(value, name)
+            return "job.completed", data
+        return "job.completed", {"result": value if isinstance(value, dict) else {"value": value}}
+
+    async def _publish(self, job_id: str, tenant: str, kind: str, data: dict[str, Any]) -> None:
+        event = new_event(kind, job_id, tenant, {k: v for k, v in data.items() if v is not None}, source=self.source)
+        for attempt in range(5):
+            try:
+                position = await self._publisher.publish(event)
+                log.info("event published job_id=%s event_id=%s type=%s position=%s", job_id, event.id, kind, position)
+                return
+            except LogError as exc:
+                if not exc.retriable or attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _commit(self) -> None:
+        moved = self._offsets.to_commit()
+        if moved:
+            await self._group.commit(moved)

@@ -1,0 +1,49 @@
+"""Real servers on loopback for integration tests: the API under uvicorn, workers as tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from jobwire.api.app import create_app
+from jobwire.config import Settings
+from jobwire.devkafka import free_port
+from jobwire.worker import Handler, Worker
+
+
+@contextlib.asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[str]:
+    """An API replica on a free loopback port; yields its base URL once it is ready."""
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()  # raises what went wrong
+                    raise RuntimeError("uvicorn exited during start-up")
+                await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, operation: str, handler: Handler, **options: object) -> AsyncIterator[Worker]:
+    worker = Worker(settings, operation, handler, **options)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    await worker.start()
+    task = asyncio.create_task(worker.run(stop=stop))
+    try:
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await worker.stop()
