@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 
@@ -47,3 +49,23 @@ async def running_worker(settings: Settings, operation: str, handler: Handler, *
         stop.set()
         await asyncio.wait_for(task, 30)
         await worker.stop()
+
+
+@contextlib.contextmanager
+def api_in_thread(settings: Settings) -> Iterator[str]:
+    """The API on its own thread and event loop, for synchronous tests (schemathesis)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                           log_config=None, access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,20 +72,26 @@ class AccessLog:
                      scope["method"], scope["path"], status[0], elapsed * 1000)
 
 
+def resource(path: str, **endpoints: Callable[[Request], Awaitable[Response]]) -> Route:
+    """One route per path, dispatching on the method, so a 405's ``Allow`` lists all of them."""
+
+    async def endpoint(request: Request) -> Response:
+        return await endpoints[request.method](request)
+
+    return Route(path, endpoint, methods=list(endpoints))
+
+
 ROUTES = [
-    Route("/v1/jobs", jobs.submit, methods=["POST"]),
-    Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
-    Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
-    Route("/v1/jobs/{job_id}", jobs.cancel, methods=["DELETE"]),
-    Route("/v1/jobs/{job_id}/cancel", jobs.cancel, methods=["POST"]),
-    Route("/v1/jobs/{job_id}/events", jobs.job_events, methods=["GET"]),
-    Route("/v1/jobs/{job_id}/events", jobs.post_event, methods=["POST"]),
-    Route("/v1/jobs/{job_id}/result", jobs.job_result, methods=["GET"]),
-    Route("/healthz", system.healthz, methods=["GET"]),
-    Route("/readyz", system.readyz, methods=["GET"]),
-    Route("/metrics", system.metrics, methods=["GET"]),
-    Route("/openapi.json", system.openapi, methods=["GET"]),
-    Route("/docs", system.docs, methods=["GET"]),
+    resource("/v1/jobs", GET=jobs.list_jobs, POST=jobs.submit),
+    resource("/v1/jobs/{job_id}", GET=jobs.get_job, DELETE=jobs.cancel),
+    resource("/v1/jobs/{job_id}/cancel", POST=jobs.cancel),
+    resource("/v1/jobs/{job_id}/events", GET=jobs.job_events, POST=jobs.post_event),
+    resource("/v1/jobs/{job_id}/result", GET=jobs.job_result),
+    resource("/healthz", GET=system.healthz),
+    resource("/readyz", GET=system.readyz),
+    resource("/metrics", GET=system.metrics),
+    resource("/openapi.json", GET=system.openapi),
+    resource("/docs", GET=system.docs),
 ]
 
 

@@ -13,11 +13,18 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobwire"'}
 def tenant_of(request: Request) -> str:
     """The calling tenant, or a 401 problem. Keys are compared in constant time."""
     settings: Settings = request.state.settings
-    key = request.headers.get("x-api-key")
-    if key is None:
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            key = credentials.strip()
+    header_key = request.headers.get("x-api-key")
+    bearer = None
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Problem(401, "the Authorization header must be 'Bearer <key>'", headers=CHALLENGE)
+        bearer = credentials.strip()
+    if header_key is not None and bearer is not None and header_key != bearer:
+        # Two different credentials: refuse rather than guess which one the caller meant.
+        raise Problem(401, "send one API key: Authorization and X-API-Key disagree", headers=CHALLENGE)
+    key = bearer or header_key
     if not key:
         raise Problem(401, "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'", headers=CHALLENGE)
     tenant = settings.tenant_for_key(key)

@@ -155,8 +155,9 @@ async def submit(request: Request) -> Response:
     if key and (existing.operation, existing.parameters, existing.metadata) != (
         body["operation"], body["parameters"], body.get("metadata")
     ):
-        raise Problem(422, "this Idempotency-Key was already used with a different request",
-                      violations=[Violation("", "operation, parameters and metadata must match the first request")])
+        # 409: the request is well-formed; it conflicts with what the key is already bound to.
+        raise Problem(409, "this Idempotency-Key was already used with a different request; "
+                      "operation, parameters and metadata must match the first one", extra={"task": task_object(existing)})
     if wait_s:
         await wait_until_terminal(request, job_id, wait_s)
     job = projection.get(tenant, job_id)
