@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 
-from jobwire.config import Settings
-from jobwire.devkafka import LocalKafka, terminate
+from jobwire.config import DEV_TENANT, Settings
+from jobwire.devkafka import LocalKafka, set_parent_death_signal, terminate
 from jobwire.log import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -28,14 +30,61 @@ class Service:
     argv: list[str]
 
 
-def services(settings: Settings) -> list[Service]:
+def services() -> list[Service]:
     jobwire = [sys.executable, "-m", "jobwire.cli"]
-    return [Service("tail", [*jobwire, "tail", "--from-beginning"])]
+    return [
+        Service("api", [*jobwire, "api"]),
+        Service("worker", [*jobwire, "worker", "--demo"]),
+        Service("tail", [*jobwire, "tail"]),
+    ]
+
+
+def dev_environment(base: dict[str, str]) -> dict[str, str]:
+    """Dev mode for every child, with one API key and secret key shared by all of them."""
+    env = {**base, "JOBWIRE_DEV": "1"}
+    if not env.get("JOBWIRE_API_KEYS"):
+        env["JOBWIRE_API_KEYS"] = f"{DEV_TENANT}:dev_{secrets.token_urlsafe(18)}"
+    if not env.get("JOBWIRE_SECRET_KEY"):
+        env["JOBWIRE_SECRET_KEY"] = secrets.token_urlsafe(32)
+    env.setdefault("JOBWIRE_ALLOWED_TARGETS", "127.0.0.1/32,::1/128")
+    return env
+
+
+def wait_ready(url: str, timeout_s: float, children: list[tuple[Service, subprocess.Popen[bytes]]]) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for _, process in children):
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def banner(url: str, key: str) -> str:
+    auth = f"Authorization: Bearer {key}"
+    return f"""
+jobwire is running.
+  API        {url}   (docs: {url}/docs)
+  API key    {key}   (tenant '{DEV_TENANT}')
+
+Try it:
+  curl -s -X POST {url}/v1/jobs -H '{auth}' -H 'Content-Type: application/json' \\
+       -H 'Prefer: wait=10' -d '{{"operation": "wordcount", "parameters": {{"text": "to be or not to be"}}}}'
+  curl -s '{url}/v1/jobs?limit=5' -H '{auth}'
+  curl -s {url}/v1/jobs/<job id>/events -H '{auth}'
+
+Ctrl-C stops everything.
+"""
 
 
 def run_dev(settings: Settings, *, kafka_port: int) -> int:
     broker = None
-    env = dict(os.environ)
+    env = dev_environment(dict(os.environ))
     if not settings.kafka.external:
         broker = LocalKafka(settings.kafka_cache_dir, settings.kafka_cache_dir / f"run-{kafka_port}", port=kafka_port)
         started = time.monotonic()
@@ -46,10 +95,15 @@ def run_dev(settings: Settings, *, kafka_port: int) -> int:
     try:
         from jobwire.config import load_settings
 
-        asyncio.run(ensure_topics(load_settings(env)))
-        for service in services(settings):
-            children.append((service, subprocess.Popen(service.argv, env=env)))
+        child_settings = load_settings(env)
+        asyncio.run(ensure_topics(child_settings))
+        for service in services():
+            children.append((service, subprocess.Popen(
+                service.argv, env=env, start_new_session=True, preexec_fn=set_parent_death_signal)))
             log.info("service started name=%s pid=%s", service.name, children[-1][1].pid)
+        url = f"http://{child_settings.host}:{child_settings.port}"
+        if wait_ready(url, 60, children):
+            print(banner(url, child_settings.api_keys[0][1]), flush=True)
         while True:
             for service, process in children:
                 code = process.poll()

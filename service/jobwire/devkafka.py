@@ -133,7 +133,7 @@ def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
     return outcome[0]
 
 
-def _die_with_parent() -> None:
+def set_parent_death_signal() -> None:
     """In the child before exec: get SIGKILL when the parent dies, so no broker is orphaned."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -226,8 +226,10 @@ class LocalKafka:
         self._process = subprocess.Popen(
             self._java(lib, "kafka.Kafka", str(properties)),
             stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if die_with_parent else None,
-            start_new_session=not die_with_parent,
+            preexec_fn=set_parent_death_signal if die_with_parent else None,
+            # Its own session: a terminal's Ctrl-C reaches the supervisor only, which stops the
+            # broker last, after the services that still need it.
+            start_new_session=True,
         )
         stdout.close()
         self.pid_file.write_text(f"{self._process.pid} {self.port}\n")

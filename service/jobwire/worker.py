@@ -127,10 +127,12 @@ class Worker:
             await asyncio.wait([r.task for r in self._running.values()], timeout=self.shutdown_grace_s)
         for running in list(self._running.values()):
             running.task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self._commit())
-        await self._group.stop()
-        await self._producer.stop()
+        try:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._commit())
+            await self._group.stop()
+        finally:
+            await self._producer.stop()
 
     async def __aenter__(self) -> Worker:
         await self.start()

@@ -114,6 +114,9 @@ async def test_cancel_pending_and_processing(api_settings: Settings) -> None:
 
         running = await client.submit("slow", {})
         await asyncio.wait_for(started.wait(), 15)
+        async with asyncio.timeout(15):  # until this replica has applied job.started
+            while (await client.get(running["id"]))["status"] != "processing":
+                await asyncio.sleep(0.05)
         requested = await client.cancel(running["id"])
         assert requested["cancel_requested"] is True
         final = await client.wait(running["id"], timeout_s=20)

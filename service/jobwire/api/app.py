@@ -119,8 +119,10 @@ async def kafka_components(settings: Settings) -> AsyncIterator[ApiComponents]:
         feed.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await feed
-        await reader.stop()
-        await producer.stop()
+        try:
+            await reader.stop()
+        finally:
+            await producer.stop()
 
 
 def create_app(settings: Settings, components: ApiComponents | None = None) -> Starlette:
