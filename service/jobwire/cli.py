@@ -169,6 +169,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run_dispatcher(settings: Settings, metrics_port: int | None) -> None:
+    from jobwire.dispatch.service import Dispatcher
+
+    dispatcher = Dispatcher(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, dispatcher.stop)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host)
+    await dispatcher.run()
+
+
+def cmd_dispatcher(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if not settings.secret_key:
+        raise SystemExit("jobwire dispatcher: set JOBWIRE_SECRET_KEY (it decrypts endpoint secrets)")
+    asyncio.run(_run_dispatcher(settings, args.metrics_port))
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from jobwire.dev import run_dev
 
@@ -212,6 +234,10 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--host", help="bind address (default JOBWIRE_HOST or 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default JOBWIRE_PORT or 8000)")
     api.set_defaults(func=cmd_api)
+
+    dispatcher = sub.add_parser("dispatcher", help="deliver signed webhooks for finished jobs, with retries")
+    dispatcher.add_argument("--metrics-port", type=int, default=9464, help="Prometheus /metrics port (0: off)")
+    dispatcher.set_defaults(func=cmd_dispatcher)
 
     worker = sub.add_parser("worker", help="run job handlers: the demo operations, or your own")
     worker.add_argument("--demo", action="store_true", help="run the demo operations sleep, wordcount and fail")

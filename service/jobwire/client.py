@@ -107,6 +107,47 @@ class Client:
         _, page, _ = await self._request("GET", f"/v1/jobs/{job_id}/events", headers=self._read_headers(job_id))
         return list(page["data"])
 
+    # --- webhooks -----------------------------------------------------------------------------
+
+    async def create_endpoint(self, url: str, *, event_types: list[str] | None = None,
+                              description: str | None = None, rate_limit_per_s: float | None = None) -> dict[str, Any]:
+        """Register an endpoint; the answer carries its ``secret``, shown only here."""
+        body: dict[str, Any] = {"url": url, "event_types": event_types, "description": description}
+        if rate_limit_per_s is not None:
+            body["rate_limit_per_s"] = rate_limit_per_s
+        _, endpoint, _ = await self._request("POST", "/v1/webhooks/endpoints", json=body, expect=(201,))
+        return dict(endpoint)
+
+    async def endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        _, endpoint, _ = await self._request("GET", f"/v1/webhooks/endpoints/{endpoint_id}")
+        return dict(endpoint)
+
+    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> dict[str, Any]:
+        _, endpoint, _ = await self._request("PATCH", f"/v1/webhooks/endpoints/{endpoint_id}", json=changes)
+        return dict(endpoint)
+
+    async def rotate_secret(self, endpoint_id: str, grace_period_s: int | None = None) -> dict[str, Any]:
+        body = {"grace_period_s": grace_period_s} if grace_period_s is not None else {}
+        _, endpoint, _ = await self._request("POST", f"/v1/webhooks/endpoints/{endpoint_id}/rotate-secret", json=body)
+        return dict(endpoint)
+
+    async def send_test(self, endpoint_id: str) -> dict[str, Any]:
+        _, delivery, _ = await self._request("POST", f"/v1/webhooks/endpoints/{endpoint_id}/test")
+        return dict(delivery)
+
+    async def deliveries(self, endpoint_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        params = {"status": status} if status else None
+        _, page, _ = await self._request("GET", f"/v1/webhooks/endpoints/{endpoint_id}/deliveries", params=params)
+        return list(page["data"])
+
+    async def retry_delivery(self, delivery_id: str) -> dict[str, Any]:
+        _, delivery, _ = await self._request("POST", f"/v1/webhooks/deliveries/{delivery_id}/retry")
+        return dict(delivery)
+
+    async def recover(self, endpoint_id: str, since: str) -> dict[str, Any]:
+        _, result, _ = await self._request("POST", f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": since})
+        return dict(result)
+
     async def wait(self, job_id: str, timeout_s: float = 60.0, *, poll_s: int = 25) -> dict[str, Any]:
         """The task once it is terminal, by long-polling (``Prefer: wait``); TimeoutError after
         ``timeout_s``. Each poll returns as soon as the job changes, so this never sleeps."""

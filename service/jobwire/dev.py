@@ -34,6 +34,7 @@ def services() -> list[Service]:
     jobwire = [sys.executable, "-m", "jobwire.cli"]
     return [
         Service("api", [*jobwire, "api"]),
+        Service("dispatcher", [*jobwire, "dispatcher"]),
         Service("worker", [*jobwire, "worker", "--demo"]),
         Service("tail", [*jobwire, "tail"]),
     ]

@@ -130,6 +130,21 @@ class JobEvents:
         return Position(metadata.partition, metadata.offset)
 
 
+class KeyedWriter:
+    """Writes keyed records (endpoint snapshots, delivery requests) and returns their position."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+
+    async def send(self, key: str, value: bytes | None) -> Position:
+        try:
+            metadata = await self._producer.send_and_wait(self.topic, value, key=key.encode())
+        except KafkaError as exc:
+            raise LogError(f"writing {key} to {self.topic} failed: {exc}", retriable=exc.retriable) from exc
+        return Position(metadata.partition, metadata.offset)
+
+
 def to_log_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord:
     position = Position(record.partition, record.offset)
     headers = tuple(record.headers or ())
@@ -208,6 +223,12 @@ class LogReader:
     async def end_offsets(self) -> dict[int, int]:
         ends = await self._consumer.end_offsets(self.partitions)
         return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def raw_batches(self, timeout_ms: int = 200, max_records: int = 5000) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+        """Like ``batches`` for topics that do not hold job events (endpoints, attempts)."""
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            yield [r for records in fetched.values() for r in records]
 
     async def batches(self, timeout_ms: int = 200, max_records: int = 5000) -> AsyncIterator[list[LogRecord]]:
         """Batches of records as they arrive; an empty batch means nothing came within the timeout."""

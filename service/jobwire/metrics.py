@@ -15,3 +15,9 @@ HTTP_LATENCY = Histogram(
     "jobwire_http_request_seconds", "API request latency", ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+DELIVERY_OUTCOMES = Counter("jobwire_webhook_attempts_total", "Delivery attempts by outcome", ["outcome"])
+DELIVERY_LATENCY = Histogram(
+    "jobwire_webhook_attempt_seconds", "Latency of delivery attempts",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+)
+DELIVERIES_IN_FLIGHT = Gauge("jobwire_webhook_in_flight", "Delivery attempts in flight")

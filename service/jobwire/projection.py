@@ -24,6 +24,7 @@ from sortedcontainers import SortedList
 from jobwire.lifecycle import Applied, Job, Status, Verdict, apply
 from jobwire.log import LogReader, LogRecord, Position
 from jobwire.metrics import EVENTS_APPLIED, PROJECTION_JOBS
+from jobwire.positions import AppliedPositions
 from jobwire.timeutil import format_utc
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,7 @@ class Projection:
     retention_s: float = 30 * 86400.0
     jobs: dict[str, Job] = field(default_factory=dict)
     history: dict[str, list[HistoryEntry]] = field(default_factory=dict)
-    #: partition -> next offset to apply (the applied position, as a consumer would commit it).
-    applied: dict[int, int] = field(default_factory=dict)
+    positions: AppliedPositions = field(default_factory=AppliedPositions)
     orphans: int = 0
 
     def __post_init__(self) -> None:
@@ -69,13 +69,12 @@ class Projection:
         self._by_operation: dict[tuple[str, str], SortedList] = {}
         self._finished: list[tuple[str, str]] = []  # heap of (finished_at, job id)
         self._changed: dict[str, asyncio.Event] = {}
-        self._position_waiters: list[tuple[Position, asyncio.Future[None]]] = []
 
     # --- feeding ----------------------------------------------------------------------------
 
     def apply_record(self, record: LogRecord) -> Applied | None:
         """Fold one record; invalid ones only advance the position. Returns the fold's outcome."""
-        self.applied[record.position.partition] = record.position.offset + 1
+        self.positions.advance(record.position)
         event = record.event
         if event is None:
             return None
@@ -99,15 +98,11 @@ class Projection:
 
     def applied_batch(self) -> None:
         """Call after each batch: wakes writers waiting for their position."""
-        still_waiting = []
-        for position, future in self._position_waiters:
-            if future.done():
-                continue
-            if self.has_applied(position):
-                future.set_result(None)
-            else:
-                still_waiting.append((position, future))
-        self._position_waiters = still_waiting
+        self.positions.wake()
+
+    @property
+    def applied(self) -> dict[int, int]:
+        return self.positions.applied
 
     def _store(self, before: Job | None, job: Job) -> None:
         key = (job.created_at, job.id)
@@ -196,19 +191,11 @@ class Projection:
     # --- waiting ----------------------------------------------------------------------------
 
     def has_applied(self, position: Position) -> bool:
-        return self.applied.get(position.partition, 0) > position.offset
+        return self.positions.has_applied(position)
 
     async def wait_for_position(self, position: Position, timeout_s: float) -> bool:
         """True once the record at ``position`` has been applied; False after the timeout."""
-        if self.has_applied(position):
-            return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._position_waiters.append((position, future))
-        try:
-            await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        return await self.positions.wait_for(position, timeout_s)
 
     def _notify(self, job_id: str) -> None:
         changed = self._changed.pop(job_id, None)
@@ -227,8 +214,7 @@ class Projection:
         return True
 
     def caught_up(self, end_offsets: dict[int, int]) -> bool:
-        return all(self.applied.get(p, 0) >= end for p, end in end_offsets.items())
-
+        return self.positions.caught_up(end_offsets)
 
 async def follow(projection: Projection, reader: LogReader, stop: asyncio.Event) -> None:
     """Apply records from ``reader`` to ``projection`` until ``stop`` is set; evicts old jobs."""

@@ -31,13 +31,69 @@ class Topics:
     def events_invalid(self) -> str:
         return self._name("jobs.events.invalid")
 
+    @property
+    def state(self) -> str:
+        """Compacted changelog of the dispatcher's per-job state (key = job id)."""
+        return self._name("jobs.state")
+
+    @property
+    def endpoints(self) -> str:
+        """Compacted: the latest snapshot of every webhook endpoint (key = endpoint id)."""
+        return self._name("webhooks.endpoints")
+
+    @property
+    def attempts(self) -> str:
+        return self._name("webhooks.attempts")
+
+    @property
+    def dead(self) -> str:
+        return self._name("webhooks.dead")
+
+    @property
+    def requests(self) -> str:
+        """Deliveries the API asks for (test events, retries, recoveries), due now."""
+        return self._name("webhooks.requests")
+
+    def retry(self, delay_s: float) -> str:
+        return self._name(f"webhooks.retry.{delay_label(delay_s)}")
+
+
+def delay_label(delay_s: float) -> str:
+    """5 -> '5s', 300 -> '5m', 7200 -> '2h', 0.5 -> '500ms'."""
+    if delay_s != int(delay_s):
+        return f"{round(delay_s * 1000)}ms"
+    seconds = int(delay_s)
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def retry_delays(settings: Settings) -> list[float]:
+    """The distinct non-zero delays of the schedule: one retry tier topic each."""
+    return sorted({d for d in settings.retry_schedule_s[1:] if d > 0})
+
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic jobwire needs, with partitions and configs; later parts append theirs here."""
     topics = Topics(settings.topic_prefix)
     retention_ms = str(int(settings.retention_days * DAY_MS)) if settings.retention_days else "-1"
     common = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    compacted = {**common, "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                 "segment.ms": str(3600 * 1000)}
+    # Retry tiers and requests keep records at least a day past the longest delay.
+    longest_s = max(settings.retry_schedule_s, default=0)
+    tier_retention = str(int((longest_s + 86400) * 1000))
+    partitions = settings.events_partitions
     return [
-        TopicSpec(topics.events, settings.events_partitions, {**common, "retention.ms": retention_ms}),
+        TopicSpec(topics.events, partitions, {**common, "retention.ms": retention_ms}),
         TopicSpec(topics.events_invalid, 1, {**common, "retention.ms": retention_ms}),
+        # Same partition count as jobs.events: a job's state lives in the partition its events do.
+        TopicSpec(topics.state, partitions, compacted),
+        TopicSpec(topics.endpoints, 1, compacted),
+        TopicSpec(topics.attempts, partitions, {**common, "retention.ms": retention_ms}),
+        TopicSpec(topics.dead, partitions, {**common, "retention.ms": retention_ms}),
+        TopicSpec(topics.requests, partitions, {**common, "retention.ms": tier_retention}),
+        *(TopicSpec(topics.retry(d), partitions, {**common, "retention.ms": tier_retention})
+          for d in retry_delays(settings)),
     ]

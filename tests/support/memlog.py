@@ -1,11 +1,19 @@
-"""An in-memory stand-in for jobs.events, for unit tests of routes only (no Kafka semantics
-beyond one ordered partition). Integration tests use the real broker."""
+"""In-memory stand-ins for the topics, for unit tests of routes only (one ordered partition,
+no Kafka semantics beyond that). Integration tests use the real broker."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
 from jobwire import events
+from jobwire.api.app import ApiComponents
+from jobwire.deliverylog import DeliveryLog
+from jobwire.endpoints import EndpointRegistry, EndpointWriter
 from jobwire.events import Event
 from jobwire.log import LogRecord, Position
+from jobwire.positions import AppliedPositions
 from jobwire.projection import Projection
 
 
@@ -21,3 +29,38 @@ class MemoryLog:
         self.projection.apply_record(record)
         self.projection.applied_batch()
         return record.position
+
+
+class MemoryTopic:
+    """Keyed records in one partition, applied at once to whoever follows the topic."""
+
+    def __init__(self, name: str, apply: Any = None, positions: AppliedPositions | None = None) -> None:
+        self.name = name
+        self.records: list[tuple[str, bytes | None]] = []
+        self._apply = apply
+        self._positions = positions
+
+    async def send(self, key: str, value: bytes | None) -> Position:
+        position = Position(0, len(self.records))
+        self.records.append((key, value))
+        if self._apply is not None:
+            record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+                self.name, 0, position.offset, 0, 0, key.encode(), value, None, 0, 0, ())
+            self._apply(record)
+        if self._positions is not None:
+            self._positions.advance(position)
+            self._positions.wake()
+        return position
+
+
+def memory_components() -> tuple[ApiComponents, MemoryLog, MemoryTopic]:
+    projection = Projection()
+    log = MemoryLog(projection)
+    registry = EndpointRegistry()
+    requests = MemoryTopic("webhooks.requests")
+    components = ApiComponents(
+        projection, log, registry,
+        EndpointWriter(MemoryTopic("webhooks.endpoints", registry.apply, registry.positions)),  # type: ignore[arg-type]
+        DeliveryLog(), requests,
+    )
+    return components, log, requests

@@ -12,25 +12,29 @@ from starlette.testclient import TestClient
 from jobwire.api.app import ApiComponents, create_app
 from jobwire.config import load_settings
 from jobwire.events import new_event
-from jobwire.projection import Projection
-from tests.support.memlog import MemoryLog
+from tests.support.memlog import MemoryLog, MemoryTopic, memory_components
 
 ACME = {"Authorization": "Bearer key_acme_0123456789"}
 GLOBEX = {"X-API-Key": "key_globex_0123456789"}
 
 
 @pytest.fixture
-def log() -> MemoryLog:
-    return MemoryLog(Projection())
+def parts() -> tuple[ApiComponents, MemoryLog, MemoryTopic]:
+    return memory_components()
 
 
 @pytest.fixture
-def client(log: MemoryLog) -> Iterator[TestClient]:
+def log(parts: tuple[ApiComponents, MemoryLog, MemoryTopic]) -> MemoryLog:
+    return parts[1]
+
+
+@pytest.fixture
+def client(parts: tuple[ApiComponents, MemoryLog, MemoryTopic]) -> Iterator[TestClient]:
     settings = load_settings({
         "JOBWIRE_API_KEYS": "acme:key_acme_0123456789,globex:key_globex_0123456789",
         "JOBWIRE_MAX_BODY_BYTES": "4096",
     })
-    app = create_app(settings, ApiComponents(log.projection, log))
+    app = create_app(settings, parts[0])
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -18,11 +18,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobwire.api import jobs, system
+from jobwire.api import jobs, system, webhooks
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
 from jobwire.config import Settings
 from jobwire.events import Event
-from jobwire.log import JobEvents, LogReader, Position, make_producer
+from jobwire.deliverylog import DeliveryLog
+from jobwire.endpoints import EndpointRegistry, EndpointWriter
+from jobwire.log import JobEvents, KeyedWriter, LogReader, Position, make_producer
+from jobwire.positions import AppliedPositions, follow_raw
+from jobwire.secretbox import SecretBox
 from jobwire.metrics import HTTP_LATENCY
 from jobwire.projection import Projection, follow
 from jobwire.topics import Topics
@@ -34,14 +38,23 @@ class Publisher(Protocol):
     async def publish(self, event: Event) -> Position: ...
 
 
+class Writer(Protocol):
+    async def send(self, key: str, value: bytes | None) -> Position: ...
+
+
 @dataclass
 class ApiComponents:
     """What the routes need; the Kafka lifespan builds these, unit tests pass their own."""
 
     projection: Projection
     publisher: Publisher
-    start_end_offsets: dict[int, int] = field(default_factory=dict)
-    feeding: Callable[[], bool] = lambda: True
+    endpoints: EndpointRegistry
+    endpoint_writer: Writer
+    deliveries: DeliveryLog
+    delivery_requests: Writer
+    #: What is still behind the log ends seen at start-up ("topic:partition" -> records); empty
+    #: when ready.
+    readiness: Callable[[], dict[str, int]] = dict
 
 
 class AccessLog:
@@ -87,6 +100,15 @@ ROUTES = [
     resource("/v1/jobs/{job_id}/cancel", POST=jobs.cancel),
     resource("/v1/jobs/{job_id}/events", GET=jobs.job_events, POST=jobs.post_event),
     resource("/v1/jobs/{job_id}/result", GET=jobs.job_result),
+    resource("/v1/webhooks/endpoints", GET=webhooks.list_endpoints, POST=webhooks.create_endpoint),
+    resource("/v1/webhooks/endpoints/{endpoint_id}", GET=webhooks.get_endpoint, PATCH=webhooks.patch_endpoint,
+             DELETE=webhooks.delete_endpoint),
+    resource("/v1/webhooks/endpoints/{endpoint_id}/rotate-secret", POST=webhooks.rotate_secret),
+    resource("/v1/webhooks/endpoints/{endpoint_id}/test", POST=webhooks.test_endpoint),
+    resource("/v1/webhooks/endpoints/{endpoint_id}/deliveries", GET=webhooks.list_deliveries),
+    resource("/v1/webhooks/endpoints/{endpoint_id}/recover", POST=webhooks.recover),
+    resource("/v1/webhooks/deliveries/{delivery_id}", GET=webhooks.get_delivery),
+    resource("/v1/webhooks/deliveries/{delivery_id}/retry", POST=webhooks.retry_delivery),
     resource("/healthz", GET=system.healthz),
     resource("/readyz", GET=system.readyz),
     resource("/metrics", GET=system.metrics),
@@ -97,32 +119,56 @@ ROUTES = [
 
 @contextlib.asynccontextmanager
 async def kafka_components(settings: Settings) -> AsyncIterator[ApiComponents]:
-    """Producer, projection and the reader that feeds it, started and stopped together."""
+    """Producer, projections and the readers that feed them, started and stopped together."""
     topics = Topics(settings.topic_prefix)
-    producer = make_producer(settings.kafka)
-    reader = LogReader(settings.kafka, topics.events)
-    await producer.start()
-    try:
-        await reader.start()
-    except BaseException:
-        await producer.stop()
-        raise
-    projection = Projection(retention_s=settings.retention_days * 86400)
-    stop = asyncio.Event()
-    ends = await reader.end_offsets()
-    feed = asyncio.create_task(follow(projection, reader, stop), name="projection-feed")
-    log.info("projection rebuilding topic=%s end_offsets=%s", topics.events, ends)
-    try:
-        yield ApiComponents(projection, JobEvents(producer, topics.events), ends, lambda: not feed.done())
-    finally:
-        stop.set()
-        feed.cancel()
+    async with contextlib.AsyncExitStack() as stack:
+        producer = make_producer(settings.kafka)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        readers = {name: LogReader(settings.kafka, topic) for name, topic in (
+            ("events", topics.events), ("endpoints", topics.endpoints),
+            ("attempts", topics.attempts))}
+        for reader in readers.values():
+            await reader.start()
+            stack.push_async_callback(reader.stop)
+        projection = Projection(retention_s=settings.retention_days * 86400)
+        registry, deliveries = EndpointRegistry(), DeliveryLog()
+        ends = await readers["events"].end_offsets()
+        endpoint_ends = await readers["endpoints"].end_offsets()
+        stop = asyncio.Event()
+        feeds = [
+            asyncio.create_task(follow(projection, readers["events"], stop), name="projection-feed"),
+            asyncio.create_task(follow_raw(readers["endpoints"], registry.apply, registry.positions, stop)),
+            asyncio.create_task(follow_raw(readers["attempts"], deliveries.apply_attempt, deliveries.positions, stop)),
+        ]
+        stack.push_async_callback(stop_tasks, feeds, stop)
+        log.info("projection rebuilding topic=%s end_offsets=%s", topics.events, ends)
+        yield ApiComponents(
+            projection, JobEvents(producer, topics.events), registry,
+            EndpointWriter(KeyedWriter(producer, topics.endpoints)), deliveries,
+            KeyedWriter(producer, topics.requests),
+            # /readyz waits for the endpoints too: an endpoint created just before a restart
+            # must not answer 404 on a ready replica.
+            lambda: {
+                **lag(topics.events, projection.positions, ends),
+                **lag(topics.endpoints, registry.positions, endpoint_ends),
+                **{f"feed:{feed.get_name()}": 1 for feed in feeds if feed.done()},
+            },
+        )
+
+
+def lag(topic: str, positions: AppliedPositions, ends: dict[int, int]) -> dict[str, int]:
+    return {f"{topic}:{p}": end - positions.applied.get(p, 0)
+            for p, end in ends.items() if positions.applied.get(p, 0) < end}
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await feed
-        try:
-            await reader.stop()
-        finally:
-            await producer.stop()
+            await task
 
 
 def create_app(settings: Settings, components: ApiComponents | None = None) -> Starlette:
@@ -137,8 +183,12 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
                 "settings": settings,
                 "projection": parts.projection,
                 "publisher": parts.publisher,
-                "start_end_offsets": parts.start_end_offsets,
-                "feeding": parts.feeding,
+                "endpoints": parts.endpoints,
+                "endpoint_writer": parts.endpoint_writer,
+                "deliveries": parts.deliveries,
+                "delivery_requests": parts.delivery_requests,
+                "secret_box": SecretBox(settings.secret_key) if settings.secret_key else None,
+                "readiness": parts.readiness,
                 "clock": loop.time,
             }
 

@@ -20,13 +20,11 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready once the projection has applied the log up to the end offsets seen at start-up."""
-    projection = request.state.projection
-    ends: dict[int, int] = request.state.start_end_offsets
-    behind = {str(p): end - projection.applied.get(p, 0) for p, end in ends.items() if projection.applied.get(p, 0) < end}
-    if behind or not request.state.feeding():
+    """Ready once the projections have applied the logs up to their ends seen at start-up."""
+    behind = request.state.readiness()
+    if behind:
         return json_response({"status": "catching up", "behind": behind}, 503, {"Retry-After": "1"})
-    return json_response({"status": "ready", "jobs": len(projection.jobs)})
+    return json_response({"status": "ready", "jobs": len(request.state.projection.jobs)})
 
 
 async def metrics(request: Request) -> Response:

@@ -1,0 +1,237 @@
+"""Webhook endpoint management and the delivery log. Changes are records on topics that the
+dispatcher consumes; the API never calls the dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from jobwire.api.auth import tenant_of
+from jobwire.api.bodies import read_json
+from jobwire.api.jobs import json_response, require_json
+from jobwire.api.problems import Problem
+from jobwire.deliverylog import REPLAYABLE, DeliveryLog
+from jobwire.ssrf import TargetRefused, check_literal
+from jobwire.endpoints import EndpointRegistry
+from jobwire.errors import LogError, Violation
+from jobwire.ids import new_id
+from jobwire.log import Position
+from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.timeutil import canonical, format_utc, now_utc
+from jobwire.webhooks import TEST_EVENT_TYPE, Delivery, Endpoint, SealedSecret, payload, webhook_id
+
+WRITE_VISIBLE_TIMEOUT_S = 5.0
+DEFAULT_GRACE_S = 24 * 3600
+
+
+def registry_of(request: Request) -> EndpointRegistry:
+    registry: EndpointRegistry = request.state.endpoints
+    return registry
+
+
+def box_of(request: Request) -> SecretBox:
+    box: SecretBox | None = request.state.secret_box
+    if box is None:
+        raise Problem(503, "webhooks are not configured: set JOBWIRE_SECRET_KEY")
+    return box
+
+
+def check_url(request: Request, url: str) -> None:
+    parts = urlsplit(url)
+    problems = []
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        problems.append("must be an absolute http(s) URL")
+    elif parts.scheme == "http" and not request.state.settings.dev:
+        problems.append("must use https (http is allowed in dev mode only)")
+    if parts.username or parts.password:
+        problems.append("must not carry credentials")
+    if parts.hostname:
+        try:
+            check_literal(parts.hostname, request.state.settings.allowed_targets)
+        except TargetRefused as exc:
+            problems.append(str(exc))
+    if problems:
+        raise Problem(422, "the endpoint URL is not allowed", violations=[Violation("/url", p) for p in problems])
+
+
+async def write_endpoint(request: Request, endpoint: Endpoint | None, endpoint_id: str) -> None:
+    writer = request.state.endpoint_writer
+    try:
+        position: Position = await (writer.put(endpoint) if endpoint else writer.delete(endpoint_id))
+    except LogError:
+        raise Problem(503, "the event log is unavailable; try again", headers={"Retry-After": "2"}) from None
+    if not await registry_of(request).positions.wait_for(position, WRITE_VISIBLE_TIMEOUT_S):
+        raise Problem(503, "written but not visible yet; retry", headers={"Retry-After": "1"})
+
+
+def found(request: Request, tenant: str) -> Endpoint:
+    endpoint = registry_of(request).get(tenant, request.path_params["endpoint_id"])
+    if endpoint is None:
+        raise Problem(404, f"no endpoint {request.path_params['endpoint_id']}")
+    return endpoint
+
+
+def event_types(value: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None
+
+
+async def create_endpoint(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    body = await read_json(request, "api/endpoint-create.json")
+    check_url(request, body["url"])
+    secret = new_webhook_secret()
+    now = now_utc()
+    endpoint = Endpoint(
+        id=new_id("ep"), tenant=tenant, url=body["url"], created_at=now, updated_at=now,
+        secrets=(SealedSecret(box_of(request).seal(secret)),), event_types=event_types(body.get("event_types")),
+        description=body.get("description"), disabled=body.get("disabled", False),
+        rate_limit_per_s=body.get("rate_limit_per_s"),
+    )
+    await write_endpoint(request, endpoint, endpoint.id)
+    return json_response({**endpoint.public(), "secret": secret}, 201,
+                         {"Location": f"/v1/webhooks/endpoints/{endpoint.id}"})
+
+
+async def list_endpoints(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    return json_response({"object": "list", "data": [e.public() for e in registry_of(request).of_tenant(tenant)]})
+
+
+async def get_endpoint(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    return json_response(found(request, tenant).public())
+
+
+async def patch_endpoint(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    endpoint = found(request, tenant)
+    body = await read_json(request, "api/endpoint-patch.json")
+    if "url" in body:
+        check_url(request, body["url"])
+    changes: dict[str, Any] = {k: v for k, v in body.items() if k != "event_types"}
+    if "event_types" in body:
+        changes["event_types"] = event_types(body["event_types"])
+    if body.get("disabled") is False:
+        changes["disabled_reason"] = None
+    elif body.get("disabled") is True:
+        changes["disabled_reason"] = "disabled by the API"
+    updated = endpoint.with_changes(**changes, updated_at=now_utc())
+    await write_endpoint(request, updated, updated.id)
+    return json_response(updated.public())
+
+
+async def delete_endpoint(request: Request) -> Response:
+    tenant = tenant_of(request)
+    endpoint = found(request, tenant)
+    await write_endpoint(request, None, endpoint.id)
+    return Response(status_code=204)
+
+
+async def rotate_secret(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    endpoint = found(request, tenant)
+    grace_s = DEFAULT_GRACE_S
+    if request.headers.get("content-length", "0") != "0":
+        grace_s = (await read_json(request, "api/rotate-secret.json")).get("grace_period_s", DEFAULT_GRACE_S)
+    now = datetime.now(UTC)
+    expires = format_utc(now + timedelta(seconds=grace_s))
+    current = format_utc(now)
+    # The old current secret keeps signing until `expires`; already-expired ones are dropped.
+    kept = tuple(
+        SealedSecret(s.sealed, s.expires_at or expires) for s in endpoint.secrets
+        if (s.expires_at is None or s.expires_at > current) and grace_s > 0
+    )
+    secret = new_webhook_secret()
+    updated = endpoint.with_changes(secrets=(SealedSecret(box_of(request).seal(secret)), *kept), updated_at=format_utc(now))
+    await write_endpoint(request, updated, updated.id)
+    return json_response({**updated.public(), "secret": secret})
+
+
+async def enqueue(request: Request, deliveries: list[Delivery]) -> None:
+    try:
+        for delivery in deliveries:
+            await request.state.delivery_requests.send(delivery.endpoint_id, delivery.encode())
+    except LogError:
+        raise Problem(503, "the event log is unavailable; try again", headers={"Retry-After": "2"}) from None
+
+
+async def test_endpoint(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    endpoint = found(request, tenant)
+    now = now_utc()
+    event_id = new_id("evt")
+    body = payload(TEST_EVENT_TYPE, now, {"endpoint_id": endpoint.id, "message": "a test event from jobwire"})
+    delivery = Delivery(webhook_id(event_id, endpoint.id), endpoint.id, tenant, TEST_EVENT_TYPE, event_id, None,
+                        body.decode(), now)
+    await enqueue(request, [delivery])
+    return json_response({"object": "webhook_delivery", "id": delivery.id, "status": "pending"}, 202)
+
+
+def log_of(request: Request) -> DeliveryLog:
+    deliveries: DeliveryLog = request.state.deliveries
+    return deliveries
+
+
+async def list_deliveries(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    endpoint = found(request, tenant)
+    status = request.query_params.get("status")
+    limit_text = request.query_params.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+        raise Problem(422, "limit must be 1 to 200", violations=[Violation("/query/limit", "must be an integer from 1 to 200")])
+    views = log_of(request).of_endpoint(endpoint.id, status)[: int(limit_text)]
+    return json_response({"object": "list", "data": [v.public() for v in views]})
+
+
+async def get_delivery(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    view = log_of(request).get(tenant, request.path_params["delivery_id"])
+    if view is None:
+        raise Problem(404, f"no delivery {request.path_params['delivery_id']}")
+    return json_response(view.public())
+
+
+def replay(delivery: Delivery) -> Delivery:
+    """A failed delivery sent again: same webhook-id and body, a fresh attempt schedule."""
+    return replace(delivery, attempts=0, due_at_ms=0, previous_attempts=delivery.previous_attempts + delivery.attempts)
+
+
+async def retry_delivery(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    deliveries = log_of(request)
+    view = deliveries.get(tenant, request.path_params["delivery_id"])
+    if view is None:
+        raise Problem(404, f"no delivery {request.path_params['delivery_id']}")
+    dead = deliveries.dead.get(view.id)
+    if view.status not in REPLAYABLE or dead is None:
+        raise Problem(409, f"delivery {view.id} is {view.status}; only failed or skipped deliveries are retried")
+    await enqueue(request, [replay(dead)])
+    return json_response({**view.public(with_attempts=False), "status": "pending"}, 202)
+
+
+async def recover(request: Request) -> Response:
+    tenant = tenant_of(request)
+    require_json(request)
+    endpoint = found(request, tenant)
+    body = await read_json(request, "api/recover.json")
+    since = canonical(body["since"])
+    deliveries = log_of(request)
+    chosen = [deliveries.dead[v.id] for v in deliveries.of_endpoint(endpoint.id)
+              if v.status in REPLAYABLE and v.id in deliveries.dead and v.created_at >= since]
+    await enqueue(request, [replay(d) for d in chosen])
+    return json_response({"object": "recovery", "endpoint_id": endpoint.id, "since": since,
+                          "deliveries": [d.id for d in chosen]}, 202)

@@ -1,0 +1,1 @@
+"""The webhook dispatcher: consumes jobs.events, delivers signed webhooks, retries via topics."""

@@ -1,0 +1,100 @@
+"""The HTTP side of a delivery: one pooled aiohttp session, bounded and guarded.
+
+No redirects are followed, the response body read is capped, connect and total timeouts are
+set, and every connection goes through the SSRF guard's resolver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from jobwire.ssrf import GuardedResolver, Network, TargetRefused, check_literal
+
+RESPONSE_EXCERPT_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    status_code: int | None
+    latency_ms: float
+    error: str | None = None
+    excerpt: str | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _refusal(exc: BaseException) -> TargetRefused | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TargetRefused):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__
+    return None
+
+
+class Sender:
+    def __init__(self, allowed: Sequence[Network], *, connect_timeout_s: float = 5.0, total_timeout_s: float = 15.0,
+                 max_connections: int = 256) -> None:
+        self._allowed = tuple(allowed)
+        self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=64,
+                                         resolver=GuardedResolver(self._allowed), ttl_dns_cache=10)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                              skip_auto_headers=("User-Agent",), auto_decompress=False)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+        assert self._session is not None, "Sender.start() first"
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return round((time.perf_counter() - started) * 1000, 2)
+
+        try:
+            check_literal(urlsplit(url).hostname or "", self._allowed)
+            async with self._session.post(url, data=body, headers={**headers, "user-agent": "jobwire-webhooks/1"},
+                                          allow_redirects=False) as response:
+                excerpt = (await response.content.read(RESPONSE_EXCERPT_BYTES)).decode("utf-8", "replace")
+                after = retry_after_s(response.headers.get("Retry-After")) if response.status in (429, 503) else None
+                return SendResult(response.status, elapsed(), None if response.status < 300 else f"HTTP {response.status}",
+                                  excerpt or None, after)
+        except asyncio.CancelledError:
+            raise
+        except (TimeoutError, asyncio.TimeoutError):
+            return SendResult(None, elapsed(), "timed out")
+        except Exception as exc:  # any transport failure is a failed attempt, never a crash
+            refused = _refusal(exc)
+            if refused is not None:
+                return SendResult(None, elapsed(), str(refused))
+            return SendResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500])

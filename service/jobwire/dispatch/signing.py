@@ -1,0 +1,25 @@
+"""Standard Webhooks headers, signed with the svix library."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from svix.webhooks import Webhook
+
+
+def sign_headers(msg_id: str, body: str, secrets: Sequence[str], at: datetime | None = None) -> dict[str, str]:
+    """Headers for one attempt: one ``v1,`` signature per active secret (rotation grace),
+    space-separated, plus ``svix-*`` copies for receivers using Svix SDKs."""
+    moment = (at or datetime.now(UTC)).replace(microsecond=0)
+    signature = " ".join(Webhook(secret).sign(msg_id, moment, body) for secret in secrets)
+    timestamp = str(int(moment.timestamp()))
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": signature,
+        "svix-id": msg_id,
+        "svix-timestamp": timestamp,
+        "svix-signature": signature,
+        "content-type": "application/json",
+    }

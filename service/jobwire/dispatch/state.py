@@ -1,0 +1,126 @@
+"""The dispatcher's per-partition job state and its changelog ``jobs.state``.
+
+Like a Kafka Streams state store: every accepted event updates the job's snapshot, written
+to the compacted changelog (same partition as the job's events) before the jobs.events
+offset is committed. On assignment a partition's state is restored from the changelog, so
+restore time grows with live jobs, not with history. Finished jobs are tombstoned once the
+commit has moved past the event that finished them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from jobwire.config import KafkaSettings
+from jobwire.lifecycle import Job, Status
+from jobwire.log import client_options
+
+
+@dataclass(slots=True)
+class JobState:
+    job: Job
+    offset: int
+    #: The event that made the job terminal: replaying it after a crash delivers again.
+    terminal_event: str | None = None
+
+    def encode(self) -> bytes:
+        job: dict[str, Any] = self.job._asdict()
+        job["status"] = self.job.status.value
+        job["event_ids"] = sorted(self.job.event_ids)
+        return orjson.dumps({"job": job, "offset": self.offset, "terminal_event": self.terminal_event})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> JobState:
+        data = orjson.loads(raw)
+        job = data["job"]
+        job["status"] = Status(job["status"])
+        job["event_ids"] = frozenset(job["event_ids"])
+        return cls(Job(**job), data["offset"], data.get("terminal_event"))
+
+
+@dataclass
+class PartitionState:
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    #: (offset of the terminal event, job id) of finished jobs not yet tombstoned.
+    finished: list[tuple[int, str]] = field(default_factory=list)
+
+
+class StateStore:
+    def __init__(self, kafka: KafkaSettings, producer: AIOKafkaProducer, topic: str) -> None:
+        self._kafka = kafka
+        self._producer = producer
+        self.topic = topic
+        self.partitions: dict[int, PartitionState] = {}
+        self._unflushed: list[asyncio.Future[Any]] = []
+
+    async def restore(self, partitions: list[int]) -> int:
+        """Load the changelog of ``partitions``; returns how many live jobs were restored."""
+        consumer = AIOKafkaConsumer(**client_options(self._kafka), enable_auto_commit=False,
+                                    max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+        await consumer.start()
+        restored = 0
+        try:
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                state = self.partitions[tp.partition] = PartitionState()
+                while (await consumer.position(tp)) < ends[tp]:
+                    fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+                    for record in fetched.get(tp, []):
+                        job_id = (record.key or b"").decode()
+                        if record.value is None:
+                            state.jobs.pop(job_id, None)
+                        else:
+                            state.jobs[job_id] = JobState.decode(record.value)
+                for job_id, job_state in state.jobs.items():
+                    if job_state.job.status.terminal:
+                        state.finished.append((job_state.offset, job_id))
+                restored += len(state.jobs)
+        finally:
+            await consumer.stop()
+        return restored
+
+    def forget(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    def get(self, partition: int, job_id: str) -> JobState | None:
+        state = self.partitions.get(partition)
+        return state.jobs.get(job_id) if state else None
+
+    async def put(self, partition: int, job_state: JobState) -> None:
+        state = self.partitions.setdefault(partition, PartitionState())
+        state.jobs[job_state.job.id] = job_state
+        if job_state.terminal_event is not None:
+            state.finished.append((job_state.offset, job_state.job.id))
+        self._unflushed.append(await self._producer.send(
+            self.topic, job_state.encode(), key=job_state.job.id.encode(), partition=partition))
+
+    async def flush(self) -> None:
+        """Wait until every snapshot written so far is acknowledged (before committing)."""
+        pending, self._unflushed = self._unflushed, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def drop_finished(self, committed: dict[int, int]) -> None:
+        """Tombstone finished jobs whose terminal event is below the committed offset."""
+        for partition, offset in committed.items():
+            state = self.partitions.get(partition)
+            if state is None:
+                continue
+            keep = []
+            for finished_at, job_id in state.finished:
+                if finished_at < offset:
+                    state.jobs.pop(job_id, None)
+                    self._unflushed.append(await self._producer.send(self.topic, None, key=job_id.encode(),
+                                                                     partition=partition))
+                else:
+                    keep.append((finished_at, job_id))
+            state.finished = keep

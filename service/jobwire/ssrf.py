@@ -1,0 +1,75 @@
+"""Refuse webhook targets on internal networks, checked on the addresses actually connected to.
+
+The check runs in the resolver aiohttp uses for every connection, so a name that resolves
+to 127.0.0.1 (or re-resolves there later: DNS rebinding) is refused like the literal is.
+aiohttp never resolves IP literals, so ``check_literal`` covers those before connecting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TargetRefused(Exception):
+    """A webhook target resolves to an address the guard does not allow."""
+
+
+def refusal(address: Address, allowed: Sequence[Network]) -> str | None:
+    """Why ``address`` may not be connected to, or None when it may."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if any(address in net for net in allowed if net.version == address.version):
+        return None
+    for label, test in (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
+                        ("link-local", address.is_link_local), ("multicast", address.is_multicast),
+                        ("private", address.is_private), ("reserved", address.is_reserved)):
+        if test:
+            return f"{address} is a {label} address"
+    if not address.is_global:  # CGNAT 100.64/10, documentation and other special ranges
+        return f"{address} is not a public address"
+    return None
+
+
+def parse_literal(host: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def check_literal(host: str, allowed: Sequence[Network]) -> None:
+    address = parse_literal(host)
+    if address is not None and (why := refusal(address, allowed)):
+        raise TargetRefused(f"refused by the SSRF guard: {why}")
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, then drops every refused address."""
+
+    def __init__(self, allowed: Sequence[Network], inner: AbstractResolver | None = None) -> None:
+        self._allowed = tuple(allowed)
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        kept, reasons = [], []
+        for result in results:
+            why = refusal(ipaddress.ip_address(result["host"]), self._allowed)
+            if why is None:
+                kept.append(result)
+            else:
+                reasons.append(why)
+        if not kept:
+            raise TargetRefused(f"refused by the SSRF guard: {host} resolves to {'; '.join(reasons)}")
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()

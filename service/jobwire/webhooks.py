@@ -1,0 +1,140 @@
+"""The webhook model shared by the API and the dispatcher: endpoints, deliveries, attempts.
+
+They never call each other; these records are how they meet on topics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from jobwire.lifecycle import Job, Status
+from jobwire.task import task_object
+
+EVENT_TYPES = ("task.completed", "task.failed", "task.canceled")
+TEST_EVENT_TYPE = "webhook.test"
+TYPE_FOR_STATUS = {Status.COMPLETED: "task.completed", Status.FAILED: "task.failed", Status.CANCELED: "task.canceled"}
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSecret:
+    sealed: str
+    #: When a rotated-out secret stops signing; None for the current one.
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    tenant: str
+    url: str
+    created_at: str
+    updated_at: str
+    secrets: tuple[SealedSecret, ...]
+    event_types: tuple[str, ...] | None = None
+    description: str | None = None
+    disabled: bool = False
+    disabled_reason: str | None = None
+    rate_limit_per_s: float | None = None
+
+    def wants(self, event_type: str) -> bool:
+        return event_type == TEST_EVENT_TYPE or self.event_types is None or event_type in self.event_types
+
+    def public(self) -> dict[str, Any]:
+        """The endpoint object of the API; never the secret."""
+        return {
+            "id": self.id, "object": "webhook_endpoint", "url": self.url,
+            "event_types": list(self.event_types) if self.event_types is not None else None,
+            "description": self.description, "disabled": self.disabled, "disabled_reason": self.disabled_reason,
+            "rate_limit_per_s": self.rate_limit_per_s, "created_at": self.created_at, "updated_at": self.updated_at,
+        }
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Endpoint:
+        data = orjson.loads(raw)
+        data["secrets"] = tuple(SealedSecret(**s) for s in data["secrets"])
+        if data.get("event_types") is not None:
+            data["event_types"] = tuple(data["event_types"])
+        return cls(**data)
+
+    def with_changes(self, **changes: Any) -> Endpoint:
+        return replace(self, **changes)
+
+
+def webhook_id(event_id: str, endpoint_id: str) -> str:
+    """Stable across retries and replays: receivers dedupe on it."""
+    return "msg_" + hashlib.sha256(f"{event_id}\0{endpoint_id}".encode()).hexdigest()[:32]
+
+
+def payload(event_type: str, timestamp: str, data: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": event_type, "timestamp": timestamp, "data": data})
+
+
+def job_payload(job: Job) -> tuple[str, bytes]:
+    """The event type and body for a terminal job; encoded once, sent to every endpoint."""
+    event_type = TYPE_FOR_STATUS[job.status]
+    return event_type, payload(event_type, job.finished_at or job.updated_at, task_object(job))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One (event, endpoint) pair to deliver; travels through retry tiers and dead letters."""
+
+    id: str  # == webhook-id
+    endpoint_id: str
+    tenant: str
+    event_type: str
+    event_id: str
+    job_id: str | None
+    body: str  # the JSON payload, exactly as signed
+    created_at: str
+    attempts: int = 0  # attempts made so far
+    due_at_ms: int = 0
+    #: Attempts made before a manual retry or recovery reset the counter (for the log).
+    previous_attempts: int = 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Delivery:
+        return cls(**orjson.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What happened to one delivery attempt; goes to webhooks.attempts, keyed by delivery id."""
+
+    delivery_id: str
+    endpoint_id: str
+    tenant: str
+    event_type: str
+    event_id: str
+    job_id: str | None
+    attempt: int
+    at: str
+    #: succeeded | retrying | failed (dead letter) | disabled (410) | skipped (endpoint disabled)
+    #: | dropped (endpoint deleted)
+    outcome: str
+    status_code: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    response_excerpt: str | None = None
+    next_attempt_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: For outcomes that end a delivery unsent (failed, skipped, disabled): the delivery itself,
+    #: so whoever reads this record can replay it without reading another topic.
+    dead_letter: dict[str, Any] | None = None
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Attempt:
+        return cls(**orjson.loads(raw))

@@ -1,0 +1,170 @@
+"""Webhook delivery end to end: real broker, real API, real dispatcher, real loopback
+receivers that verify every signature with the svix library."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from jobwire.client import ApiError, Client
+from jobwire.config import Settings
+from jobwire.demo_ops import DEMO_OPERATIONS
+from jobwire.dispatch.service import Dispatcher
+from jobwire.log import ensure_topics
+from tests.conftest import settings_for
+from tests.support.receiver import Receiver, ReceiverServer
+from tests.support.servers import running_api, running_worker
+
+ACME_KEY = "key_acme_0123456789"
+GLOBEX_KEY = "key_globex_0123456789"
+
+
+def hook_settings(bootstrap: str, schedule: str = "0,0.3,0.6") -> Settings:
+    return settings_for(bootstrap, JOBWIRE_API_KEYS=f"acme:{ACME_KEY},globex:{GLOBEX_KEY}", JOBWIRE_DEV="1",
+                        JOBWIRE_SECRET_KEY="test-secret-key-0123456789", JOBWIRE_ALLOWED_TARGETS="127.0.0.1/32",
+                        JOBWIRE_RETRY_SCHEDULE=schedule)
+
+
+@contextlib.asynccontextmanager
+async def running_dispatcher(settings: Settings) -> AsyncIterator[Dispatcher]:
+    dispatcher = Dispatcher(settings)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(task, 60)
+
+
+@pytest.fixture
+async def hooks(kafka_bootstrap: str) -> Settings:
+    settings = hook_settings(kafka_bootstrap)
+    await ensure_topics(settings)
+    return settings
+
+
+async def endpoint_for(client: Client, server: ReceiverServer, **options: Any) -> dict[str, Any]:
+    endpoint = await client.create_endpoint(server.url, **options)
+    server.receiver.secrets.append(endpoint["secret"])
+    return endpoint
+
+
+async def test_finished_jobs_reach_every_matching_endpoint_and_no_other(hooks: Settings) -> None:
+    everything, failures_only, other_tenant = Receiver(), Receiver(), Receiver()
+    async with ReceiverServer(everything) as a, ReceiverServer(failures_only) as b, ReceiverServer(other_tenant) as c, \
+            running_api(hooks) as url, Client(url, ACME_KEY) as acme, Client(url, GLOBEX_KEY) as globex, \
+            running_worker(hooks, "wordcount", DEMO_OPERATIONS["wordcount"]), \
+            running_worker(hooks, "fail", DEMO_OPERATIONS["fail"]), running_dispatcher(hooks):
+        await endpoint_for(acme, a)
+        await endpoint_for(acme, b, event_types=["task.failed"])
+        await endpoint_for(globex, c)
+        done = await acme.submit("wordcount", {"text": "a b c"})
+        failed = await acme.submit("fail", {})
+        canceled = await acme.submit("manual", {})
+        await acme.cancel(canceled["id"])
+        await everything.wait_for(lambda: len(everything.received) >= 3)
+        await failures_only.wait_for(lambda: len(failures_only.received) >= 1)
+        await asyncio.sleep(1)  # room for anything that should not arrive
+        by_type = {r.type: r.data for r in everything.received}
+        assert set(by_type) == {"task.completed", "task.failed", "task.canceled"}
+        assert by_type["task.completed"]["id"] == done["id"] and by_type["task.completed"]["result"] == {"words": 3, "distinct": 3}
+        assert by_type["task.failed"]["id"] == failed["id"] and by_type["task.failed"]["error"]["code"] == "demo_failure"
+        assert by_type["task.canceled"]["id"] == canceled["id"]
+        assert [r.type for r in failures_only.received] == ["task.failed"]
+        assert other_tenant.received == [] and other_tenant.seen == {}
+        assert everything.rejected == failures_only.rejected == 0, "every signature verified"
+        assert len(everything.received) == 3, "one delivery per event"
+
+
+async def test_a_failing_receiver_gets_the_third_attempt_with_the_same_webhook_id(hooks: Settings) -> None:
+    flaky = Receiver(plan=lambda webhook_id, n: (500, {}) if n <= 2 else (200, {}))
+    async with ReceiverServer(flaky) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
+            running_dispatcher(hooks):
+        endpoint = await endpoint_for(client, server)
+        job = await client.submit("manual", {})
+        await client.cancel(job["id"])
+        await flaky.wait_for(lambda: len(flaky.received) == 1)
+        (webhook_id, times), = flaky.seen.items()
+        assert len(times) == 3 and flaky.received[0].webhook_id == webhook_id
+        await asyncio.sleep(0.5)
+        (delivery,) = await client.deliveries(endpoint["id"])
+        assert delivery["id"] == webhook_id and delivery["status"] == "succeeded"
+        assert [(a["attempt"], a["status_code"], a["outcome"]) for a in delivery["attempts"]] == [
+            (1, 500, "retrying"), (2, 500, "retrying"), (3, 200, "succeeded")]
+
+
+async def test_410_disables_the_endpoint_and_later_events_are_kept_as_skipped(hooks: Settings) -> None:
+    gone = Receiver(plan=lambda webhook_id, n: (410, {}))
+    async with ReceiverServer(gone) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
+            running_dispatcher(hooks):
+        endpoint = await endpoint_for(client, server)
+        first = await client.submit("manual", {})
+        await client.cancel(first["id"])
+        await gone.wait_for(lambda: len(gone.seen) == 1)
+        async with asyncio.timeout(15):
+            while not (await client.endpoint(endpoint["id"]))["disabled"]:
+                await asyncio.sleep(0.1)
+        assert "410" in (await client.endpoint(endpoint["id"]))["disabled_reason"]
+        second = await client.submit("manual", {})
+        await client.cancel(second["id"])
+        async with asyncio.timeout(15):
+            while len(await client.deliveries(endpoint["id"], status="skipped")) < 1:
+                await asyncio.sleep(0.1)
+        assert len(gone.seen) == 1, "nothing was sent to the disabled endpoint"
+
+
+async def test_exhausted_deliveries_go_dead_and_recover_delivers_them(hooks: Settings) -> None:
+    healthy = [False]
+    down = Receiver(plan=lambda webhook_id, n: (200, {}) if healthy[0] else (503, {}))
+    async with ReceiverServer(down) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
+            running_dispatcher(hooks):
+        endpoint = await endpoint_for(client, server)
+        job = await client.submit("manual", {})
+        await client.cancel(job["id"])
+        async with asyncio.timeout(20):
+            while not await client.deliveries(endpoint["id"], status="failed"):
+                await asyncio.sleep(0.1)
+        (dead,) = await client.deliveries(endpoint["id"], status="failed")
+        assert dead["attempt_count"] == 3 and len(down.seen[dead["id"]]) == 3
+        healthy[0] = True
+        recovered = await client.recover(endpoint["id"], since="2000-01-01T00:00:00Z")
+        assert recovered["deliveries"] == [dead["id"]]
+        await down.wait_for(lambda: len(down.received) == 1)
+        assert down.received[0].webhook_id == dead["id"], "the replay keeps its webhook-id"
+        with pytest.raises(ApiError) as caught:  # succeeded now: nothing to retry
+            async with asyncio.timeout(10):
+                while True:
+                    await client.retry_delivery(dead["id"])
+                    await asyncio.sleep(0.2)
+        assert caught.value.status == 409
+
+
+async def test_retry_after_is_honoured(kafka_bootstrap: str) -> None:
+    settings = hook_settings(kafka_bootstrap, schedule="0,0.2,0.2")
+    await ensure_topics(settings)
+    limited = Receiver(plan=lambda webhook_id, n: (429, {"Retry-After": "2"}) if n == 1 else (200, {}))
+    async with ReceiverServer(limited) as server, running_api(settings) as url, Client(url, ACME_KEY) as client, \
+            running_dispatcher(settings):
+        await endpoint_for(client, server)
+        job = await client.submit("manual", {})
+        await client.cancel(job["id"])
+        await limited.wait_for(lambda: len(limited.received) == 1)
+        first, second = next(iter(limited.seen.values()))
+        assert second - first >= 1.9, f"second attempt after {second - first:.2f}s, Retry-After said 2 s"
+
+
+async def test_test_event_and_rotation(hooks: Settings) -> None:
+    receiver = Receiver()
+    async with ReceiverServer(receiver) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
+            running_dispatcher(hooks):
+        endpoint = await endpoint_for(client, server)
+        rotated = await client.rotate_secret(endpoint["id"])
+        receiver.secrets[:] = [rotated["secret"]]  # a receiver that only knows the new secret verifies too
+        sent = await client.send_test(endpoint["id"])
+        await receiver.wait_for(lambda: len(receiver.received) == 1)
+        assert receiver.received[0].type == "webhook.test" and receiver.received[0].webhook_id == sent["id"]
+        assert receiver.rejected == 0

@@ -1,0 +1,93 @@
+"""A webhook receiver on loopback that verifies every request with the svix library, as a
+customer's server would, and can be told to fail, rate-limit or answer 410."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from svix.webhooks import Webhook, WebhookVerificationError
+
+from jobwire.devkafka import free_port
+
+Plan = Callable[[str, int], tuple[int, dict[str, str]]]  # (webhook-id, attempt n) -> (status, headers)
+
+
+@dataclass
+class Received:
+    webhook_id: str
+    type: str
+    data: dict[str, Any]
+    at: float
+    attempt: int
+
+
+@dataclass
+class Receiver:
+    secrets: list[str] = field(default_factory=list)
+    plan: Plan = lambda webhook_id, n: (200, {})
+    received: list[Received] = field(default_factory=list)  # verified requests that got a 2xx
+    seen: dict[str, list[float]] = field(default_factory=dict)  # every verified request by webhook-id
+    rejected: int = 0  # requests whose signature did not verify
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            verified = any(self._verifies(s, body, headers) for s in self.secrets)
+        except Exception:
+            verified = False
+        if not verified:
+            self.rejected += 1
+            return web.Response(status=400, text="signature did not verify")
+        webhook_id = headers["webhook-id"]
+        times = self.seen.setdefault(webhook_id, [])
+        times.append(time.monotonic())
+        status, extra = self.plan(webhook_id, len(times))
+        if 200 <= status < 300:
+            document = orjson.loads(body)
+            self.received.append(Received(webhook_id, document["type"], document["data"], time.monotonic(), len(times)))
+        return web.Response(status=status, headers=extra, text="ok" if status < 300 else "no")
+
+    @staticmethod
+    def _verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:
+        try:
+            Webhook(secret).verify(body, headers)
+        except WebhookVerificationError:
+            return False
+        return True
+
+    async def wait_for(self, condition: Callable[[], bool], timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver condition not met in {timeout_s}s; received={len(self.received)}")
+            await asyncio.sleep(0.05)
+
+
+class ReceiverServer:
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    async def __aenter__(self) -> ReceiverServer:
+        app = web.Application()
+        app.router.add_post("/hooks", self.receiver.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()

@@ -1,0 +1,144 @@
+"""Endpoint management and the delivery log routes, against in-memory topics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord
+from starlette.testclient import TestClient
+
+from jobwire.api.app import ApiComponents, create_app
+from jobwire.config import load_settings
+from jobwire.secretbox import SecretBox
+from jobwire.webhooks import Attempt, Delivery, Endpoint
+from tests.support.memlog import MemoryTopic, memory_components
+
+ACME = {"Authorization": "Bearer key_acme_0123456789"}
+GLOBEX = {"Authorization": "Bearer key_globex_0123456789"}
+SECRET_KEY = "s" * 32
+
+
+def make_client(parts: ApiComponents, **env: str) -> TestClient:
+    settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789,globex:key_globex_0123456789",
+                              "JOBWIRE_SECRET_KEY": SECRET_KEY, **env})
+    return TestClient(create_app(settings, parts), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def setup() -> Iterator[tuple[TestClient, ApiComponents, MemoryTopic]]:
+    parts, _, requests = memory_components()
+    with make_client(parts, JOBWIRE_DEV="1") as client:
+        yield client, parts, requests
+
+
+def create(client: TestClient, **body: Any) -> Any:
+    return client.post("/v1/webhooks/endpoints", json={"url": "https://hooks.example/in", **body}, headers=ACME)
+
+
+def test_create_returns_the_secret_once_and_stores_it_sealed(setup: Any) -> None:
+    client, parts, _ = setup
+    created = create(client, event_types=["task.failed"], description="ops")
+    assert created.status_code == 201
+    body = created.json()
+    assert body["secret"].startswith("whsec_") and body["event_types"] == ["task.failed"]
+    stored: Endpoint = parts.endpoints.endpoints[body["id"]]
+    assert body["secret"] not in stored.encode().decode(), "only the sealed secret is on the topic"
+    assert SecretBox(SECRET_KEY).open(stored.secrets[0].sealed) == body["secret"]
+    got = client.get(f"/v1/webhooks/endpoints/{body['id']}", headers=ACME).json()
+    assert "secret" not in got and got["url"] == "https://hooks.example/in"
+
+
+def test_list_patch_delete_and_tenant_isolation(setup: Any) -> None:
+    client, _, _ = setup
+    endpoint_id = create(client).json()["id"]
+    assert client.get(f"/v1/webhooks/endpoints/{endpoint_id}", headers=GLOBEX).status_code == 404
+    assert client.get("/v1/webhooks/endpoints", headers=GLOBEX).json()["data"] == []
+    patched = client.patch(f"/v1/webhooks/endpoints/{endpoint_id}", json={"disabled": True, "rate_limit_per_s": 5},
+                           headers=ACME)
+    assert patched.status_code == 200 and patched.json()["disabled"] is True
+    assert patched.json()["rate_limit_per_s"] == 5
+    assert client.patch(f"/v1/webhooks/endpoints/{endpoint_id}", json={"disabled": False}, headers=GLOBEX).status_code == 404
+    assert [e["id"] for e in client.get("/v1/webhooks/endpoints", headers=ACME).json()["data"]] == [endpoint_id]
+    assert client.delete(f"/v1/webhooks/endpoints/{endpoint_id}", headers=ACME).status_code == 204
+    assert client.get(f"/v1/webhooks/endpoints/{endpoint_id}", headers=ACME).status_code == 404
+
+
+def test_rotation_keeps_the_old_secret_for_the_grace_period(setup: Any) -> None:
+    client, parts, _ = setup
+    first = create(client).json()
+    rotated = client.post(f"/v1/webhooks/endpoints/{first['id']}/rotate-secret", json={"grace_period_s": 3600},
+                          headers=ACME).json()
+    assert rotated["secret"] != first["secret"]
+    secrets = parts.endpoints.endpoints[first["id"]].secrets
+    box = SecretBox(SECRET_KEY)
+    assert [box.open(s.sealed) for s in secrets] == [rotated["secret"], first["secret"]]
+    assert secrets[0].expires_at is None and secrets[1].expires_at is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("ftp://hooks.example/x", 422), ("https://user:pw@hooks.example/x", 422), ("https://10.0.0.7/hook", 422),
+     ("https://169.254.169.254/latest", 422), ("https://[::1]/x", 422), ("not a url", 422)],
+)
+def test_bad_urls(setup: Any, url: str, status: int) -> None:
+    client, _, _ = setup
+    response = create(client, url=url)
+    assert response.status_code == status
+    assert response.json()["errors"][0]["pointer"] == "/url"
+
+
+def test_http_urls_only_in_dev_mode() -> None:
+    parts, _, _ = memory_components()
+    with make_client(parts) as client:
+        response = create(client, url="http://hooks.example/in")
+        assert response.status_code == 422 and "https" in response.json()["errors"][0]["detail"]
+
+
+def test_test_event_is_a_delivery_request(setup: Any) -> None:
+    client, _, requests = setup
+    endpoint_id = create(client).json()["id"]
+    accepted = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/test", headers=ACME)
+    assert accepted.status_code == 202
+    (key, value), = requests.records
+    delivery = Delivery.decode(value)
+    assert key == endpoint_id and delivery.event_type == "webhook.test" and delivery.id == accepted.json()["id"]
+
+
+def feed_attempt(parts: ApiComponents, outcome: str, delivery: Delivery, attempt: int) -> None:
+    from dataclasses import asdict
+
+    record = Attempt(delivery.id, delivery.endpoint_id, delivery.tenant, delivery.event_type, delivery.event_id,
+                     delivery.job_id, attempt, f"2026-11-23T10:00:0{attempt}.000Z", outcome,
+                     500 if outcome != "succeeded" else 200,
+                     dead_letter=asdict(delivery) if outcome == "failed" else None)
+    parts.deliveries.apply_attempt(ConsumerRecord("a", 0, attempt, 0, 0, b"", record.encode(), None, 0, 0, ()))
+
+
+def test_delivery_log_retry_and_recover(setup: Any) -> None:
+    client, parts, requests = setup
+    endpoint_id = create(client).json()["id"]
+    failed = Delivery("msg_a", endpoint_id, "acme", "task.failed", "evt_a", "job_a", "{}", "2026-11-23T10:00:00.000Z", 3)
+    fine = Delivery("msg_b", endpoint_id, "acme", "task.completed", "evt_b", "job_b", "{}", "2026-11-23T10:00:00.000Z", 1)
+    for n in (1, 2, 3):
+        feed_attempt(parts, "retrying" if n < 3 else "failed", failed, n)
+    feed_attempt(parts, "succeeded", fine, 1)
+
+    listed = client.get(f"/v1/webhooks/endpoints/{endpoint_id}/deliveries", headers=ACME).json()["data"]
+    assert {(d["id"], d["status"], len(d["attempts"])) for d in listed} == {("msg_a", "failed", 3), ("msg_b", "succeeded", 1)}
+    only_failed = client.get(f"/v1/webhooks/endpoints/{endpoint_id}/deliveries?status=failed", headers=ACME).json()["data"]
+    assert [d["id"] for d in only_failed] == ["msg_a"]
+    assert client.get("/v1/webhooks/deliveries/msg_a", headers=GLOBEX).status_code == 404
+
+    assert client.post("/v1/webhooks/deliveries/msg_b/retry", headers=ACME).status_code == 409
+    assert client.post("/v1/webhooks/deliveries/msg_a/retry", headers=ACME).status_code == 202
+    resent = Delivery.decode(requests.records[-1][1])
+    assert resent.id == "msg_a" and resent.attempts == 0 and resent.previous_attempts == 3
+
+    recovered = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-23T00:00:00Z"},
+                            headers=ACME)
+    assert recovered.status_code == 202 and recovered.json()["deliveries"] == ["msg_a"]
+    later = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-24T00:00:00Z"},
+                        headers=ACME)
+    assert later.json()["deliveries"] == []
