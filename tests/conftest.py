@@ -8,6 +8,7 @@ killed, the broker gets SIGKILL from the kernel (PR_SET_PDEATHSIG), so no java i
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from jobwire.config import Settings, load_settings
 from jobwire.devkafka import LocalKafka, free_port
+from jobwire.errors import BrokerError
 
 pytest_plugins = ["pytester"]
 
@@ -31,7 +33,14 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
         yield None
         return
     broker = LocalKafka(_cache_dir(), tmp_path_factory.mktemp("kafka"), port=free_port())
-    broker.start()
+    try:
+        broker.start()
+    except BrokerError as first:
+        # Once more on fresh ports and a fresh data dir (a port can be taken between choosing
+        # it and binding it); the first failure's log tail stays in the report.
+        print(f"local broker failed to start, retrying once: {first}", file=sys.stderr)
+        broker = LocalKafka(_cache_dir(), tmp_path_factory.mktemp("kafka-retry"), port=free_port())
+        broker.start()
     try:
         yield broker
     finally:

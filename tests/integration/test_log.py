@@ -17,7 +17,7 @@ from jobwire.log import (
     GroupConsumer, JobEvents, LogReader, LogRecord, Position, Quarantine, client_options, consume,
     ensure_topics, make_producer,
 )
-from jobwire.topics import Topics
+from jobwire.topics import Topics, topic_specs
 
 
 def job_history(job_id: str, tenant: str = "acme") -> list[Event]:
@@ -132,7 +132,9 @@ async def test_invalid_records_are_set_aside_and_valid_ones_around_them_processe
 async def test_topics_are_created_once_with_their_configs(settings: Settings) -> None:
     first = await ensure_topics(settings)
     topics = Topics(settings.topic_prefix)
-    assert set(first) == {topics.events, topics.events_invalid}
+    assert set(first) == {spec.name for spec in topic_specs(settings)}
+    assert {topics.events, topics.events_invalid, topics.state, topics.endpoints, topics.attempts, topics.dead,
+            topics.requests, topics.retry(5), topics.retry(300), topics.retry(36000)} <= set(first)
     assert await ensure_topics(settings) == []
     admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     await admin.start()
