@@ -275,6 +275,8 @@ class GroupConsumer:
             await self._consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.warning("commit skipped after a rebalance topic=%s offsets=%s error=%s", self.topic, offsets, exc)
+        except KafkaError as exc:  # broker away: the caller offers the same offsets next time
+            raise LogError(f"commit failed on {self.topic}: {exc}") from exc
 
 
 async def consume(

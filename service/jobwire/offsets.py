@@ -45,10 +45,12 @@ class OffsetTracker:
         return safe
 
     def to_commit(self) -> dict[int, int]:
-        """The committable offsets that moved since the last call (then marked committed)."""
-        moved = {p: o for p, o in self.committable().items() if self._committed.get(p) != o}
-        self._committed.update(moved)
-        return moved
+        """The committable offsets that moved since the last successful commit."""
+        return {p: o for p, o in self.committable().items() if self._committed.get(p) != o}
+
+    def committed(self, offsets: dict[int, int]) -> None:
+        """Record a successful commit; until then ``to_commit`` keeps offering the offsets."""
+        self._committed.update(offsets)
 
     def pending_count(self) -> int:
         return sum(len(h) for h in self._pending.values())

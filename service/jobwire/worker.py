@@ -272,3 +272,4 @@ class Worker:
         moved = self._offsets.to_commit()
         if moved:
             await self._group.commit(moved)
+            self._offsets.committed(moved)

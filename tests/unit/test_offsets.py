@@ -28,6 +28,8 @@ def test_skipped_records_move_the_mark_and_partitions_are_independent() -> None:
     tracker.skip(1, 7)
     assert tracker.committable() == {0: 1, 1: 8}
     assert tracker.to_commit() == {0: 1, 1: 8}
+    assert tracker.to_commit() == {0: 1, 1: 8}, "offered again until a commit succeeds"
+    tracker.committed({0: 1, 1: 8})
     assert tracker.to_commit() == {}, "nothing moved"
     tracker.finish(0, 1)
     assert tracker.to_commit() == {0: 3}

@@ -34,11 +34,14 @@ def next_step(schedule_s: Sequence[float], attempts_made: int, result: SendResul
         return Step("disabled")
     if attempts_made >= len(schedule_s):
         return Step("dead")
-    delay = schedule_s[attempts_made]
+    planned = schedule_s[attempts_made]
+    asked = min(result.retry_after_s, MAX_RETRY_AFTER_S) if result.retry_after_s is not None else 0.0
+    delay = planned
     if jitter and delay >= 1:
         delay *= 1 + (rng or random).uniform(-jitter, jitter)
-    if result.retry_after_s is not None:  # after the jitter: never earlier than the receiver asked
-        delay = max(delay, min(result.retry_after_s, MAX_RETRY_AFTER_S))
+    delay = max(delay, asked)  # after the jitter: never earlier than the receiver asked
+    # The tier comes from the un-jittered delay; the record's due time carries the exact moment.
+    basis = max(planned, asked)
     tiers = sorted({d for d in schedule_s[1:] if d > 0})
-    tier = next((t for t in tiers if t >= delay), tiers[-1] if tiers else 0.0)
+    tier = next((t for t in tiers if t >= basis), tiers[-1] if tiers else 0.0)
     return Step("retry", delay, tier)

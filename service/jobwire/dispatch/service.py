@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from jobwire.config import Settings
 from jobwire.dispatch.delivery import Sender, SendResult
@@ -279,22 +280,25 @@ class Dispatcher:
         now = now_utc()
         deliveries = [Delivery(webhook_id(event_id, e.id), e.id, job.tenant, event_type, event_id, job.id, text, now)
                       for e in self.registry.subscribed(job.tenant, event_type)]
-        try:
-            await asyncio.gather(*(self.deliverer.attempt(d) for d in deliveries))
-        except Exception:
-            # Not finished: the offset stays uncommitted and a restart replays the event.
-            log.exception("delivery step failed job_id=%s event_id=%s; the event will be replayed", job.id, event_id)
-            return
-        self.offsets.finish(partition, offset)
+        if await with_retries(lambda: asyncio.gather(*(self.deliverer.attempt(d) for d in deliveries)),
+                              f"job_id={job.id} event_id={event_id}"):
+            self.offsets.finish(partition, offset)
 
     async def _commit(self) -> None:
+        # A snapshot that cannot be written is fatal (raises): committing past it would lose
+        # the job's state, so the process ends and a restart replays from the last commit.
         await self.state.flush()
-        moved = self.offsets.to_commit()
         owned = {tp.partition for tp in self.consumer.assignment()}
-        moved = {p: o for p, o in moved.items() if p in owned}
-        if moved:
+        moved = {p: o for p, o in self.offsets.to_commit().items() if p in owned}
+        if not moved:
+            return
+        try:
             await self.consumer.commit({TopicPartition(self.topics.events, p): o for p, o in moved.items()})
-            await self.state.drop_finished(moved)
+        except KafkaError as exc:  # broker restarting, or a rebalance: offered again next loop
+            log.warning("commit failed offsets=%s error=%s", moved, exc)
+            return
+        self.offsets.committed(moved)
+        await self.state.drop_finished(moved)
 
 
 class RetryTier:
@@ -346,12 +350,8 @@ class RetryTier:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, delivery: Delivery, partition: int, offset: int) -> None:
-        try:
-            await self._attempt(delivery)
-        except Exception:
-            log.exception("retry step failed delivery_id=%s; it will be retried after a restart", delivery.id)
-            return
-        self._offsets.finish(partition, offset)
+        if await with_retries(lambda: self._attempt(delivery), f"delivery_id={delivery.id}"):
+            self._offsets.finish(partition, offset)
 
     def _resume_due(self) -> None:
         now_ms = time.time() * 1000
@@ -362,9 +362,37 @@ class RetryTier:
                     self._consumer.resume(tp)
 
     async def _commit(self) -> None:
-        moved = self._offsets.to_commit()
-        owned = self._consumer.assignment()
-        offsets = {TopicPartition(self.topic, p): o for p, o in moved.items() if TopicPartition(self.topic, p) in owned}
-        if offsets:
-            with contextlib.suppress(Exception):
-                await self._consumer.commit(offsets)
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        moved = {p: o for p, o in self._offsets.to_commit().items() if p in owned}
+        if not moved:
+            return
+        try:
+            await self._consumer.commit({TopicPartition(self.topic, p): o for p, o in moved.items()})
+        except KafkaError as exc:
+            log.warning("commit failed topic=%s offsets=%s error=%s", self.topic, moved, exc)
+            return
+        self._offsets.committed(moved)
+
+
+STEP_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+async def with_retries(step: Callable[[], Awaitable[object]], what: str) -> bool:
+    """Run a delivery step, again after a pause when it fails (the log may be restarting).
+
+    Repeating a step can only duplicate a webhook (same webhook-id), never lose one. After
+    the last try the record stays uncommitted, so a restart replays it.
+    """
+    for delay_s in (*STEP_RETRY_DELAYS_S, None):
+        try:
+            await step()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if delay_s is None:
+                log.error("delivery step failed for good %s error=%s; replayed after a restart", what, exc)
+                return False
+            log.warning("delivery step failed %s error=%s; again in %.0fs", what, exc, delay_s)
+            await asyncio.sleep(delay_s)
+    return False
