@@ -52,14 +52,19 @@ def kafka_bootstrap(kafka_broker: LocalKafka | None) -> str:
     return kafka_broker.bootstrap if kafka_broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
 
 
-def settings_for(bootstrap: str, **env: str) -> Settings:
-    """Settings with a topic prefix of their own, so tests never see each other's records."""
-    base = {
+def env_for(bootstrap: str, **env: str) -> dict[str, str]:
+    """Environment for a test's processes, with a topic prefix of its own."""
+    return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "JOBWIRE_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
         "JOBWIRE_EVENTS_PARTITIONS": "3",
+        **env,
     }
-    return load_settings({**base, **env})
+
+
+def settings_for(bootstrap: str, **env: str) -> Settings:
+    """Settings with a topic prefix of their own, so tests never see each other's records."""
+    return load_settings(env_for(bootstrap, **env))
 
 
 @pytest.fixture

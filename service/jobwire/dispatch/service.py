@@ -174,6 +174,9 @@ class Dispatcher:
                                          enable_auto_commit=False, auto_offset_reset="earliest")
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        # aiokafka fetches newly assigned partitions while the assignment listener still runs:
+        # handling waits for this, or records would fold onto state the restore then replaces.
+        self._state_ready = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -230,15 +233,20 @@ class Dispatcher:
     # --- rebalancing ----------------------------------------------------------------------
 
     async def on_revoked(self, partitions: set[int]) -> None:
+        self._state_ready.clear()
+        if self._tasks:  # let in-flight deliveries finish, so their offsets can be committed
+            await asyncio.wait(self._tasks, timeout=30)
         with contextlib.suppress(Exception):
             await self._commit()
         self.state.forget(partitions)
         self.offsets.forget(partitions)
 
     async def on_assigned(self, partitions: list[int]) -> None:
+        self._state_ready.clear()
         started = time.perf_counter()
         restored = await self.state.restore(partitions)
         log.info("state restored partitions=%s jobs=%d restore_s=%.2f", partitions, restored, time.perf_counter() - started)
+        self._state_ready.set()
 
     # --- the main loop --------------------------------------------------------------------
 
@@ -247,8 +255,13 @@ class Dispatcher:
             fetched = await self.consumer.getmany(timeout_ms=100, max_records=500)
             for tp, records in fetched.items():
                 for raw in records:
+                    if not self._state_ready.is_set():
+                        await self._state_ready.wait()
+                    if tp not in self.consumer.assignment():
+                        break  # revoked meanwhile: its new owner (maybe us again) re-reads it
                     await self._handle(to_log_record(raw), quarantine)
-            await self._commit()
+            if self._state_ready.is_set():
+                await self._commit()
 
     async def _handle(self, record: LogRecord, quarantine: Quarantine) -> None:
         partition, offset = record.position.partition, record.position.offset
