@@ -198,6 +198,7 @@ def test_list_filters_and_cursor(client: TestClient) -> None:
         ("GET", "/v1/jobs?limit=0", {"headers": ACME}, 422),
         ("GET", "/v1/jobs?limit=abc", {"headers": ACME}, 422),
         ("GET", "/v1/jobs?cursor=!!!", {"headers": ACME}, 422),
+        ("GET", "/v1/jobs?cursor=", {"headers": ACME}, 422),
         ("GET", "/v1/jobs?created_after=yesterday", {"headers": ACME}, 422),
         ("GET", "/v1/jobs", {"headers": {**ACME, "Jobwire-Position": "soon"}}, 400),
     ],

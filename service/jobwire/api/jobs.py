@@ -240,7 +240,7 @@ async def list_jobs(request: Request) -> Response:
         created_after=_query_time(request, "created_after"),
         created_before=_query_time(request, "created_before"),
         limit=int(limit_text),
-        after_key=_parse_cursor(cursor) if cursor else None,
+        after_key=_parse_cursor(cursor) if cursor is not None else None,
     )
     page, next_key = projection_of(request).list(query)
     return json_response({
