@@ -21,3 +21,6 @@ DELIVERY_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
 )
 DELIVERIES_IN_FLIGHT = Gauge("jobwire_webhook_in_flight", "Delivery attempts in flight")
+DEAD_LETTERS = Counter("jobwire_webhook_dead_letters_total", "Deliveries written to webhooks.dead", ["reason"])
+CONSUMER_LAG = Gauge("jobwire_consumer_lag_records", "Records not yet read, per topic (retry tiers: their backlog)",
+                     ["topic"])

@@ -31,7 +31,7 @@ from jobwire.dispatch.state import JobState, StateStore
 from jobwire.endpoints import EndpointRegistry, EndpointWriter
 from jobwire.lifecycle import Verdict, apply
 from jobwire.log import KeyedWriter, LogReader, LogRecord, Quarantine, client_options, make_producer, to_log_record
-from jobwire.metrics import DELIVERY_LATENCY, DELIVERY_OUTCOMES, DELIVERIES_IN_FLIGHT
+from jobwire.metrics import CONSUMER_LAG, DEAD_LETTERS, DELIVERIES_IN_FLIGHT, DELIVERY_LATENCY, DELIVERY_OUTCOMES
 from jobwire.offsets import OffsetTracker
 from jobwire.positions import follow_raw
 from jobwire.secretbox import SecretBox
@@ -48,6 +48,7 @@ class DispatcherOptions:
     disable_after_s: float = 5 * 86400.0
     per_endpoint_in_flight: int = 16
     max_in_flight: int = 512
+    commit_interval_s: float = 0.2
 
 
 class Deliverer:
@@ -81,6 +82,7 @@ class Deliverer:
         if endpoint.disabled:
             # Kept, not dropped: re-enabling the endpoint and calling recover delivers it.
             await self.dead.send(delivery.id, delivery.encode())
+            DEAD_LETTERS.labels(reason="endpoint_disabled").inc()
             await self._record(delivery, "skipped", error=f"endpoint disabled: {endpoint.disabled_reason or 'by the API'}",
                                dead_letter=True)
             return
@@ -106,10 +108,12 @@ class Deliverer:
                 f"every attempt failed for {self.options.disable_after_s:.0f}s"
             await self.endpoint_writer.put(endpoint.with_changes(disabled=True, disabled_reason=reason, updated_at=now_utc()))
             await self.dead.send(sent.id, sent.encode())
+            DEAD_LETTERS.labels(reason="endpoint_gone").inc()
             await self._record(sent, "disabled", result, extra={"reason": reason}, dead_letter=True)
             log.warning("endpoint disabled endpoint_id=%s reason=%s", endpoint.id, reason)
         elif step.kind == "dead":
             await self.dead.send(sent.id, sent.encode())
+            DEAD_LETTERS.labels(reason="attempts_exhausted").inc()
             await self._record(sent, "failed", result, dead_letter=True)
         else:
             due_ms = int(time.time() * 1000 + step.delay_s * 1000)
@@ -251,7 +255,10 @@ class Dispatcher:
     # --- the main loop --------------------------------------------------------------------
 
     async def _consume(self, quarantine: Quarantine) -> None:
+        lag = LagGauge(self.consumer, self.topics.events)
+        last_commit = 0.0
         while not self._stop.is_set():
+            await lag.update()
             fetched = await self.consumer.getmany(timeout_ms=100, max_records=500)
             for tp, records in fetched.items():
                 for raw in records:
@@ -260,8 +267,11 @@ class Dispatcher:
                     if tp not in self.consumer.assignment():
                         break  # revoked meanwhile: its new owner (maybe us again) re-reads it
                     await self._handle(to_log_record(raw), quarantine)
-            if self._state_ready.is_set():
+            # Committing flushes state writes and costs a round trip: on an interval, as Kafka
+            # Streams does, not on every batch (a crash replays at most that much, as duplicates).
+            if self._state_ready.is_set() and time.monotonic() - last_commit >= self.options.commit_interval_s:
                 await self._commit()
+                last_commit = time.monotonic()
 
     async def _handle(self, record: LogRecord, quarantine: Quarantine) -> None:
         partition, offset = record.position.partition, record.position.offset
@@ -328,9 +338,11 @@ class RetryTier:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        lag = LagGauge(self._consumer, self.topic)
         try:
             await self._consumer.start()
             while not stop.is_set():
+                await lag.update()
                 self._resume_due()
                 fetched = await self._consumer.getmany(timeout_ms=100, max_records=500)
                 for tp, records in fetched.items():
@@ -385,6 +397,28 @@ class RetryTier:
             log.warning("commit failed topic=%s offsets=%s error=%s", self.topic, moved, exc)
             return
         self._offsets.committed(moved)
+
+
+class LagGauge:
+    """Records not yet read on the consumer's partitions, refreshed every few seconds."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, every_s: float = 5.0) -> None:
+        self._consumer = consumer
+        self._gauge = CONSUMER_LAG.labels(topic=topic)
+        self._every_s = every_s
+        self._last = 0.0
+
+    async def update(self) -> None:
+        if time.monotonic() - self._last < self._every_s:
+            return
+        self._last = time.monotonic()
+        total = 0
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                with contextlib.suppress(Exception):
+                    total += max(0, highwater - await self._consumer.position(tp))
+        self._gauge.set(total)
 
 
 STEP_RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)

@@ -1,0 +1,239 @@
+"""Webhook dispatch speed, as ratios against a raw client in the same run.
+
+    .venv/bin/python bench/dispatch.py [--jobs 20000] [--rate 1000] [--seconds 10] [--live-jobs 200000]
+
+- throughput: a raw aiohttp client POSTing same-sized bodies with the same concurrency as one
+  endpoint gets (16 in flight) vs our end to end rate from jobs.events to the receiver
+  (fold, state snapshot, sign, POST, attempt record, commit), first arrival to last;
+- latency: publish() of a terminal event to its arrival, at a steady rate;
+- restore: loading jobs.state for N live jobs, as a partition assignment does.
+
+The receiver is a minimal aiohttp server in its own process. Starts its own broker unless
+KAFKA_BOOTSTRAP_SERVERS is set. Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from jobwire.config import load_settings
+from jobwire.devkafka import LocalKafka, free_port
+from jobwire.dispatch.state import JobState, StateStore
+from jobwire.endpoints import EndpointWriter
+from jobwire.events import new_event
+from jobwire.lifecycle import fold
+from jobwire.log import JobEvents, KeyedWriter, ensure_topics, make_producer
+from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.timeutil import now_utc
+from jobwire.topics import Topics
+from jobwire.webhooks import Endpoint, SealedSecret, webhook_id
+
+IN_FLIGHT = 16  # the dispatcher's per-endpoint limit
+SECRET_KEY = "bench-secret-key-0123456789"
+RECEIVER = '''
+import sys, time
+from aiohttp import web
+arrivals = {}
+async def hook(request):
+    await request.read()
+    arrivals[request.headers["webhook-id"]] = time.time()
+    return web.Response(text="ok")
+async def stats(request):
+    return web.json_response({"count": len(arrivals), "arrivals": arrivals if "full" in request.query else {}})
+async def reset(request):
+    arrivals.clear()
+    return web.Response(text="ok")
+app = web.Application()
+app.add_routes([web.post("/hooks", hook), web.get("/stats", stats), web.post("/reset", reset)])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+'''
+
+
+def stats(port: int, full: bool = False) -> dict:  # type: ignore[type-arg]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats{'?full=1' if full else ''}") as response:
+        return orjson.loads(response.read())  # type: ignore[no-any-return]
+
+
+def reset(port: int) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/reset", method="POST")).read()
+
+
+async def raw_rate(port: int, count: int, body: bytes) -> float:
+    url = f"http://127.0.0.1:{port}/hooks"
+    items = iter(range(count))
+    async with aiohttp.ClientSession() as session:
+        async def lane() -> None:
+            for i in items:
+                async with session.post(url, data=body, headers={"webhook-id": f"raw{i}",
+                                                                 "content-type": "application/json"}) as response:
+                    await response.read()
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(IN_FLIGHT)))
+        return count / (time.perf_counter() - started)
+
+
+async def setup(env: dict[str, str], receiver_port: int) -> None:
+    settings = load_settings(env)
+    await ensure_topics(settings)
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        now = now_utc()
+        box = SecretBox(SECRET_KEY)
+        endpoint = Endpoint("ep_bench", "acme", f"http://127.0.0.1:{receiver_port}/hooks", now, now,
+                            (SealedSecret(box.seal(new_webhook_secret())),))
+        await EndpointWriter(KeyedWriter(producer, Topics(settings.topic_prefix).endpoints)).put(endpoint)
+    finally:
+        await producer.stop()
+
+
+async def publish_jobs(env: dict[str, str], first: int, count: int, rate: float | None = None) -> dict[str, float]:
+    """Created then completed events; with ``rate``, completions paced at that many per second.
+    Returns the terminal event's id -> the time just before it was published."""
+    settings = load_settings(env)
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    try:
+        publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
+        jobs = [f"job_b{i:07d}" for i in range(first, first + count)]
+        created = [publisher.publish(new_event("job.created", j, "acme", {"operation": "ocr", "parameters": {"n": 1}}))
+                   for j in jobs]
+        for chunk in range(0, len(created), 2000):
+            await asyncio.gather(*created[chunk:chunk + 2000])
+        pending = []
+        started = time.perf_counter()
+        for index, job in enumerate(jobs):
+            if rate:
+                delay = started + index / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            event = new_event("job.completed", job, "acme", {"result": {"pages": 3, "url": "https://files.example/r.pdf"}})
+            sent_at[event.id] = time.time()
+            pending.append(asyncio.create_task(publisher.publish(event)))
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent_at
+
+
+def wait_count(port: int, count: int, timeout_s: float) -> tuple[float, float]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if stats(port)["count"] >= count:
+            arrivals = stats(port, full=True)["arrivals"].values()
+            return min(arrivals), max(arrivals)
+        time.sleep(0.2)
+    raise RuntimeError(f"only {stats(port)['count']} of {count} deliveries arrived in {timeout_s}s")
+
+
+async def restore_time(env: dict[str, str], live_jobs: int) -> float:
+    settings = load_settings(env)
+    topics = Topics(settings.topic_prefix)
+    producer = make_producer(settings.kafka, linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for i in range(live_jobs):
+            job = fold([new_event("job.created", f"job_s{i:07d}", "acme", {"operation": "ocr", "parameters": {"i": i}}),
+                        new_event("job.started", f"job_s{i:07d}", "acme", {})])
+            assert job is not None
+            pending.append(await producer.send(topics.state, JobState(job, i).encode(), key=job.id.encode(),
+                                               partition=i % settings.events_partitions))
+            if len(pending) >= 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        store = StateStore(settings.kafka, producer, topics.state)
+        started = time.perf_counter()
+        restored = await store.restore(list(range(settings.events_partitions)))
+        elapsed = time.perf_counter() - started
+        assert restored == live_jobs, (restored, live_jobs)
+        return elapsed
+    finally:
+        await producer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--live-jobs", type=int, default=200_000)
+    args = parser.parse_args()
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        cache = Path(os.environ.get("JOBWIRE_KAFKA_CACHE") or Path.home() / ".cache" / "jobwire")
+        broker = LocalKafka(cache, Path(tempfile.mkdtemp(prefix="jobwire-bench-")), port=free_port())
+        broker.start()
+        bootstrap = broker.bootstrap
+    receiver_port = free_port()
+    receiver_dir = tempfile.mkdtemp()
+    Path(receiver_dir, "receiver.py").write_text(RECEIVER)
+    receiver = subprocess.Popen([sys.executable, str(Path(receiver_dir, "receiver.py")), str(receiver_port)])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
+           "JOBWIRE_SECRET_KEY": SECRET_KEY, "JOBWIRE_ALLOWED_TARGETS": "127.0.0.1/32", "JOBWIRE_DEV": "1",
+           "JOBWIRE_EVENTS_PARTITIONS": "6", "JOBWIRE_LOG_LEVEL": "WARNING"}
+    dispatcher = None
+    try:
+        time.sleep(1)
+        body = orjson.dumps({"type": "task.completed", "timestamp": now_utc(), "data": {"id": "job_x", "pad": "x" * 600}})
+        ceiling = asyncio.run(raw_rate(receiver_port, args.jobs, body))
+        reset(receiver_port)
+
+        asyncio.run(setup(env, receiver_port))
+        asyncio.run(publish_jobs(env, 0, args.jobs))
+        # BENCH_DISPATCHER_WRAP, e.g. "py-spy record -f raw -o /tmp/d.txt --": profile the dispatcher.
+        wrap = os.environ.get("BENCH_DISPATCHER_WRAP", "").split()
+        dispatcher = subprocess.Popen([*wrap, sys.executable, "-m", "jobwire.cli", "dispatcher", "--metrics-port", "0"],
+                                      env={**os.environ, **env})
+        first, last = wait_count(receiver_port, args.jobs, 600)
+        ours = (args.jobs - 1) / (last - first)
+        print(f"throughput: raw aiohttp {ceiling:,.0f}/s ({IN_FLIGHT} in flight), jobs.events -> receiver "
+              f"{ours:,.0f}/s, ratio {ours / ceiling:.2f} (goal >= 0.5)")
+
+        reset(receiver_port)
+        count = int(args.rate * args.seconds)
+        sent_at = asyncio.run(publish_jobs(env, args.jobs, count, rate=args.rate))
+        wait_count(receiver_port, count, 300)
+        arrivals = stats(receiver_port, full=True)["arrivals"]
+        latencies_ms = sorted((arrivals[webhook_id(event_id, "ep_bench")] - sent) * 1000
+                              for event_id, sent in sent_at.items())
+        p50 = statistics.median(latencies_ms)
+        p99 = latencies_ms[int(len(latencies_ms) * 0.99) - 1]
+        print(f"latency publish() -> arrival at {args.rate:,.0f} events/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+              "(goal p50 <= 10 ms, p99 <= 50 ms)")
+    finally:
+        if dispatcher:
+            dispatcher.terminate()
+            dispatcher.wait(30)
+        receiver.terminate()
+        receiver.wait()
+    try:
+        elapsed = asyncio.run(restore_time(env, args.live_jobs))
+        print(f"restore of jobs.state: {args.live_jobs:,} live jobs in {elapsed:.1f} s "
+              f"({args.live_jobs / elapsed:,.0f} jobs/s)")
+    finally:
+        if broker:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
