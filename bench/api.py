@@ -30,8 +30,10 @@ from pathlib import Path
 
 import orjson
 
+from _broker import bench_broker
+
 from jobwire.config import load_settings
-from jobwire.devkafka import LocalKafka, free_port
+from jobwire.devkafka import free_port
 from jobwire.events import new_event
 from jobwire.log import LogReader, ensure_topics, make_producer
 from jobwire.projection import Projection
@@ -181,20 +183,9 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/api.py needs wrk: apt-get install wrk")
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        cache = Path(os.environ.get("JOBWIRE_KAFKA_CACHE") or Path.home() / ".cache" / "jobwire")
-        broker = LocalKafka(cache, Path(tempfile.mkdtemp(prefix="jobwire-bench-")), port=free_port())
-        broker.start()
-        bootstrap = broker.bootstrap
-    try:
+    with bench_broker() as bootstrap:
         http_figures(bootstrap, args.seconds)
         asyncio.run(rebuild_figures(bootstrap, args.events, args.jobs))
-    finally:
-        if broker:
-            broker.stop()
-
 
 if __name__ == "__main__":
     main()

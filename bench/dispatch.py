@@ -28,9 +28,10 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+from _broker import bench_broker
 
 from jobwire.config import load_settings
-from jobwire.devkafka import LocalKafka, free_port
+from jobwire.devkafka import free_port
 from jobwire.dispatch.state import JobState, StateStore
 from jobwire.endpoints import EndpointWriter
 from jobwire.events import new_event
@@ -177,13 +178,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--live-jobs", type=int, default=200_000)
     args = parser.parse_args()
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        cache = Path(os.environ.get("JOBWIRE_KAFKA_CACHE") or Path.home() / ".cache" / "jobwire")
-        broker = LocalKafka(cache, Path(tempfile.mkdtemp(prefix="jobwire-bench-")), port=free_port())
-        broker.start()
-        bootstrap = broker.bootstrap
+    with bench_broker() as bootstrap:
+        run(bootstrap, args)
+
+
+def run(bootstrap: str, args: argparse.Namespace) -> None:
     receiver_port = free_port()
     receiver_dir = tempfile.mkdtemp()
     Path(receiver_dir, "receiver.py").write_text(RECEIVER)
@@ -226,13 +225,8 @@ def main() -> None:
             dispatcher.wait(30)
         receiver.terminate()
         receiver.wait()
-    try:
-        elapsed = asyncio.run(restore_time(env, args.live_jobs))
-        print(f"restore of jobs.state: {args.live_jobs:,} live jobs in {elapsed:.1f} s "
-              f"({args.live_jobs / elapsed:,.0f} jobs/s)")
-    finally:
-        if broker:
-            broker.stop()
+    elapsed = asyncio.run(restore_time(env, args.live_jobs))
+    print(f"restore of jobs.state: {args.live_jobs:,} live jobs in {elapsed:.1f} s ({args.live_jobs / elapsed:,.0f} jobs/s)")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import orjson
+from _broker import bench_broker, cache_dir
 from aiokafka import AIOKafkaConsumer
 
 from jobwire.config import load_settings
@@ -133,17 +133,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     args = parser.parse_args()
-    cache = Path(os.environ.get("JOBWIRE_KAFKA_CACHE") or Path.home() / ".cache" / "jobwire")
-    start_s = cold_start(cache)
+    start_s = cold_start(cache_dir())
     print(f"broker cold start (jars cached, fresh data dir): {start_s:.1f} s (goal <= 15 s)")
-
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = LocalKafka(cache, Path(tempfile.mkdtemp(prefix="jobwire-bench-")), port=free_port())
-        broker.start()
-        bootstrap = broker.bootstrap
-    try:
+    with bench_broker() as bootstrap:
         raw_rate, our_rate, raw_topic, our_topic = await produce(bootstrap, args.events)
         print(f"produce: raw aiokafka {raw_rate:,.0f}/s, JobEvents.publish {our_rate:,.0f}/s, "
               f"ratio {our_rate / raw_rate:.2f} (goal >= 0.8)")
@@ -151,10 +143,6 @@ async def main() -> None:
         fold_c = await consume_fold(bootstrap, our_topic, args.events)
         print(f"consume: raw+orjson {raw_c:,.0f}/s, decode+validate+fold {fold_c:,.0f}/s, "
               f"ratio {fold_c / raw_c:.2f} (goal >= 0.5)")
-    finally:
-        if broker:
-            broker.stop()
-
 
 if __name__ == "__main__":
     asyncio.run(main())

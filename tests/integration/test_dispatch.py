@@ -47,6 +47,12 @@ async def hooks(kafka_bootstrap: str) -> Settings:
     return settings
 
 
+async def finish_a_job(client: Client) -> dict[str, Any]:
+    """The quickest way to a terminal transition: submit a job nobody runs, then cancel it."""
+    job = await client.submit("manual", {})
+    return await client.cancel(job["id"])
+
+
 async def endpoint_for(client: Client, server: ReceiverServer, **options: Any) -> dict[str, Any]:
     endpoint = await client.create_endpoint(server.url, **options)
     server.receiver.secrets.append(endpoint["secret"])
@@ -85,8 +91,7 @@ async def test_a_failing_receiver_gets_the_third_attempt_with_the_same_webhook_i
     async with ReceiverServer(flaky) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
             running_dispatcher(hooks):
         endpoint = await endpoint_for(client, server)
-        job = await client.submit("manual", {})
-        await client.cancel(job["id"])
+        await finish_a_job(client)
         await flaky.wait_for(lambda: len(flaky.received) == 1)
         (webhook_id, times), = flaky.seen.items()
         assert len(times) == 3 and flaky.received[0].webhook_id == webhook_id
@@ -102,15 +107,13 @@ async def test_410_disables_the_endpoint_and_later_events_are_kept_as_skipped(ho
     async with ReceiverServer(gone) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
             running_dispatcher(hooks):
         endpoint = await endpoint_for(client, server)
-        first = await client.submit("manual", {})
-        await client.cancel(first["id"])
+        await finish_a_job(client)
         await gone.wait_for(lambda: len(gone.seen) == 1)
         async with asyncio.timeout(15):
             while not (await client.endpoint(endpoint["id"]))["disabled"]:
                 await asyncio.sleep(0.1)
         assert "410" in (await client.endpoint(endpoint["id"]))["disabled_reason"]
-        second = await client.submit("manual", {})
-        await client.cancel(second["id"])
+        await finish_a_job(client)
         async with asyncio.timeout(15):
             while len(await client.deliveries(endpoint["id"], status="skipped")) < 1:
                 await asyncio.sleep(0.1)
@@ -123,8 +126,7 @@ async def test_exhausted_deliveries_go_dead_and_recover_delivers_them(hooks: Set
     async with ReceiverServer(down) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
             running_dispatcher(hooks):
         endpoint = await endpoint_for(client, server)
-        job = await client.submit("manual", {})
-        await client.cancel(job["id"])
+        await finish_a_job(client)
         async with asyncio.timeout(20):
             while not await client.deliveries(endpoint["id"], status="failed"):
                 await asyncio.sleep(0.1)
@@ -150,8 +152,7 @@ async def test_retry_after_is_honoured(kafka_bootstrap: str) -> None:
     async with ReceiverServer(limited) as server, running_api(settings) as url, Client(url, ACME_KEY) as client, \
             running_dispatcher(settings):
         await endpoint_for(client, server)
-        job = await client.submit("manual", {})
-        await client.cancel(job["id"])
+        await finish_a_job(client)
         await limited.wait_for(lambda: len(limited.received) == 1)
         first, second = next(iter(limited.seen.values()))
         assert second - first >= 1.9, f"second attempt after {second - first:.2f}s, Retry-After said 2 s"

@@ -1,0 +1,30 @@
+"""The broker a benchmark runs against: KAFKA_BOOTSTRAP_SERVERS if set, else a fresh local one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from jobwire.devkafka import LocalKafka, free_port
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("JOBWIRE_KAFKA_CACHE") or Path.home() / ".cache" / "jobwire")
+
+
+@contextlib.contextmanager
+def bench_broker() -> Iterator[str]:
+    """Yields a bootstrap address; a broker started here is stopped on the way out."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    broker = LocalKafka(cache_dir(), Path(tempfile.mkdtemp(prefix="jobwire-bench-")), port=free_port())
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
