@@ -52,6 +52,8 @@ class Settings:
     replication_factor: int = 1
     min_insync_replicas: int = 1
     max_body_bytes: int = 1 << 20
+    #: An endpoint whose every attempt failed for this long is disabled (Svix's default: 5 days).
+    endpoint_disable_after_s: float = 5 * 86400.0
     kafka_cache_dir: Path = Path.home() / ".cache" / "jobwire"
     dev: bool = False
 
@@ -208,6 +210,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         replication_factor=_int(env, "JOBWIRE_REPLICATION_FACTOR", 1, 1, 32),
         min_insync_replicas=_int(env, "JOBWIRE_MIN_INSYNC_REPLICAS", 1, 1, 32),
         max_body_bytes=_int(env, "JOBWIRE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+        endpoint_disable_after_s=_float(env, "JOBWIRE_ENDPOINT_DISABLE_AFTER_S", 5 * 86400.0, 1.0),
         kafka_cache_dir=Path(cache) if cache else Path.home() / ".cache" / "jobwire",
         dev=dev,
     )

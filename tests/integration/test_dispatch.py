@@ -169,3 +169,21 @@ async def test_test_event_and_rotation(hooks: Settings) -> None:
         await receiver.wait_for(lambda: len(receiver.received) == 1)
         assert receiver.received[0].type == "webhook.test" and receiver.received[0].webhook_id == sent["id"]
         assert receiver.rejected == 0
+
+
+async def test_an_endpoint_failing_for_too_long_is_disabled(kafka_bootstrap: str) -> None:
+    settings = settings_for(kafka_bootstrap, JOBWIRE_API_KEYS=f"acme:{ACME_KEY}", JOBWIRE_DEV="1",
+                            JOBWIRE_SECRET_KEY="test-secret-key-0123456789", JOBWIRE_ALLOWED_TARGETS="127.0.0.1/32",
+                            JOBWIRE_RETRY_SCHEDULE="0,1,1,1,1,1,1", JOBWIRE_ENDPOINT_DISABLE_AFTER_S="1.5")
+    await ensure_topics(settings)
+    broken = Receiver(plan=lambda webhook_id, n: (500, {}))
+    async with ReceiverServer(broken) as server, running_api(settings) as url, Client(url, ACME_KEY) as client, \
+            running_dispatcher(settings):
+        endpoint = await endpoint_for(client, server)
+        await finish_a_job(client)
+        async with asyncio.timeout(30):
+            while not (await client.endpoint(endpoint["id"]))["disabled"]:
+                await asyncio.sleep(0.2)
+        assert "every attempt failed" in (await client.endpoint(endpoint["id"]))["disabled_reason"]
+        attempts = len(next(iter(broken.seen.values())))
+        assert 2 <= attempts < 7, "disabled by time, before the schedule ran out"

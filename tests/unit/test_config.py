@@ -54,6 +54,7 @@ def test_dev_mode_generates_a_key_and_secret() -> None:
         ({"JOBWIRE_DEV": "maybe"}, "JOBWIRE_DEV"),
         ({"JOBWIRE_TOPIC_PREFIX": "a b"}, "JOBWIRE_TOPIC_PREFIX"),
         ({"JOBWIRE_RETENTION_DAYS": "forever"}, "JOBWIRE_RETENTION_DAYS"),
+        ({"JOBWIRE_ENDPOINT_DISABLE_AFTER_S": "0"}, "JOBWIRE_ENDPOINT_DISABLE_AFTER_S"),
         ({"JOBWIRE_SECRET_KEY": "short"}, "JOBWIRE_SECRET_KEY"),
         ({"KAFKA_BOOTSTRAP_SERVERS": "nohostport"}, "KAFKA_BOOTSTRAP_SERVERS"),
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL"),

@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DispatcherOptions:
-    #: An endpoint failing every attempt for this long is disabled.
+    #: An endpoint failing every attempt for this long is disabled (JOBWIRE_ENDPOINT_DISABLE_AFTER_S).
+    #: Counted in memory: a restart starts the clock again, which only delays disabling.
     disable_after_s: float = 5 * 86400.0
     per_endpoint_in_flight: int = 16
     max_in_flight: int = 512
@@ -160,6 +161,7 @@ class Dispatcher:
     def __post_init__(self) -> None:
         if not self.settings.secret_key:
             raise ValueError("the dispatcher needs JOBWIRE_SECRET_KEY")
+        self.options.disable_after_s = self.settings.endpoint_disable_after_s
         self.topics = Topics(self.settings.topic_prefix)
         self.group_id = f"{self.settings.topic_prefix}jobwire-dispatcher"
         self.producer = make_producer(self.settings.kafka)
