@@ -1,0 +1,85 @@
+"""deploy/ agrees with the code: no Docker engine here, so the files are parsed and checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobwire.api.app import ROUTES
+from jobwire.cli import parser
+from jobwire.config import ENV_VARS
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+COMMANDS = set(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+ROUTE_PATHS = {route.path for route in ROUTES}
+
+
+def k8s_documents() -> list[dict[str, Any]]:
+    return [doc for path in sorted((DEPLOY / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def containers() -> list[dict[str, Any]]:
+    found = []
+    for doc in k8s_documents():
+        spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        found += spec.get("containers", [])
+    return found
+
+
+def test_dockerfile_runs_jobwire_as_non_root() -> None:
+    lines = [line.split(None, 1) for line in (DEPLOY / "Dockerfile").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    instructions = [(parts[0], parts[1] if len(parts) > 1 else "") for parts in lines]
+    assert ("ENTRYPOINT", '["jobwire"]') in instructions
+    assert ("CMD", '["api"]') in instructions
+    users = [value for name, value in instructions if name == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert any(name == "FROM" for name, _ in instructions[1:]) and instructions[0][0] == "FROM", "multi-stage"
+
+
+def test_compose_services_use_real_commands_and_settings() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    jobwire_services = {name: svc for name, svc in compose["services"].items() if svc.get("image") == "jobwire:local"}
+    assert set(jobwire_services) == {"topics", "api", "dispatcher", "worker"}
+    for name, service in jobwire_services.items():
+        assert service["command"][0] in COMMANDS, name
+        unknown = set(service["environment"]) - set(ENV_VARS)
+        assert unknown == set(), f"{name} sets settings jobwire does not read: {unknown}"
+    assert compose["services"]["api"]["ports"] == ["8000:8000"]
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:4.")
+
+
+def test_k8s_settings_are_known() -> None:
+    for doc in k8s_documents():
+        if doc["kind"] in ("ConfigMap", "Secret"):
+            data = doc.get("data") or doc.get("stringData") or {}
+            assert set(data) - set(ENV_VARS) == set(), doc["metadata"]["name"]
+    for container in containers():
+        names = {e["name"] for e in container.get("env", [])}
+        assert names - set(ENV_VARS) == set(), container["name"]
+
+
+@pytest.mark.parametrize("container", containers(), ids=lambda c: c["name"])
+def test_k8s_containers_run_real_commands_on_matching_ports(container: dict[str, Any]) -> None:
+    args = container["args"]
+    assert args[0] in COMMANDS
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    if args[0] == "api":
+        assert ports["http"] == int(env["JOBWIRE_PORT"])
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert container[probe]["httpGet"]["path"] in ROUTE_PATHS
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    if args[0] == "dispatcher":
+        assert ports["metrics"] == int(args[args.index("--metrics-port") + 1])
+    assert "memory" in container["resources"]["limits"]
+
+
+def test_k8s_has_disruption_budgets_for_each_deployment() -> None:
+    kinds = [(d["kind"], d["metadata"]["name"]) for d in k8s_documents()]
+    for kind, name in kinds:
+        if kind == "Deployment":
+            assert ("PodDisruptionBudget", name) in kinds
