@@ -191,6 +191,29 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_key(settings: Settings, given: str | None) -> str:
+    if given:
+        return given
+    if not settings.api_keys:
+        raise SystemExit("give --api-key, or set JOBWIRE_API_KEYS")
+    return settings.api_keys[0][1]
+
+
+def cmd_receiver(args: argparse.Namespace) -> int:
+    from jobwire.demo_receiver import serve
+
+    settings = _settings()
+    asyncio.run(serve(args.api, _first_key(settings, args.api_key), "127.0.0.1", args.port))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jobwire.demo import run_demo
+
+    settings = _settings()
+    return asyncio.run(run_demo(args.api, _first_key(settings, args.api_key)))
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from jobwire.dev import run_dev
 
@@ -245,6 +268,17 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--handler", help="async handler as module:function")
     worker.add_argument("--concurrency", type=int, default=4, help="jobs run at once per operation")
     worker.set_defaults(func=cmd_worker)
+
+    receiver = sub.add_parser("receiver", help="a demo webhook receiver: registers itself, verifies with svix, prints")
+    receiver.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL")
+    receiver.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS)")
+    receiver.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
+    receiver.set_defaults(func=cmd_receiver)
+
+    demo = sub.add_parser("demo", help="submit demo jobs to a running stack and show them finish")
+    demo.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL")
+    demo.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS)")
+    demo.set_defaults(func=cmd_demo)
 
     dev = sub.add_parser("dev", help="run everything locally: broker, topics and services (what `make run` runs)")
     dev.add_argument("--kafka-port", type=int, default=DEFAULT_KAFKA_PORT)

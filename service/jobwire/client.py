@@ -118,6 +118,10 @@ class Client:
         _, endpoint, _ = await self._request("POST", "/v1/webhooks/endpoints", json=body, expect=(201,))
         return dict(endpoint)
 
+    async def endpoints(self) -> list[dict[str, Any]]:
+        _, page, _ = await self._request("GET", "/v1/webhooks/endpoints")
+        return list(page["data"])
+
     async def endpoint(self, endpoint_id: str) -> dict[str, Any]:
         _, endpoint, _ = await self._request("GET", f"/v1/webhooks/endpoints/{endpoint_id}")
         return dict(endpoint)

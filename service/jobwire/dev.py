@@ -36,8 +36,14 @@ def services() -> list[Service]:
         Service("api", [*jobwire, "api"]),
         Service("dispatcher", [*jobwire, "dispatcher"]),
         Service("worker", [*jobwire, "worker", "--demo"]),
-        Service("tail", [*jobwire, "tail"]),
     ]
+
+
+def after_ready(url: str) -> list[Service]:
+    """Started once the API answers: the demo receiver registers itself through it."""
+    jobwire = [sys.executable, "-m", "jobwire.cli"]
+    port = int(url.rsplit(":", 1)[1]) + 1  # next to the API's port
+    return [Service("receiver", [*jobwire, "receiver", "--api", url, "--port", str(port)])]
 
 
 def dev_environment(base: dict[str, str]) -> dict[str, str]:
@@ -78,7 +84,9 @@ Try it:
        -H 'Prefer: wait=10' -d '{{"operation": "wordcount", "parameters": {{"text": "to be or not to be"}}}}'
   curl -s '{url}/v1/jobs?limit=5' -H '{auth}'
   curl -s {url}/v1/jobs/<job id>/events -H '{auth}'
+  .venv/bin/jobwire demo      (in another terminal: a few jobs, live, with their webhooks)
 
+The demo receiver (API port + 1) verifies every webhook with svix and prints it here.
 Ctrl-C stops everything.
 """
 
@@ -104,6 +112,9 @@ def run_dev(settings: Settings, *, kafka_port: int) -> int:
             log.info("service started name=%s pid=%s", service.name, children[-1][1].pid)
         url = f"http://{child_settings.host}:{child_settings.port}"
         if wait_ready(url, 60, children):
+            for service in after_ready(url):
+                children.append((service, subprocess.Popen(
+                    service.argv, env=env, start_new_session=True, preexec_fn=set_parent_death_signal)))
             print(banner(url, child_settings.api_keys[0][1]), flush=True)
         while True:
             for service, process in children:
