@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test unit bench clean
+.PHONY: install browser run test unit bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,14 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/jobwire dev
 
-test: install
+# The portal test drives Debian's chromium (no browser download from elsewhere).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the portal browser test"; \
+	  (apt-get update -q && apt-get install -y -q chromium) >/dev/null || \
+	  { echo "could not install chromium: run 'apt-get install chromium' as root" >&2; exit 1; }; }
+
+test: install browser
 	$(BIN)/pytest
 
 unit: install

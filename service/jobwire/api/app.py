@@ -114,6 +114,7 @@ ROUTES = [
     resource("/metrics", GET=system.metrics),
     resource("/openapi.json", GET=system.openapi),
     resource("/docs", GET=system.docs),
+    resource("/portal", GET=system.portal),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -107,3 +108,17 @@ fetch('/openapi.json').then(r => r.json()).then(spec => {
 
 async def docs(request: Request) -> Response:
     return HTMLResponse(DOCS_PAGE)
+
+
+@cache
+def portal_page() -> str:
+    return Path(__file__).with_name("portal.html").read_text()
+
+
+async def portal(request: Request) -> Response:
+    """The webhook portal: plain HTML and JavaScript, no CDN; the API key stays in the tab."""
+    return HTMLResponse(portal_page(), headers={
+        "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline' 'self'; "
+                                   "style-src 'unsafe-inline' 'self'; frame-ancestors 'none'",
+        "Cache-Control": "no-store",
+    })
