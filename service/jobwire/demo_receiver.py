@@ -49,8 +49,10 @@ async def serve(api_url: str, api_key: str, host: str, port: int) -> None:
     url = f"http://{host}:{port}/webhooks"
     async with Client(api_url, api_key) as client:
         endpoint = await client.create_endpoint(url, description="jobwire dev demo receiver")
-    receiver.secret = endpoint["secret"]
-    print(f"demo receiver listening on {url} as endpoint {endpoint['id']}", file=sys.stderr, flush=True)
+        receiver.secret = endpoint["secret"]
+        print(f"demo receiver listening on {url} as endpoint {endpoint['id']}", file=sys.stderr, flush=True)
+        # A first signed webhook right away, so the whole path shows before any job runs.
+        await client.send_test(endpoint["id"])
     try:
         await asyncio.Event().wait()
     finally:

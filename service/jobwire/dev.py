@@ -72,11 +72,12 @@ def wait_ready(url: str, timeout_s: float, children: list[tuple[Service, subproc
     return False
 
 
-def banner(url: str, key: str) -> str:
+def banner(url: str, key: str, ready_s: float) -> str:
     auth = f"Authorization: Bearer {key}"
     return f"""
-jobwire is running.
+jobwire is running (ready in {ready_s:.1f} s).
   API        {url}   (docs: {url}/docs)
+  portal     {url}/portal   (webhook endpoints and deliveries)
   API key    {key}   (tenant '{DEV_TENANT}')
 
 Try it:
@@ -93,10 +94,10 @@ Ctrl-C stops everything.
 
 def run_dev(settings: Settings, *, kafka_port: int) -> int:
     broker = None
+    started = time.monotonic()
     env = dev_environment(dict(os.environ))
     if not settings.kafka.external:
         broker = LocalKafka(settings.kafka_cache_dir, settings.kafka_cache_dir / f"run-{kafka_port}", port=kafka_port)
-        started = time.monotonic()
         broker.start(die_with_parent=True)
         print(f"Kafka ready at {broker.bootstrap} in {time.monotonic() - started:.1f}s (log: {broker.log_file})", flush=True)
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
@@ -115,7 +116,7 @@ def run_dev(settings: Settings, *, kafka_port: int) -> int:
             for service in after_ready(url):
                 children.append((service, subprocess.Popen(
                     service.argv, env=env, start_new_session=True, preexec_fn=set_parent_death_signal)))
-            print(banner(url, child_settings.api_keys[0][1]), flush=True)
+            print(banner(url, child_settings.api_keys[0][1], time.monotonic() - started), flush=True)
         while True:
             for service, process in children:
                 code = process.poll()

@@ -64,6 +64,9 @@ def test_dev_stack_delivers_a_verified_webhook_and_stops_cleanly(kafka_broker: o
             time.sleep(0.2)
         assert key, "the banner with the dev key was printed and the receiver registered"
         family = descendants(dev.pid)
+        while "webhook verified: webhook.test" not in (tmp_path / "dev.out").read_text():
+            assert time.monotonic() < deadline, "the demo receiver's own test event arrived, verified"
+            time.sleep(0.2)
         assert len(family) >= 5, "broker, api, dispatcher, worker and receiver are running"
         request = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/v1/jobs", method="POST",
