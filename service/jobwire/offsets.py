@@ -52,9 +52,6 @@ class OffsetTracker:
         """Record a successful commit; until then ``to_commit`` keeps offering the offsets."""
         self._committed.update(offsets)
 
-    def pending_count(self) -> int:
-        return sum(len(h) for h in self._pending.values())
-
     def forget(self, partitions: set[int]) -> None:
         """Drop partitions this consumer no longer owns (after a rebalance)."""
         for partition in partitions:

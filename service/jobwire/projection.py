@@ -185,9 +185,6 @@ class Projection:
         minimum = (query.created_after, "\uffff") if query.created_after is not None else None
         return iter(index.irange(minimum, maximum, inclusive=(False, False), reverse=True))
 
-    def find_idempotent(self, tenant: str, job_id: str) -> Job | None:
-        return self.get(tenant, job_id)
-
     # --- waiting ----------------------------------------------------------------------------
 
     def has_applied(self, position: Position) -> bool:

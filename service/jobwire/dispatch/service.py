@@ -29,7 +29,7 @@ from jobwire.dispatch.retry import next_step
 from jobwire.dispatch.signing import sign_headers
 from jobwire.dispatch.state import JobState, StateStore
 from jobwire.endpoints import EndpointRegistry, EndpointWriter
-from jobwire.lifecycle import Verdict, apply
+from jobwire.lifecycle import Job, Verdict, apply
 from jobwire.log import KeyedWriter, LogReader, LogRecord, Quarantine, client_options, make_producer, to_log_record
 from jobwire.metrics import CONSUMER_LAG, DEAD_LETTERS, DELIVERIES_IN_FLIGHT, DELIVERY_LATENCY, DELIVERY_OUTCOMES
 from jobwire.offsets import OffsetTracker
@@ -44,9 +44,6 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DispatcherOptions:
-    #: An endpoint failing every attempt for this long is disabled (JOBWIRE_ENDPOINT_DISABLE_AFTER_S).
-    #: Counted in memory: a restart starts the clock again, which only delays disabling.
-    disable_after_s: float = 5 * 86400.0
     per_endpoint_in_flight: int = 16
     max_in_flight: int = 512
     commit_interval_s: float = 0.2
@@ -106,7 +103,7 @@ class Deliverer:
             step = replace(step, kind="disabled")
         if step.kind == "disabled":
             reason = "the endpoint answered 410 Gone" if result.status_code == 410 else \
-                f"every attempt failed for {self.options.disable_after_s:.0f}s"
+                f"every attempt failed for {self.settings.endpoint_disable_after_s:.0f}s"
             await self.endpoint_writer.put(endpoint.with_changes(disabled=True, disabled_reason=reason, updated_at=now_utc()))
             await self.dead.send(sent.id, sent.encode())
             DEAD_LETTERS.labels(reason="endpoint_gone").inc()
@@ -122,8 +119,9 @@ class Deliverer:
             await self._record(sent, "retrying", result, next_at=format_utc(datetime.fromtimestamp(due_ms / 1000, UTC)))
 
     def _failing_too_long(self, endpoint_id: str) -> bool:
+        # Counted in memory: a restart starts the clock again, which only delays disabling.
         since = self._failing_since.setdefault(endpoint_id, time.monotonic())
-        return time.monotonic() - since > self.options.disable_after_s
+        return time.monotonic() - since > self.settings.endpoint_disable_after_s
 
     async def _record(self, delivery: Delivery, outcome: str, result: SendResult | None = None, *,
                       error: str | None = None, next_at: str | None = None, extra: dict[str, str] | None = None,
@@ -161,7 +159,6 @@ class Dispatcher:
     def __post_init__(self) -> None:
         if not self.settings.secret_key:
             raise ValueError("the dispatcher needs JOBWIRE_SECRET_KEY")
-        self.options.disable_after_s = self.settings.endpoint_disable_after_s
         self.topics = Topics(self.settings.topic_prefix)
         self.group_id = f"{self.settings.topic_prefix}jobwire-dispatcher"
         self.producer = make_producer(self.settings.kafka)
@@ -299,7 +296,7 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver_event(self, job, event_id: str, partition: int, offset: int) -> None:  # type: ignore[no-untyped-def]
+    async def _deliver_event(self, job: Job, event_id: str, partition: int, offset: int) -> None:
         event_type, body = job_payload(job)
         text = body.decode()
         now = now_utc()
