@@ -74,8 +74,9 @@ def ensure_jars(cache_dir: Path, *, quiet: bool = False) -> Path:
         if not quiet:
             print(f"Fetching Apache Kafka {kafka_version(recipe)} jars into {lib} (once) ...", file=sys.stderr, flush=True)
         shutil.rmtree(lib, ignore_errors=True)
+        # Not quiet: Maven prints a line per artifact it downloads, the progress of this slow step.
         command = [
-            "mvn", "-B", "-q" if quiet else "-ntp", "-f", str(recipe / "pom.xml"),
+            "mvn", "-B", *(["-q"] if quiet else []), "-f", str(recipe / "pom.xml"),
             "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
         ]
         done = subprocess.run(command, capture_output=quiet, text=True, check=False)
