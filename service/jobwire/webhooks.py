@@ -6,7 +6,7 @@ They never call each other; these records are how they meet on topics.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -53,7 +53,7 @@ class Endpoint:
         }
 
     def encode(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson encodes dataclasses natively; asdict deep-copies
 
     @classmethod
     def decode(cls, raw: bytes) -> Endpoint:
@@ -100,7 +100,7 @@ class Delivery:
     previous_attempts: int = 0
 
     def encode(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson encodes dataclasses natively; asdict deep-copies
 
     @classmethod
     def decode(cls, raw: bytes) -> Delivery:
@@ -133,7 +133,7 @@ class Attempt:
     dead_letter: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson encodes dataclasses natively; asdict deep-copies
 
     @classmethod
     def decode(cls, raw: bytes) -> Attempt:

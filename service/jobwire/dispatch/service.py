@@ -67,10 +67,19 @@ class Deliverer:
         self.limits = EndpointLimits(options.per_endpoint_in_flight)
         self._global = asyncio.Semaphore(options.max_in_flight)
         self._failing_since: dict[str, float] = {}
+        self._opened: dict[str, str] = {}
 
     def secrets_of(self, endpoint: Endpoint) -> list[str]:
         now = now_utc()
-        return [self.box.open(s.sealed) for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
+        return [self._open(s.sealed) for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
+
+    def _open(self, sealed: str) -> str:
+        # A sealed value has its own random nonce, so it names exactly one secret: cache by it
+        # rather than decrypting on every attempt.
+        secret = self._opened.get(sealed)
+        if secret is None:
+            secret = self._opened[sealed] = self.box.open(sealed)
+        return secret
 
     async def attempt(self, delivery: Delivery) -> None:
         endpoint = self.registry.endpoints.get(delivery.endpoint_id)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from svix.webhooks import Webhook
+
+
+@lru_cache(maxsize=4096)
+def _signer(secret: str) -> Webhook:
+    # Building one decodes the secret; endpoints are few and deliveries many.
+    return Webhook(secret)
 
 
 def sign_headers(msg_id: str, body: str, secrets: Sequence[str], at: datetime | None = None) -> dict[str, str]:
     """Headers for one attempt: one ``v1,`` signature per active secret (rotation grace),
     space-separated, plus ``svix-*`` copies for receivers using Svix SDKs."""
     moment = (at or datetime.now(UTC)).replace(microsecond=0)
-    signature = " ".join(Webhook(secret).sign(msg_id, moment, body) for secret in secrets)
+    signature = " ".join(_signer(secret).sign(msg_id, moment, body) for secret in secrets)
     timestamp = str(int(moment.timestamp()))
     return {
         "webhook-id": msg_id,
