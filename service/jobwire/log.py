@@ -14,7 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from jobwire import events
 from jobwire.config import KafkaSettings, Settings
@@ -232,9 +232,8 @@ class LogReader:
 
     async def batches(self, timeout_ms: int = 200, max_records: int = 5000) -> AsyncIterator[list[LogRecord]]:
         """Batches of records as they arrive; an empty batch means nothing came within the timeout."""
-        while True:
-            fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-            yield [to_log_record(r) for records in fetched.values() for r in records]
+        async for batch in self.raw_batches(timeout_ms, max_records):
+            yield [to_log_record(r) for r in batch]
 
 
 class GroupConsumer:
@@ -261,22 +260,28 @@ class GroupConsumer:
         fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         return [to_log_record(r) for records in fetched.values() for r in records]
 
-    async def commit(self, next_offsets: dict[int, int]) -> None:
-        """Commit, per partition, the offset of the next record to read.
+    async def commit(self, next_offsets: dict[int, int]) -> dict[int, int]:
+        """Commit, per partition, the offset of the next record to read; see ``commit_owned``."""
+        return await commit_owned(self._consumer, self.topic, next_offsets)
 
-        After a rebalance took partitions away, their commits fail; the new owner replays from
-        the last commit (at-least-once), so that is logged and not raised.
-        """
-        owned = {tp.partition for tp in self._consumer.assignment()}
-        offsets = {TopicPartition(self.topic, p): o for p, o in next_offsets.items() if p in owned}
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("commit skipped after a rebalance topic=%s offsets=%s error=%s", self.topic, offsets, exc)
-        except KafkaError as exc:  # broker away: the caller offers the same offsets next time
-            raise LogError(f"commit failed on {self.topic}: {exc}") from exc
+
+async def commit_owned(consumer: AIOKafkaConsumer, topic: str, next_offsets: dict[int, int]) -> dict[int, int]:
+    """Commit the offsets of the partitions ``consumer`` still owns; returns what was committed.
+
+    A failed commit (the broker restarting, or a rebalance that took partitions away) is logged
+    and returns nothing: the caller offers the same offsets again, and a partition's new owner
+    replays from the last commit (at-least-once).
+    """
+    owned = {tp.partition for tp in consumer.assignment()}
+    offsets = {p: o for p, o in next_offsets.items() if p in owned}
+    if not offsets:
+        return {}
+    try:
+        await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+    except KafkaError as exc:  # CommitFailedError and IllegalStateError included
+        log.warning("commit failed topic=%s offsets=%s error=%s", topic, offsets, exc)
+        return {}
+    return offsets
 
 
 async def consume(

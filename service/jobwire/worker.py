@@ -271,5 +271,4 @@ class Worker:
     async def _commit(self) -> None:
         moved = self._offsets.to_commit()
         if moved:
-            await self._group.commit(moved)
-            self._offsets.committed(moved)
+            self._offsets.committed(await self._group.commit(moved))

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 
 from jobwire.config import Settings
 from jobwire.dispatch.delivery import Sender, SendResult
@@ -30,7 +29,9 @@ from jobwire.dispatch.signing import sign_headers
 from jobwire.dispatch.state import JobState, StateStore
 from jobwire.endpoints import EndpointRegistry, EndpointWriter
 from jobwire.lifecycle import Job, Verdict, apply
-from jobwire.log import KeyedWriter, LogReader, LogRecord, Quarantine, client_options, make_producer, to_log_record
+from jobwire.log import (
+    KeyedWriter, LogReader, LogRecord, Quarantine, client_options, commit_owned, make_producer, to_log_record,
+)
 from jobwire.metrics import CONSUMER_LAG, DEAD_LETTERS, DELIVERIES_IN_FLIGHT, DELIVERY_LATENCY, DELIVERY_OUTCOMES
 from jobwire.offsets import OffsetTracker
 from jobwire.positions import follow_raw
@@ -319,17 +320,10 @@ class Dispatcher:
         # A snapshot that cannot be written is fatal (raises): committing past it would lose
         # the job's state, so the process ends and a restart replays from the last commit.
         await self.state.flush()
-        owned = {tp.partition for tp in self.consumer.assignment()}
-        moved = {p: o for p, o in self.offsets.to_commit().items() if p in owned}
-        if not moved:
-            return
-        try:
-            await self.consumer.commit({TopicPartition(self.topics.events, p): o for p, o in moved.items()})
-        except KafkaError as exc:  # broker restarting, or a rebalance: offered again next loop
-            log.warning("commit failed offsets=%s error=%s", moved, exc)
-            return
-        self.offsets.committed(moved)
-        await self.state.drop_finished(moved)
+        committed = await commit_owned(self.consumer, self.topics.events, self.offsets.to_commit())
+        if committed:
+            self.offsets.committed(committed)
+            await self.state.drop_finished(committed)
 
 
 class RetryTier:
@@ -395,16 +389,7 @@ class RetryTier:
                     self._consumer.resume(tp)
 
     async def _commit(self) -> None:
-        owned = {tp.partition for tp in self._consumer.assignment()}
-        moved = {p: o for p, o in self._offsets.to_commit().items() if p in owned}
-        if not moved:
-            return
-        try:
-            await self._consumer.commit({TopicPartition(self.topic, p): o for p, o in moved.items()})
-        except KafkaError as exc:
-            log.warning("commit failed topic=%s offsets=%s error=%s", self.topic, moved, exc)
-            return
-        self._offsets.committed(moved)
+        self._offsets.committed(await commit_owned(self._consumer, self.topic, self._offsets.to_commit()))
 
 
 class LagGauge:
