@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -121,12 +122,13 @@ def task_headers(job: Job, position: Position | None = None) -> dict[str, str]:
     return headers
 
 
-async def wait_until_terminal(request: Request, job_id: str, wait_s: float) -> None:
-    loop_time = request.state.clock
-    deadline = loop_time() + wait_s
+async def wait_for_job(request: Request, job_id: str, wait_s: float, waiting: Callable[[Job], bool]) -> None:
+    """Long-poll: return once ``waiting(job)`` is false, the job is gone, or ``wait_s`` passed."""
+    clock = request.state.clock
+    deadline = clock() + wait_s
     projection = projection_of(request)
-    while (job := projection.jobs.get(job_id)) is not None and not job.status.terminal:
-        remaining = deadline - loop_time()
+    while (job := projection.jobs.get(job_id)) is not None and waiting(job):
+        remaining = deadline - clock()
         if remaining <= 0 or not await projection.wait_for_change(job_id, remaining):
             return
 
@@ -159,7 +161,7 @@ async def submit(request: Request) -> Response:
         raise Problem(409, "this Idempotency-Key was already used with a different request; "
                       "operation, parameters and metadata must match the first one", extra={"task": task_object(existing)})
     if wait_s:
-        await wait_until_terminal(request, job_id, wait_s)
+        await wait_for_job(request, job_id, wait_s, lambda job: not job.status.terminal)
     job = projection.get(tenant, job_id)
     assert job is not None
     headers = task_headers(job, position)
@@ -182,13 +184,8 @@ async def get_job(request: Request) -> Response:
     if wait_s and not job.status.terminal:
         # Long-poll: wait until the job is newer than the version the client already has.
         known = etag.strip().strip('W/').strip('"') if etag else str(job.version)
-        deadline = request.state.clock() + wait_s
-        projection = projection_of(request)
-        while str(job.version) == known and not job.status.terminal:
-            remaining = deadline - request.state.clock()
-            if remaining <= 0 or not await projection.wait_for_change(job_id, remaining):
-                break
-            job = found(request, tenant, job_id)
+        await wait_for_job(request, job_id, wait_s, lambda job: str(job.version) == known and not job.status.terminal)
+        job = found(request, tenant, job_id)
     headers = task_headers(job)
     if etag is not None and headers["ETag"] in [t.strip() for t in etag.split(",")] + ["*"]:
         return Response(status_code=304, headers=headers)
