@@ -89,10 +89,8 @@ class Deliverer:
             return
         if endpoint.disabled:
             # Kept, not dropped: re-enabling the endpoint and calling recover delivers it.
-            await self.dead.send(delivery.id, delivery.encode())
-            DEAD_LETTERS.labels(reason="endpoint_disabled").inc()
-            await self._record(delivery, "skipped", error=f"endpoint disabled: {endpoint.disabled_reason or 'by the API'}",
-                               dead_letter=True)
+            await self._bury(delivery, "skipped", "endpoint_disabled",
+                             error=f"endpoint disabled: {endpoint.disabled_reason or 'by the API'}")
             return
         attempt_no = delivery.attempts + 1
         async with self._global, self.limits.slot(endpoint):
@@ -112,21 +110,27 @@ class Deliverer:
         if step.kind != "disabled" and self._failing_too_long(endpoint.id):
             step = replace(step, kind="disabled")
         if step.kind == "disabled":
-            reason = "the endpoint answered 410 Gone" if result.status_code == 410 else \
+            gone = result.status_code == 410
+            reason = "the endpoint answered 410 Gone" if gone else \
                 f"every attempt failed for {self.settings.endpoint_disable_after_s:.0f}s"
             await self.endpoint_writer.put(endpoint.with_changes(disabled=True, disabled_reason=reason, updated_at=now_utc()))
-            await self.dead.send(sent.id, sent.encode())
-            DEAD_LETTERS.labels(reason="endpoint_gone").inc()
-            await self._record(sent, "disabled", result, extra={"reason": reason}, dead_letter=True)
+            await self._bury(sent, "disabled", "endpoint_gone" if gone else "endpoint_failing", result,
+                             extra={"reason": reason})
             log.warning("endpoint disabled endpoint_id=%s reason=%s", endpoint.id, reason)
         elif step.kind == "dead":
-            await self.dead.send(sent.id, sent.encode())
-            DEAD_LETTERS.labels(reason="attempts_exhausted").inc()
-            await self._record(sent, "failed", result, dead_letter=True)
+            await self._bury(sent, "failed", "attempts_exhausted", result)
         else:
             due_ms = int(time.time() * 1000 + step.delay_s * 1000)
             await self.tiers[step.tier_s].send(sent.endpoint_id, replace(sent, due_at_ms=due_ms).encode())
             await self._record(sent, "retrying", result, next_at=format_utc(datetime.fromtimestamp(due_ms / 1000, UTC)))
+
+    async def _bury(self, delivery: Delivery, outcome: str, reason: str, result: SendResult | None = None, *,
+                    error: str | None = None, extra: dict[str, str] | None = None) -> None:
+        """End a delivery unsent: a dead letter, counted, and the attempt record that carries it
+        (so retry and recover can send it again)."""
+        await self.dead.send(delivery.id, delivery.encode())
+        DEAD_LETTERS.labels(reason=reason).inc()
+        await self._record(delivery, outcome, result, error=error, extra=extra, dead_letter=True)
 
     def _failing_too_long(self, endpoint_id: str) -> bool:
         # Counted in memory: a restart starts the clock again, which only delays disabling.
