@@ -160,14 +160,14 @@ class Worker:
             if event is None:
                 self._offsets.skip(partition, offset)  # the dispatcher's group quarantines these
                 continue
-            if event.type == "job.created" and event.data["operation"] == self.operation:
+            created = event.type == "job.created"
+            ours = created and event.data["operation"] == self.operation
+            if ours:
                 self._offsets.start(partition, offset)
                 to_start.append((event.subject, record))
             else:
                 self._offsets.skip(partition, offset)
-            if event.type == "job.created" and event.data["operation"] != self.operation:
-                continue
-            if event.subject in self._jobs or event.type == "job.created":
+            if ours or (not created and event.subject in self._jobs):
                 self._observe(event)
         for job_id, record in to_start:
             await self._launch(job_id, record)
