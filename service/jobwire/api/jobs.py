@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from jobwire.api.auth import tenant_of
 from jobwire.api.bodies import read_json
-from jobwire.api.problems import Problem
+from jobwire.api.problems import Problem, log_unavailable
 from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.events import Event, new_event
 from jobwire.ids import idempotent_job_id, new_id
@@ -88,8 +88,7 @@ async def publish(request: Request, event: Event) -> Position:
     except InvalidEvent as exc:
         raise Problem(422, "the event does not match the schema", violations=exc.violations) from None
     except LogError as exc:
-        log.error("publish failed job_id=%s event_id=%s error=%s", event.subject, event.id, exc)
-        raise Problem(503, "the event log is unavailable; try again", headers={"Retry-After": "2"}) from None
+        raise log_unavailable(exc, f"publish job_id={event.subject} event_id={event.id}") from None
     log.info("event published job_id=%s event_id=%s type=%s position=%s", event.subject, event.id, event.type, position)
     if not await projection_of(request).wait_for_position(position, READ_YOUR_WRITES_TIMEOUT_S):
         raise Problem(

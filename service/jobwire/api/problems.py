@@ -43,6 +43,12 @@ class Problem(Exception):
         self.extra = extra or {}
 
 
+def log_unavailable(exc: Exception, what: str) -> Problem:
+    """The 503 for a write the event log refused; the cause goes to our log, not the client."""
+    log.error("write to the event log failed what=%s error=%s", what, exc)
+    return Problem(503, "the event log is unavailable; try again", headers={"Retry-After": "2"})
+
+
 def problem_response(request: Request | None, problem: Problem) -> Response:
     body: dict[str, Any] = {
         "type": "about:blank",

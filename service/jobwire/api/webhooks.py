@@ -14,7 +14,7 @@ from starlette.responses import Response
 from jobwire.api.auth import tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.jobs import json_response, require_json
-from jobwire.api.problems import Problem
+from jobwire.api.problems import Problem, log_unavailable
 from jobwire.deliverylog import REPLAYABLE, DeliveryLog
 from jobwire.ssrf import TargetRefused, check_literal
 from jobwire.endpoints import EndpointRegistry
@@ -63,8 +63,8 @@ async def write_endpoint(request: Request, endpoint: Endpoint | None, endpoint_i
     writer = request.state.endpoint_writer
     try:
         position: Position = await (writer.put(endpoint) if endpoint else writer.delete(endpoint_id))
-    except LogError:
-        raise Problem(503, "the event log is unavailable; try again", headers={"Retry-After": "2"}) from None
+    except LogError as exc:
+        raise log_unavailable(exc, f"endpoint endpoint_id={endpoint_id}") from None
     if not await registry_of(request).positions.wait_for(position, WRITE_VISIBLE_TIMEOUT_S):
         raise Problem(503, "written but not visible yet; retry", headers={"Retry-After": "1"})
 
@@ -161,8 +161,8 @@ async def enqueue(request: Request, deliveries: list[Delivery]) -> None:
     try:
         for delivery in deliveries:
             await request.state.delivery_requests.send(delivery.endpoint_id, delivery.encode())
-    except LogError:
-        raise Problem(503, "the event log is unavailable; try again", headers={"Retry-After": "2"}) from None
+    except LogError as exc:
+        raise log_unavailable(exc, "delivery request") from None
 
 
 async def test_endpoint(request: Request) -> Response:
