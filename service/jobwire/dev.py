@@ -57,6 +57,14 @@ def dev_environment(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def spawn(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Its own session: a terminal's Ctrl-C reaches only the supervisor, which stops children
+    # in order; PR_SET_PDEATHSIG still ends the child if the supervisor dies.
+    process = subprocess.Popen(service.argv, env=env, start_new_session=True, preexec_fn=set_parent_death_signal)
+    log.info("service started name=%s pid=%s", service.name, process.pid)
+    return process
+
+
 def wait_ready(url: str, timeout_s: float, children: list[tuple[Service, subprocess.Popen[bytes]]]) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -108,14 +116,11 @@ def run_dev(settings: Settings, *, kafka_port: int) -> int:
         child_settings = load_settings(env)
         asyncio.run(ensure_topics(child_settings))
         for service in services():
-            children.append((service, subprocess.Popen(
-                service.argv, env=env, start_new_session=True, preexec_fn=set_parent_death_signal)))
-            log.info("service started name=%s pid=%s", service.name, children[-1][1].pid)
+            children.append((service, spawn(service, env)))
         url = f"http://{child_settings.host}:{child_settings.port}"
         if wait_ready(url, 60, children):
             for service in after_ready(url):
-                children.append((service, subprocess.Popen(
-                    service.argv, env=env, start_new_session=True, preexec_fn=set_parent_death_signal)))
+                children.append((service, spawn(service, env)))
             print(banner(url, child_settings.api_keys[0][1], time.monotonic() - started), flush=True)
         while True:
             for service, process in children:
