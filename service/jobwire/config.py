@@ -28,7 +28,8 @@ ENV_VARS = (
     "JOBWIRE_RETRY_SCHEDULE", "JOBWIRE_HOST", "JOBWIRE_PORT", "JOBWIRE_TOPIC_PREFIX", "JOBWIRE_RETENTION_DAYS",
     "JOBWIRE_EVENTS_PARTITIONS", "JOBWIRE_REPLICATION_FACTOR", "JOBWIRE_MIN_INSYNC_REPLICAS",
     "JOBWIRE_MAX_BODY_BYTES", "JOBWIRE_ENDPOINT_DISABLE_AFTER_S", "JOBWIRE_KAFKA_CACHE", "JOBWIRE_DEV",
-    "JOBWIRE_LOG_LEVEL",
+    "JOBWIRE_LOG_LEVEL", "JOBWIRE_DISPATCH_MAX_DELIVERIES", "JOBWIRE_DISPATCH_MAX_BYTES", "JOBWIRE_DISPATCH_SENDERS",
+    "JOBWIRE_ENDPOINT_IN_FLIGHT", "JOBWIRE_ENDPOINT_MAX_QUEUED",
 )
 DEV_TENANT = "dev"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -67,6 +68,15 @@ class Settings:
     endpoint_disable_after_s: float = 5 * 86400.0
     kafka_cache_dir: Path = Path.home() / ".cache" / "jobwire"
     dev: bool = False
+    #: The dispatcher's memory bound: deliveries queued or in flight, and their bytes. Above
+    #: it the dispatcher stops reading until half of it is worked off.
+    dispatch_max_deliveries: int = 10_000
+    dispatch_max_bytes: int = 64 << 20
+    #: Senders: how many attempts may be in flight in all.
+    dispatch_senders: int = 256
+    #: Per endpoint: attempts in flight, and deliveries queued in memory (more are parked).
+    endpoint_in_flight: int = 16
+    endpoint_max_queued: int = 1000
 
     def tenant_for_key(self, key: str) -> str | None:
         """The tenant owning ``key``, compared in constant time against every configured key."""
@@ -149,7 +159,13 @@ def _allowed_targets(env: Mapping[str, str]) -> tuple[ipaddress.IPv4Network | ip
     return tuple(nets)
 
 
+MAX_RETRY_DELAY_S = 7 * 86400.0
+MAX_SCHEDULE_LENGTH = 50
+
+
 def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
+    """Delays before each attempt. A zero delay after the first means at once again (the
+    requests topic serves it); each distinct positive delay gets a retry tier topic."""
     name = "JOBWIRE_RETRY_SCHEDULE"
     raw = env.get(name, "").strip()
     if not raw:
@@ -158,8 +174,12 @@ def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
         delays = tuple(float(p) for p in raw.split(","))
     except ValueError:
         raise ConfigError(name, f"must be comma-separated seconds such as 0,5,300, got {raw!r}") from None
-    if any(d < 0 for d in delays) or not delays:
-        raise ConfigError(name, "delays must be zero or positive")
+    if not all(0 <= d <= MAX_RETRY_DELAY_S for d in delays):  # also false for nan
+        raise ConfigError(name, f"each delay must be from 0 to {MAX_RETRY_DELAY_S:.0f} seconds")
+    if len(delays) > MAX_SCHEDULE_LENGTH:
+        raise ConfigError(name, f"at most {MAX_SCHEDULE_LENGTH} attempts, got {len(delays)}")
+    if any(0 < d < 0.1 for d in delays):
+        raise ConfigError(name, "a positive delay must be at least 0.1 seconds (tier topics are named in ms)")
     return delays
 
 
@@ -224,4 +244,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         endpoint_disable_after_s=_float(env, "JOBWIRE_ENDPOINT_DISABLE_AFTER_S", 5 * 86400.0, 1.0),
         kafka_cache_dir=Path(cache) if cache else Path.home() / ".cache" / "jobwire",
         dev=dev,
+        dispatch_max_deliveries=_int(env, "JOBWIRE_DISPATCH_MAX_DELIVERIES", 10_000, 100, 10_000_000),
+        dispatch_max_bytes=_int(env, "JOBWIRE_DISPATCH_MAX_BYTES", 64 << 20, 1 << 20, 1 << 40),
+        dispatch_senders=_int(env, "JOBWIRE_DISPATCH_SENDERS", 256, 1, 10_000),
+        endpoint_in_flight=_int(env, "JOBWIRE_ENDPOINT_IN_FLIGHT", 16, 1, 1000),
+        endpoint_max_queued=_int(env, "JOBWIRE_ENDPOINT_MAX_QUEUED", 1000, 1, 1_000_000),
     )

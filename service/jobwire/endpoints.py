@@ -6,15 +6,84 @@ The API writes endpoint snapshots (and tombstones on delete); the dispatcher wri
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
+from typing import Any
 
+import orjson
 from aiokafka import ConsumerRecord
 
-from jobwire.log import KeyedWriter, Position
+from jobwire.log import KeyedWriter, Position, skipped
 from jobwire.positions import AppliedPositions
+from jobwire.timeutil import is_time
 from jobwire.webhooks import Endpoint
 
-log = logging.getLogger(__name__)
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _optional_text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _optional_time(value: Any) -> bool:
+    return value is None or is_time(value)
+
+
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _secrets(value: Any) -> bool:
+    # At least one: the dispatcher signs with every live secret and has nothing to sign with otherwise.
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(s, dict) and _text(s.get("sealed")) and _optional_time(s.get("expires_at")) for s in value)
+
+
+def _event_types(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(t, str) for t in value))
+
+
+def _rate(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
+
+
+#: What each field of an endpoint record must be, so that a record that decodes cannot break a
+#: later request (sorting by created_at, comparing expiry times, signing, rate limiting).
+#: Fields not named here are left to ``Endpoint`` itself.
+ENDPOINT_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "id": (_text, "a non-empty string"),
+    "tenant": (_text, "a non-empty string"),
+    "url": (_text, "a non-empty string"),
+    "created_at": (is_time, "an RFC 3339 time"),
+    "updated_at": (is_time, "an RFC 3339 time"),
+    "secrets": (_secrets, "a non-empty list of {sealed, expires_at?}"),
+    "event_types": (_event_types, "null or a list of strings"),
+    "description": (_optional_text, "null or a string"),
+    "disabled": (_flag, "a boolean"),
+    "disabled_reason": (_optional_text, "null or a string"),
+    "rate_limit_per_s": (_rate, "null or a positive number"),
+    "failing_since": (_optional_time, "null or an RFC 3339 time"),
+}
+
+
+def decode_endpoint(key: bytes | None, raw: bytes) -> Endpoint:
+    """An endpoint snapshot, checked field by field; ``ValueError`` saying what is wrong."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("an endpoint record must be a JSON object")
+    for name, (valid, expected) in ENDPOINT_FIELDS.items():
+        if name in data and not valid(data[name]):
+            raise ValueError(f"endpoint field {name} must be {expected}")
+    if key is not None and key.decode(errors="replace") != data.get("id"):
+        raise ValueError("the record key is not the endpoint id")  # a later tombstone could not remove it
+    try:
+        return Endpoint.decode(raw)
+    except Exception as exc:  # a required field missing, an unknown one present, ...
+        raise ValueError(f"not an endpoint: {type(exc).__name__}: {exc}") from None
 
 
 class EndpointRegistry:
@@ -23,14 +92,15 @@ class EndpointRegistry:
         self.positions = AppliedPositions()
 
     def apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        endpoint_id = (record.key or b"").decode()
+        """Apply one record of the topic. A malformed one is skipped (counted and logged): the
+        endpoint keeps its previous snapshot."""
         if record.value is None:
-            self.endpoints.pop(endpoint_id, None)
+            self.endpoints.pop((record.key or b"").decode(errors="replace"), None)
             return
         try:
-            endpoint = Endpoint.decode(record.value)
-        except (ValueError, TypeError) as exc:
-            log.warning("invalid endpoint record skipped endpoint_id=%s offset=%s error=%s", endpoint_id, record.offset, exc)
+            endpoint = decode_endpoint(record.key, record.value)
+        except ValueError as exc:
+            skipped(record.topic, Position(record.partition, record.offset), str(exc))
             return
         self.endpoints[endpoint.id] = endpoint
 

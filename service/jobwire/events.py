@@ -2,7 +2,9 @@
 
 ``decode`` is the only way bytes from the log become an :class:`Event`, and ``encode`` the
 only way an event becomes bytes: both validate against ``schemas/``, so nothing that breaks
-the contract enters or leaves the log silently.
+the contract enters or leaves the log silently. Beyond the schemas, both check what the fold
+relies on: the timestamps it parses are real moments, and nothing nests deeper than
+:data:`MAX_DEPTH`. An event that decodes can be folded, snapshotted and sent as a webhook.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import orjson
 
 from jobwire.errors import InvalidEvent, Violation
 from jobwire.ids import new_id
-from jobwire.schemas import SchemaValidator, load_schema, validator
-from jobwire.timeutil import now_utc
+from jobwire.schemas import SchemaValidator, depth_violation, load_schema, validator
+from jobwire.timeutil import now_utc, parse_utc
 
 CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPES = (
@@ -29,6 +31,9 @@ EVENT_TYPES = (
 )
 #: Largest encoded event accepted; Kafka's default max.message.bytes is about 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
+#: Deepest nesting accepted (the event object is level 1). Whatever holds an event nests it a
+#: few levels further (state snapshots, webhook bodies), and orjson refuses to encode beyond 254.
+MAX_DEPTH = 64
 
 
 class Event(NamedTuple):
@@ -110,19 +115,41 @@ _checks: dict[str, Callable[[Any], bool]] = {}
 
 def violations(document: Any) -> list[Violation]:
     """Everything wrong with a decoded event document; empty when it is valid."""
+    # Depth first: the schema library gives up on very deep documents while explaining them.
+    too_deep = depth_violation(document, MAX_DEPTH)
+    if too_deep is not None:
+        return [too_deep]
     found = validator(_ENVELOPE).violations(document)
-    if found:
-        return found
-    return _data_validator(document["type"]).violations(document["data"], prefix="/data")
+    if not found:
+        found = _data_validator(document["type"]).violations(document["data"], prefix="/data")
+    return found or _time_violations(document)
 
 
 def from_document(document: Any) -> Event:
     """Validate a decoded JSON document and turn it into an :class:`Event`."""
+    return _event(document, may_be_deep=True)
+
+
+def _event(document: Any, *, may_be_deep: bool) -> Event:
+    """The hot path: one compiled schema check, then what the schema cannot say (real times,
+    depth), then explanations only for what fails. ``may_be_deep=False`` skips the depth check
+    when the caller knows the document cannot nest deeper than :data:`MAX_DEPTH`."""
     if not _checks:
         _checks.update(_combined_checks())
-    check = _checks.get(document.get("type")) if isinstance(document, dict) else None  # type: ignore[arg-type]
-    if check is None or not check(document):
-        raise InvalidEvent(violations(document))
+    kind = document.get("type") if isinstance(document, dict) else None
+    check = _checks.get(kind) if isinstance(kind, str) else None  # {"type": []} is not hashable
+    try:
+        valid = check is not None and check(document)
+    except ValueError:  # not JSON data, or too deep for the schema library; violations() says
+        valid = False
+    if not valid:
+        raise InvalidEvent(violations(document) or [Violation("", "does not match the event schema")])
+    found = _time_violations(document)
+    too_deep = depth_violation(document, MAX_DEPTH) if may_be_deep else None
+    if too_deep is not None:
+        found.append(too_deep)
+    if found:
+        raise InvalidEvent(found)
     return Event(
         id=document["id"],
         type=document["type"],
@@ -132,6 +159,28 @@ def from_document(document: Any) -> Event:
         tenant=document["tenant"],
         data=document["data"],
     )
+
+
+def _time_violations(document: dict[str, Any]) -> list[Violation]:
+    """Timestamps the fold parses (``lifecycle.apply``) that have the right shape, which is all
+    the schema checks, but are no real moment (month 13, hour 24). ``document`` is schema-valid."""
+    found = []
+    try:
+        parse_utc(document["time"])
+    except ValueError as exc:
+        found.append(Violation("/time", str(exc)))
+    expires = document["data"].get("result_url_expires_at")
+    if expires is not None:
+        try:
+            parse_utc(expires)
+        except ValueError as exc:
+            found.append(Violation("/data/result_url_expires_at", str(exc)))
+    return found
+
+
+def _may_be_too_deep(raw: bytes) -> bool:
+    """Cheap bound: nesting N levels takes N opening brackets (inside strings they only add)."""
+    return raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
 
 
 def decode(raw: bytes | None) -> Event:
@@ -144,7 +193,7 @@ def decode(raw: bytes | None) -> Event:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent([Violation("", f"not JSON: {exc}")]) from None
-    return from_document(document)
+    return _event(document, may_be_deep=_may_be_too_deep(raw))
 
 
 def encode(event: Event) -> bytes:
@@ -153,7 +202,10 @@ def encode(event: Event) -> bytes:
     found = violations(document)
     if found:
         raise InvalidEvent(found)
-    raw = orjson.dumps(document)
+    try:
+        raw = orjson.dumps(document)
+    except TypeError as exc:  # orjson.JSONEncodeError: an integer over 64 bits, a lone surrogate, ...
+        raise InvalidEvent([Violation("", f"not serialisable as JSON: {exc}")]) from None
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent([Violation("", f"event is {len(raw)} bytes, over the {MAX_EVENT_BYTES} byte limit")])
     return raw

@@ -175,8 +175,8 @@ def _transition(job: Job, event: Event, at: str) -> Job:
         details = error.get("details") or {}
         return job._replace(
             finished_at=at,
-            # Both seed shapes: result {error, details} and error {code, message, details}.
-            result={"error": error["message"], "details": details},
+            # The details are kept once, here; the task object shows them in both seed shapes
+            # (result {error, details} too), so snapshots and records carry them once.
             error={"code": error["code"], "message": error["message"], "details": details},
             retryable=data.get("retryable"),
         )

@@ -14,14 +14,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from jobwire import events
 from jobwire.config import KafkaSettings, Settings
-from jobwire.errors import InvalidEvent, LogError
+from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.events import Event
 from jobwire.metrics import INVALID_RECORDS
-from jobwire.topics import topic_specs
+from jobwire.topics import TopicSpec, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -88,29 +88,93 @@ def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create every missing topic with its configuration; existing ones are left as they are."""
+#: How long ``ensure_topics`` waits for the topics to show in the cluster's metadata.
+TOPICS_VISIBLE_TIMEOUT_S = 30.0
+
+
+async def ensure_topics(settings: Settings, *, visible_within_s: float = TOPICS_VISIBLE_TIMEOUT_S) -> list[str]:
+    """Create every missing topic with its configuration; returns the names this call created.
+
+    Existing topics are left as they are. Safe to run concurrently: a topic another creator
+    made first counts as existing. Returns only once every topic is in the cluster metadata
+    with a leader for each partition, so readers and writers started next find them. A topic
+    the broker refuses (a bad config, too few brokers) raises :class:`LogError` naming it.
+    """
+    specs = topic_specs(settings)
     admin = AIOKafkaAdminClient(**client_options(settings.kafka))
-    created = []
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
-        for spec in missing:
-            try:
-                await admin.create_topics(
-                    [NewTopic(spec.name, spec.partitions, settings.replication_factor, topic_configs=spec.config)]
-                )
-                created.append(spec.name)
-            except TopicAlreadyExistsError:  # a concurrent creator won the race: same outcome
-                pass
+        missing = [spec for spec in specs if spec.name not in existing]
+        created = await _create_topics(admin, missing, settings.replication_factor) if missing else []
+        await _wait_until_visible(admin, [spec.name for spec in specs], visible_within_s)
     except KafkaError as exc:
-        raise LogError(f"could not create topics on {settings.kafka.bootstrap_servers}: {exc}") from exc
+        raise LogError(f"could not create topics on {settings.kafka.bootstrap_servers}: {exc}",
+                       retriable=exc.retriable) from exc
     finally:
         await admin.close()
-    for name in created:
-        log.info("topic created topic=%s", name)
     return created
+
+
+async def _create_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec], replication_factor: int) -> list[str]:
+    """One CreateTopics request for all of ``specs``; returns the names it created.
+
+    The broker answers with an error code per topic instead of failing the request, so each
+    is checked here: 36 (already exists) means someone else won the race, which is fine.
+    """
+    response = await admin.create_topics(
+        [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=spec.config) for spec in specs]
+    )
+    created, refused = [], []
+    for entry in response.topic_errors:  # (topic, error_code) and, from v1 on, error_message
+        name, code = entry[0], entry[1]
+        if code == 0:
+            created.append(name)
+            log.info("topic created topic=%s", name)
+        elif code == TopicAlreadyExistsError.errno:
+            log.info("topic created concurrently by another client topic=%s", name)
+        else:
+            message = entry[2] if len(entry) > 2 and entry[2] else ""
+            refused.append((name, for_code(code), code, message))
+    if refused:
+        reasons = "; ".join(f"{name}: {error.__name__} (error {code}) {message}".rstrip()
+                            for name, error, code, message in refused)
+        raise LogError(f"the broker refused to create topics: {reasons}",
+                       retriable=all(error.retriable for _, error, _, _ in refused))
+    return created
+
+
+async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    """Poll the metadata until every topic in ``names`` has a leader for each partition."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    pause = 0.05
+    while True:
+        # All topics, not just ours: naming topics in a metadata request can auto-create them
+        # with broker defaults on clusters where auto.create.topics.enable is on.
+        described = {t["topic"]: t for t in await admin.describe_topics()}
+        waiting = {name: _not_ready(described.get(name)) for name in names}
+        waiting = {name: why for name, why in waiting.items() if why}
+        if not waiting:
+            return
+        if loop.time() + pause > deadline:
+            details = ", ".join(f"{name} ({why})" for name, why in sorted(waiting.items()))
+            raise LogError(f"topics not ready in the cluster metadata after {timeout_s:g} s: {details}")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
+def _not_ready(topic: dict[str, Any] | None) -> str | None:
+    """Why a topic's metadata entry is not usable yet; None when it is."""
+    if topic is None:
+        return "missing"
+    if topic["error_code"]:
+        return for_code(topic["error_code"]).__name__
+    partitions = topic["partitions"]
+    if not partitions:
+        return "no partitions"
+    leaderless = [p["partition"] for p in partitions if p["error_code"] or p["leader"] < 0]
+    return f"no leader for partitions {leaderless[:10]}" if leaderless else None
 
 
 class JobEvents:
@@ -152,27 +216,63 @@ def to_log_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord:
         return LogRecord(position, record.key, record.value, events.decode(record.value), None, headers)
     except InvalidEvent as exc:
         return LogRecord(position, record.key, record.value, None, exc, headers)
+    except Exception as exc:  # a bug in decode must not stop every consumer: set the record aside
+        log.exception("decoding failed position=%s", position)
+        invalid = InvalidEvent([Violation("", f"could not be decoded: {type(exc).__name__}: {exc}")])
+        return LogRecord(position, record.key, record.value, None, invalid, headers)
 
 
 class Quarantine:
-    """Copies invalid records to ``jobs.events.invalid`` with the reason in headers, and counts."""
+    """Sets aside records that cannot be handled: a copy goes to the ``.invalid`` companion of
+    their topic with the reason and origin in headers; each is counted and logged once.
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, source_topic: str) -> None:
+    For consumer-group members only, where one member reads each record: readers without a
+    group (every API replica) would each write a copy, so they count and log instead.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, source_topic: str, invalid_topic: str) -> None:
+        if invalid_topic == source_topic or source_topic.endswith(".invalid"):
+            # Swapped arguments would copy records back into the topic being read, for ever.
+            raise ValueError(f"cannot quarantine {source_topic} into {invalid_topic}")
         self._producer = producer
-        self.topic = topic
         self.source_topic = source_topic
+        self.invalid_topic = invalid_topic
+        self._counted = INVALID_RECORDS.labels(topic=source_topic)
 
-    async def put(self, record: LogRecord) -> None:
-        assert record.invalid is not None
-        reason = str(record.invalid)[:2000]
+    async def put(self, record: LogRecord, reason: str | None = None) -> None:
+        """Set aside a record read from an event topic; ``reason`` defaults to why it is invalid."""
+        if reason is None:
+            reason = str(record.invalid) if record.invalid is not None else "could not be handled"
+        await self.put_raw(record.key, record.raw, record.position, reason)
+
+    async def put_raw(self, key: bytes | None, value: bytes | None, position: Position, reason: str) -> None:
+        """Set aside a record of any topic, as it was read. ``LogError`` if the copy is not written."""
+        reason = reason[:2000]
         headers = [
             ("jobwire-error", reason.encode()),
             ("jobwire-source-topic", self.source_topic.encode()),
-            ("jobwire-source-position", str(record.position).encode()),
+            ("jobwire-source-position", str(position).encode()),
         ]
-        await self._producer.send_and_wait(self.topic, record.raw, key=record.key, headers=headers)
-        INVALID_RECORDS.labels(topic=self.source_topic).inc()
-        log.warning("invalid record quarantined topic=%s position=%s reason=%s", self.source_topic, record.position, reason[:200])
+        try:
+            await self._producer.send_and_wait(self.invalid_topic, value, key=key, headers=headers)
+        except KafkaError as exc:
+            raise LogError(f"quarantining {self.source_topic} {position} to {self.invalid_topic} failed: {exc}",
+                           retriable=exc.retriable) from exc
+        self._counted.inc()
+        log.warning("invalid record quarantined topic=%s position=%s reason=%s",
+                    self.source_topic, position, _one_line(reason))
+
+
+def skipped(topic: str, position: Position, reason: str) -> None:
+    """Count and log a record a reader without a consumer group skips (it does not quarantine:
+    every replica reads every record, so each would write a copy)."""
+    INVALID_RECORDS.labels(topic=topic).inc()
+    log.warning("invalid record skipped topic=%s position=%s reason=%s", topic, position, _one_line(reason))
+
+
+def _one_line(reason: str, limit: int = 200) -> str:
+    """A reason fit for a one-line log: newlines escaped, cut at ``limit`` characters."""
+    return reason[:limit].replace("\n", "\\n").replace("\r", "\\r")
 
 
 class LogReader:
@@ -295,8 +395,10 @@ async def consume(
 ) -> int:
     """The group consume loop: each batch is handled, invalid records set aside, then committed.
 
-    A record is committed only after ``handle`` returned for it (at-least-once). In burst mode
-    the loop returns once a fetch comes back empty, so tests end by themselves.
+    A record is committed only after ``handle`` returned for it (at-least-once). A record that
+    ``handle`` fails on is set aside like an invalid one; a ``LogError`` is not the record's
+    fault (the log is unavailable), so it stops the loop instead and the record is replayed.
+    In burst mode the loop returns once a fetch comes back empty, so tests end by themselves.
     Returns the number of valid records handled.
     """
     handled = 0
@@ -311,8 +413,13 @@ async def consume(
             if record.event is None:
                 await quarantine.put(record)
             else:
-                await handle(record)
-                handled += 1
+                try:
+                    await handle(record)
+                    handled += 1
+                except LogError:
+                    raise
+                except Exception as exc:
+                    await quarantine.put(record, f"handling failed: {type(exc).__name__}: {exc}")
             next_offsets[record.position.partition] = record.position.offset + 1
         await consumer.commit(next_offsets)
     return handled

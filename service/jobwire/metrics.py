@@ -24,3 +24,14 @@ DELIVERIES_IN_FLIGHT = Gauge("jobwire_webhook_in_flight", "Delivery attempts in 
 DEAD_LETTERS = Counter("jobwire_webhook_dead_letters_total", "Deliveries written to webhooks.dead", ["reason"])
 CONSUMER_LAG = Gauge("jobwire_consumer_lag_records", "Records not yet read, per topic (retry tiers: their backlog)",
                      ["topic"])
+DISPATCH_HELD = Gauge("jobwire_dispatch_held_deliveries", "Deliveries in the dispatcher's memory (queued + in flight)")
+DISPATCH_HELD_BYTES = Gauge("jobwire_dispatch_held_bytes", "Bytes of deliveries in the dispatcher's memory")
+ENDPOINT_QUEUE_DEPTH = Gauge("jobwire_endpoint_queue_depth",
+                             "Deliveries queued for an endpoint (the deepest few endpoints only)", ["endpoint_id"])
+ENDPOINT_OLDEST_AGE = Gauge("jobwire_endpoint_oldest_queued_seconds",
+                            "Age of the oldest delivery queued for an endpoint (the deepest few only)", ["endpoint_id"])
+PAUSED_PARTITIONS = Gauge("jobwire_paused_partitions", "Partitions a consumer holds back (flow control, not due)",
+                          ["topic"])
+PARKED = Counter("jobwire_webhook_parked_total",
+                 "Deliveries written to the retry path instead of held: their endpoint's queue was full")
+HOPS = Counter("jobwire_webhook_hops_total", "Retry records moved onward unattempted", ["reason"])

@@ -16,6 +16,12 @@ class OffsetTracker:
         self._finished: dict[int, set[int]] = {}  # finished but not yet popped from the heap
         self._next: dict[int, int] = {}  # partition -> one past the highest offset seen
         self._committed: dict[int, int] = {}
+        #: Bumped when a partition is forgotten: work started before cannot finish offsets of
+        #: the same partition after it comes back (a replay may be re-doing that offset).
+        self._epochs: dict[int, int] = {}
+
+    def epoch(self, partition: int) -> int:
+        return self._epochs.get(partition, 0)
 
     def start(self, partition: int, offset: int) -> None:
         heapq.heappush(self._pending.setdefault(partition, []), offset)
@@ -29,7 +35,9 @@ class OffsetTracker:
         if offset + 1 > self._next.get(partition, 0):
             self._next[partition] = offset + 1
 
-    def finish(self, partition: int, offset: int) -> None:
+    def finish(self, partition: int, offset: int, epoch: int | None = None) -> None:
+        if epoch is not None and epoch != self.epoch(partition):
+            return  # started before the partition was revoked: its new life replays the offset
         self._finished.setdefault(partition, set()).add(offset)
         heap = self._pending.get(partition, [])
         done = self._finished[partition]
@@ -55,5 +63,6 @@ class OffsetTracker:
     def forget(self, partitions: set[int]) -> None:
         """Drop partitions this consumer no longer owns (after a rebalance)."""
         for partition in partitions:
+            self._epochs[partition] = self.epoch(partition) + 1
             for table in (self._pending, self._finished, self._next, self._committed):
                 table.pop(partition, None)

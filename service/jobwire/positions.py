@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRecord
 
-from jobwire.log import LogReader, Position
+from jobwire.log import LogReader, Position, skipped
 
 
 @dataclass
@@ -59,11 +59,20 @@ async def follow_raw(
     positions: AppliedPositions,
     stop: asyncio.Event,
 ) -> None:
-    """Feed every record of a non-event topic to ``apply``, in order, until ``stop``."""
+    """Feed every record of a non-event topic to ``apply``, in order, until ``stop``.
+
+    ``apply`` skips the records it finds malformed; should it raise all the same, the record is
+    skipped here (counted and logged): one record must never end a replica's view of a topic.
+    No quarantine copy either way: every replica reads every record, so each would write one.
+    """
     async for batch in reader.raw_batches(timeout_ms=100):
         for record in batch:
-            apply(record)
-            positions.advance(Position(record.partition, record.offset))
+            position = Position(record.partition, record.offset)
+            try:
+                apply(record)
+            except Exception as exc:
+                skipped(reader.topic, position, f"{type(exc).__name__}: {exc}")
+            positions.advance(position)
         if batch:
             positions.wake()
         if stop.is_set():

@@ -21,8 +21,9 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
+from jobwire.events import Event
 from jobwire.lifecycle import Applied, Job, Status, Verdict, apply
-from jobwire.log import LogReader, LogRecord, Position
+from jobwire.log import LogReader, LogRecord, Position, skipped
 from jobwire.metrics import EVENTS_APPLIED, PROJECTION_JOBS
 from jobwire.positions import AppliedPositions
 from jobwire.timeutil import format_utc
@@ -62,6 +63,8 @@ class Projection:
     history: dict[str, list[HistoryEntry]] = field(default_factory=dict)
     positions: AppliedPositions = field(default_factory=AppliedPositions)
     orphans: int = 0
+    #: The topic it is fed from, for the invalid records count.
+    topic: str = "jobs.events"
 
     def __post_init__(self) -> None:
         self._by_tenant: dict[str, SortedList] = {}
@@ -73,11 +76,24 @@ class Projection:
     # --- feeding ----------------------------------------------------------------------------
 
     def apply_record(self, record: LogRecord) -> Applied | None:
-        """Fold one record; invalid ones only advance the position. Returns the fold's outcome."""
+        """Fold one record; returns the fold's outcome.
+
+        A record that is no valid event, or that anything here fails on, only advances the
+        position: it is counted and logged, and the projection carries on with the next one.
+        (The dispatcher's group quarantines such records; every replica reading them must not.)
+        """
         self.positions.advance(record.position)
         event = record.event
         if event is None:
+            skipped(self.topic, record.position, str(record.invalid))
             return None
+        try:
+            return self._fold(record, event)
+        except Exception as exc:
+            skipped(self.topic, record.position, f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _fold(self, record: LogRecord, event: Event) -> Applied:
         before = self.jobs.get(event.subject)
         outcome = apply(before, event)
         _APPLIED_BY_VERDICT[outcome.verdict].inc()

@@ -41,15 +41,20 @@ class SchemaValidator:
 
     def violations(self, document: Any, prefix: str = "") -> list[Violation]:
         found = []
-        for error in self._validator.iter_errors(document):
-            path = list(error.instance_path)
-            kind = error.kind
-            # Point at the field itself, not its parent, where the schema names one.
-            if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
-                path.append(kind.property)
-            elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties) and len(kind.unexpected) == 1:
-                path.append(kind.unexpected[0])
-            found.append(Violation(prefix + pointer(path), error.message))
+        try:
+            for error in self._validator.iter_errors(document):
+                path = list(error.instance_path)
+                kind = error.kind
+                # Point at the field itself, not its parent, where the schema names one.
+                if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+                    path.append(kind.property)
+                elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties) and len(kind.unexpected) == 1:
+                    path.append(kind.unexpected[0])
+                found.append(Violation(prefix + pointer(path), error.message))
+        except ValueError as exc:
+            # jsonschema-rs gives up on a document nested too deep to copy into an error, and on
+            # Python values JSON has no form for (a set, an int key): still a violation, never a crash.
+            found.append(Violation(prefix, f"cannot be checked: {exc}"))
         return found
 
 
@@ -61,3 +66,41 @@ def pointer(path: list[str | int]) -> str:
 @cache
 def validator(relative: str) -> SchemaValidator:
     return SchemaValidator(load_schema(relative))
+
+
+def depth_violation(document: Any, limit: int) -> Violation | None:
+    """The first container in ``document`` nested deeper than ``limit`` levels (the document
+    itself is level 1); None when there is none.
+
+    Cheap when there is none, the usual case: one compiled check walks the document in Rust.
+    Only a document that fails is walked here, iteratively (no stack to exhaust), to name the place.
+    """
+    try:
+        if _shallow_enough(limit)(document):
+            return None
+    except ValueError:  # deeper than the schema library goes, or not JSON data: the walk decides
+        pass
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(document, 1, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > limit:
+            return Violation(pointer(list(path)), f"nested deeper than the {limit} level limit")
+        children = node.items() if type(node) is dict else enumerate(node) if type(node) is list else ()
+        for key, child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1, (*path, key)))
+    return None
+
+
+@cache
+def _shallow_enough(limit: int) -> Callable[[Any], bool]:
+    """A compiled check that no container nests deeper than ``limit`` (the root is level 1).
+
+    Level ``k`` constrains the members of a container at level ``k``; past the limit, a value
+    may not be a container at all.
+    """
+    levels: dict[str, Any] = {f"l{limit + 1}": {"not": {"type": ["object", "array"]}}}
+    for k in range(limit, 0, -1):
+        deeper = {"$ref": f"#/$defs/l{k + 1}"}
+        levels[f"l{k}"] = {"additionalProperties": deeper, "items": deeper}
+    return SchemaValidator({"$defs": levels, "$ref": "#/$defs/l1"}).is_valid

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobwire.lifecycle import Job
+import orjson
+
+from jobwire.lifecycle import Job, Status
+
+#: Largest task object (as JSON) a job may grow to; the dispatcher sets a job that would be
+#: larger aside rather than write records Kafka would refuse.
+MAX_TASK_BYTES = 512 * 1024
 
 
 def task_object(job: Job) -> dict[str, Any]:
@@ -16,7 +22,7 @@ def task_object(job: Job) -> dict[str, Any]:
         "status": job.status.value,
         "stage": job.stage,
         "parameters": job.parameters,
-        "result": job.result,
+        "result": _result(job),
         "error": job.error,
         "progress": {"total": job.progress_total, "processed": job.progress_processed},
         "metadata": job.metadata,
@@ -30,3 +36,15 @@ def task_object(job: Job) -> dict[str, Any]:
         "version": job.version,
         "cancel_requested": job.cancel_requested,
     }
+
+
+def task_size(job: Job) -> int:
+    """Bytes of the task object as JSON (what a webhook body and a snapshot carry)."""
+    return len(orjson.dumps(task_object(job)))
+
+
+def _result(job: Job) -> dict[str, Any] | None:
+    """A failed job's result is its error in the other seed shape: ``{error, details}``."""
+    if job.status is Status.FAILED and job.error is not None:
+        return {"error": job.error["message"], "details": job.error["details"]}
+    return job.result

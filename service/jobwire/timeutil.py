@@ -6,11 +6,23 @@ time indexes rely on.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+# RFC 3339 section 5.6, ASCII digits only; any number of fraction digits (the event schema caps
+# it at 9), of which microseconds are kept. The groups are the hour and the offset's hours and
+# minutes, whose ranges datetime.fromisoformat does not check the way RFC 3339 means them.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt](\d{2}):\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))",
+    re.ASCII,
+)
 
 
 def format_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Not strftime: "%Y" does not pad years below 1000 on glibc, which breaks the fixed width.
+    m = moment.astimezone(UTC)
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+            f"{m.microsecond // 1000:03d}Z")
 
 
 def now_utc() -> str:
@@ -18,25 +30,41 @@ def now_utc() -> str:
 
 
 def parse_utc(text: str) -> datetime:
-    """Parse an RFC 3339 time (any offset, any fraction) into an aware UTC datetime."""
-    cleaned = text.strip().replace("z", "Z").replace("t", "T")
-    if cleaned.endswith("Z"):
-        cleaned = cleaned[:-1] + "+00:00"
-    date_part, sep, rest = cleaned.partition(".")
-    if sep:
-        # datetime.fromisoformat accepts at most 6 fraction digits; events may carry 9.
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        cleaned = f"{date_part}.{(digits + '000000')[:6]}{rest}"
-    moment = datetime.fromisoformat(cleaned)
-    if moment.tzinfo is None:
-        raise ValueError(f"time without an offset: {text!r}")
-    return moment.astimezone(UTC)
+    """Parse an RFC 3339 time (any offset, any fraction) into an aware UTC datetime.
+
+    ``ValueError`` for anything that is not a real moment: a malformed text, an impossible date
+    (month 13, February 30, hour 24, a leap second), an offset beyond ±23:59, or a moment
+    that leaves the years 1 to 9999 once moved to UTC.
+    """
+    text = text.strip()
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time with an offset: {text[:64]!r}")
+    hour, offset_hours, offset_minutes = match.groups()
+    # fromisoformat would take "-00:60" for "-01:00"; the hour is checked here as well, so no
+    # Python version's reading of "24:00" matters.
+    if int(hour) > 23 or int(offset_hours or 0) > 23 or int(offset_minutes or 0) > 59:
+        raise ValueError(f"hour or offset out of range in {text[:64]!r}")
+    try:
+        return datetime.fromisoformat(text.upper()).astimezone(UTC)  # upper(): it takes no "t" or "z"
+    except (ValueError, OverflowError) as exc:  # the date itself, or the year leaving 1..9999 in UTC
+        raise ValueError(f"not a real time: {text[:64]!r} ({exc})") from None
+
+
+def is_time(value: object) -> bool:
+    """Whether ``value`` is an RFC 3339 time naming a real moment (for checking records)."""
+    try:
+        parse_utc(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def canonical(text: str) -> str:
-    """``text`` re-written in the canonical form; fast path when it already is."""
+    """``text`` re-written in the canonical form; fast path when it already is.
+
+    The fast path trusts the shape alone: events are checked to be real times when decoded.
+    """
     if len(text) == 24 and text[-1] == "Z" and text[10] == "T" and text[19] == ".":
         return text
     return format_utc(parse_utc(text))

@@ -29,7 +29,11 @@ class Topics:
 
     @property
     def events_invalid(self) -> str:
-        return self._name("jobs.events.invalid")
+        return self.invalid(self.events)
+
+    def invalid(self, topic: str) -> str:
+        """Where records of ``topic`` that cannot be handled are set aside (its quarantine)."""
+        return f"{topic}.invalid"
 
     @property
     def state(self) -> str:
@@ -70,8 +74,9 @@ def delay_label(delay_s: float) -> str:
 
 
 def retry_delays(settings: Settings) -> list[float]:
-    """The distinct non-zero delays of the schedule: one retry tier topic each."""
-    return sorted({d for d in settings.retry_schedule_s[1:] if d > 0})
+    """The distinct non-zero delays of the schedule: one retry tier topic each. A schedule
+    without one still gets a 1 s tier: parked deliveries hop through it (dispatch/policy.py)."""
+    return sorted({d for d in settings.retry_schedule_s[1:] if d > 0}) or [1.0]
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -85,15 +90,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     longest_s = max(settings.retry_schedule_s, default=0)
     tier_retention = str(int((longest_s + 86400) * 1000))
     partitions = settings.events_partitions
+    tiers = [topics.retry(d) for d in retry_delays(settings)]
+    # One partition each: quarantined records are rare and read by people, not consumers.
+    quarantines = [topics.events, topics.endpoints, topics.attempts, topics.requests, *tiers]
     return [
         TopicSpec(topics.events, partitions, {**common, "retention.ms": retention_ms}),
-        TopicSpec(topics.events_invalid, 1, {**common, "retention.ms": retention_ms}),
         # Same partition count as jobs.events: a job's state lives in the partition its events do.
         TopicSpec(topics.state, partitions, compacted),
         TopicSpec(topics.endpoints, 1, compacted),
         TopicSpec(topics.attempts, partitions, {**common, "retention.ms": retention_ms}),
         TopicSpec(topics.dead, partitions, {**common, "retention.ms": retention_ms}),
         TopicSpec(topics.requests, partitions, {**common, "retention.ms": tier_retention}),
-        *(TopicSpec(topics.retry(d), partitions, {**common, "retention.ms": tier_retention})
-          for d in retry_delays(settings)),
+        *(TopicSpec(tier, partitions, {**common, "retention.ms": tier_retention}) for tier in tiers),
+        *(TopicSpec(topics.invalid(topic), 1, {**common, "retention.ms": retention_ms}) for topic in quarantines),
     ]

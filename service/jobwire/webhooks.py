@@ -39,6 +39,9 @@ class Endpoint:
     disabled: bool = False
     disabled_reason: str | None = None
     rate_limit_per_s: float | None = None
+    #: Since when every attempt has failed (None while healthy): kept here, on the compacted
+    #: topic, so the auto-disable clock survives a dispatcher restart.
+    failing_since: str | None = None
 
     def wants(self, event_type: str) -> bool:
         return event_type == TEST_EVENT_TYPE or self.event_types is None or event_type in self.event_types
@@ -92,19 +95,66 @@ class Delivery:
     event_type: str
     event_id: str
     job_id: str | None
-    body: str  # the JSON payload, exactly as signed
+    #: The JSON payload exactly as signed. Records embed it as JSON (not an escaped string), so
+    #: a delivery record is only a little larger than its body.
+    body: bytes
     created_at: str
     attempts: int = 0  # attempts made so far
     due_at_ms: int = 0
     #: Attempts made before a manual retry or recovery reset the counter (for the log).
     previous_attempts: int = 0
+    #: Not before this moment (ms), whatever tier carries the record: a long Retry-After.
+    not_before_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's fields; ``body`` stays pre-encoded JSON (an ``orjson.Fragment``)."""
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields["body"] = orjson.Fragment(self.body)
+        return fields
 
     def encode(self) -> bytes:
-        return orjson.dumps(self)  # orjson encodes dataclasses natively; asdict deep-copies
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def decode(cls, raw: bytes) -> Delivery:
-        return cls(**orjson.loads(raw))
+        return cls.from_dict(orjson.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Delivery:
+        """A delivery from its decoded record; ``ValueError`` naming the field when it is malformed."""
+        if not isinstance(data, dict):
+            raise ValueError("a delivery record must be a JSON object")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown delivery fields: {', '.join(sorted(unknown))[:200]}")
+        fields = dict(data)
+        body = fields.get("body")
+        # Records written before bodies were embedded carry the payload as a string.
+        fields["body"] = body.encode() if isinstance(body, str) else orjson.dumps(body)
+        if not isinstance(body, (str, dict)):
+            raise ValueError("delivery field body must be a JSON object")
+        for name, kind in _DELIVERY_FIELD_TYPES.items():
+            value = fields.get(name)
+            if name not in fields and name in _DELIVERY_OPTIONAL:
+                continue
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"delivery field {name} must be {_type_name(kind)}")
+        if fields.get("attempts", 0) < 0 or fields.get("previous_attempts", 0) < 0:
+            raise ValueError("delivery attempt counts must not be negative")
+        return cls(**fields)
+
+
+_DELIVERY_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "id": str, "endpoint_id": str, "tenant": str, "event_type": str, "event_id": str,
+    "job_id": (str, type(None)), "created_at": str, "attempts": int, "due_at_ms": int,
+    "previous_attempts": int, "not_before_ms": int,
+}
+_DELIVERY_OPTIONAL = frozenset({"job_id", "attempts", "due_at_ms", "previous_attempts", "not_before_ms"})
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({str: "a string", int: "an integer", type(None): "null"}.get(k, k.__name__) for k in kinds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobwire.config import Settings
-from jobwire.errors import LogError
+from jobwire.errors import InvalidEvent, LogError
 from jobwire.events import Event, new_event
 from jobwire.lifecycle import Job, Status, apply
-from jobwire.log import GroupConsumer, JobEvents, LogRecord, make_producer
+from jobwire.log import GroupConsumer, JobEvents, LogRecord, make_producer, skipped
 from jobwire.offsets import OffsetTracker
 from jobwire.topics import Topics
 
@@ -158,19 +158,35 @@ class Worker:
             event = record.event
             partition, offset = record.position.partition, record.position.offset
             if event is None:
-                self._offsets.skip(partition, offset)  # the dispatcher's group quarantines these
+                # Counted and logged, not copied: the dispatcher's group quarantines these.
+                self._offsets.skip(partition, offset)
+                skipped(self._group.topic, record.position, str(record.invalid))
                 continue
             created = event.type == "job.created"
             ours = created and event.data["operation"] == self.operation
             if ours:
                 self._offsets.start(partition, offset)
-                to_start.append((event.subject, record))
             else:
                 self._offsets.skip(partition, offset)
-            if ours or (not created and event.subject in self._jobs):
-                self._observe(event)
+            try:
+                if ours or (not created and event.subject in self._jobs):
+                    self._observe(event)
+            except Exception as exc:  # one record must never stop the worker
+                self._set_aside(record, exc, started=ours)
+                continue
+            if ours:
+                to_start.append((event.subject, record))
         for job_id, record in to_start:
-            await self._launch(job_id, record)
+            try:
+                await self._launch(job_id, record)
+            except Exception as exc:
+                self._set_aside(record, exc, started=True)
+
+    def _set_aside(self, record: LogRecord, exc: Exception, *, started: bool) -> None:
+        """Skip a record handling failed on: counted, logged, and its offset free to commit."""
+        if started:
+            self._offsets.finish(record.position.partition, record.position.offset)
+        skipped(self._group.topic, record.position, f"handling failed: {type(exc).__name__}: {exc}")
 
     def _observe(self, event: Event) -> None:
         job = apply(self._jobs.get(event.subject), event).job
@@ -217,7 +233,7 @@ class Worker:
                 if job.status is Status.PENDING:
                     await context._publish("job.started", {"stage": None})
                 outcome = await self._call_handler(context)
-                await context._publish(*outcome)
+                await self._publish_outcome(context, outcome)
             finished = True
         except asyncio.CancelledError:
             running = self._running.get(job.id)
@@ -230,11 +246,25 @@ class Worker:
                 raise  # shutdown: leave the offset uncommitted so the job is replayed
         except LogError as exc:
             log.error("could not publish the outcome job_id=%s error=%s; it will be replayed", job.id, exc)
+        except Exception:  # a bug here must not hold the partition's commits for ever
+            log.exception("running the job failed job_id=%s; its record is skipped", job.id)
+            finished = True
         finally:
             self._running.pop(job.id, None)
             self._slots.release()
             if finished:
                 self._offsets.finish(partition, offset)
+
+    async def _publish_outcome(self, context: JobContext, outcome: tuple[str, dict[str, Any]]) -> None:
+        """Publish what the handler returned; a result the log refuses (not JSON, too big or
+        deep, an impossible expiry time) fails the job instead of leaving it running."""
+        try:
+            await context._publish(*outcome)
+        except InvalidEvent as exc:
+            log.warning("handler result refused job_id=%s reason=%s", context.id, str(exc)[:200])
+            await context._publish("job.failed", {"error": {
+                "code": "invalid_result", "message": f"the handler's result was refused: {exc}"[:4000], "details": {},
+            }, "retryable": False})
 
     async def _call_handler(self, context: JobContext) -> tuple[str, dict[str, Any]]:
         job = context.job

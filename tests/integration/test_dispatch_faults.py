@@ -8,22 +8,16 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from jobwire.config import Settings, load_settings
-from jobwire.devkafka import LocalKafka, free_port, set_parent_death_signal
-from jobwire.endpoints import EndpointWriter
-from jobwire.events import new_event
-from jobwire.log import JobEvents, KeyedWriter, ensure_topics, make_producer
-from jobwire.secretbox import SecretBox, new_webhook_secret
-from jobwire.timeutil import now_utc
-from jobwire.topics import Topics
-from jobwire.webhooks import Endpoint, SealedSecret, webhook_id
+from jobwire.config import load_settings
+from jobwire.devkafka import LocalKafka, free_port
+from jobwire.log import ensure_topics
+from jobwire.webhooks import webhook_id
 from tests.conftest import env_for
+from tests.support.dispatching import publish_jobs, register, start_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer
 
 SECRET_KEY = "fault-test-secret-key-0123456789"
@@ -33,57 +27,6 @@ JOBS = 2000
 def fault_env(bootstrap: str) -> dict[str, str]:
     return env_for(bootstrap, JOBWIRE_SECRET_KEY=SECRET_KEY, JOBWIRE_ALLOWED_TARGETS="127.0.0.1/32",
                    JOBWIRE_RETRY_SCHEDULE="0,0.5,1,2,4", JOBWIRE_DEV="1", JOBWIRE_LOG_LEVEL=os.environ.get("FAULT_LOG_LEVEL", "WARNING"))
-
-
-async def register(settings: Settings, servers: list[ReceiverServer]) -> list[str]:
-    """Endpoints written straight to their topic, as the API would write them."""
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    ids = []
-    try:
-        writer = EndpointWriter(KeyedWriter(producer, Topics(settings.topic_prefix).endpoints))
-        box = SecretBox(SECRET_KEY)
-        for index, server in enumerate(servers):
-            secret = new_webhook_secret()
-            server.receiver.secrets.append(secret)
-            now = now_utc()
-            endpoint = Endpoint(f"ep_fault{index}", "acme", server.url, now, now, (SealedSecret(box.seal(secret)),))
-            await writer.put(endpoint)
-            ids.append(endpoint.id)
-    finally:
-        await producer.stop()
-    return ids
-
-
-async def publish_jobs(settings: Settings, first: int, count: int) -> dict[str, str]:
-    """``count`` jobs, each created then completed (every 5th failed); job id -> finishing event id."""
-    producer = make_producer(settings.kafka)
-    await producer.start()
-    finishing: dict[str, str] = {}
-    try:
-        publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
-
-        async def one(i: int) -> None:
-            job_id = f"job_f{i:05d}"
-            await publisher.publish(new_event("job.created", job_id, "acme", {"operation": "ocr", "parameters": {"i": i}}))
-            if i % 5 == 0:
-                end = new_event("job.failed", job_id, "acme", {"error": {"code": "x", "message": "boom"}})
-            else:
-                end = new_event("job.completed", job_id, "acme", {"result": {"i": i}})
-            await publisher.publish(end)
-            finishing[job_id] = end.id
-
-        await asyncio.gather(*(one(i) for i in range(first, first + count)))
-    finally:
-        await producer.stop()
-    return finishing
-
-
-def start_dispatcher(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
-    with open(log_file, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "jobwire.cli", "dispatcher", "--metrics-port", "0"],
-                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=set_parent_death_signal)
 
 
 def check(receivers: list[Receiver], endpoint_ids: list[str], finishing: dict[str, str]) -> int:

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from jobwire.config import Settings
+from jobwire.errors import LogError
 from jobwire.events import Event, new_event
 from jobwire.lifecycle import Status, fold
 from jobwire.log import (
     GroupConsumer, JobEvents, LogReader, LogRecord, Position, Quarantine, client_options, consume,
     ensure_topics, make_producer,
 )
-from jobwire.topics import Topics, topic_specs
+from jobwire.topics import Topics, TopicSpec, topic_specs
+from tests.conftest import settings_for
 
 
 def job_history(job_id: str, tenant: str = "acme") -> list[Event]:
@@ -105,7 +109,7 @@ async def test_invalid_records_are_set_aside_and_valid_ones_around_them_processe
     await producer.start()
     await group.start()
     try:
-        quarantine = Quarantine(producer, topics.events_invalid, topics.events)
+        quarantine = Quarantine(producer, topics.events, topics.events_invalid)
         count = await asyncio.wait_for(consume(group, quarantine, handle, burst=True), 60)
         (partition,) = partitions  # one key, one partition
         committed = await group.consumer.committed(TopicPartition(topics.events, partition))
@@ -148,9 +152,49 @@ async def test_topics_are_created_once_with_their_configs(settings: Settings) ->
     assert entries["retention.ms"] == str(30 * 24 * 3600 * 1000)
 
 
-async def test_publish_refuses_invalid_events_before_the_log(settings: Settings) -> None:
-    import pytest
+async def topic_names(settings: Settings) -> set[str]:
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
 
+
+async def test_concurrent_creators_both_succeed_and_each_topic_is_made_once(settings: Settings) -> None:
+    expected = {spec.name for spec in topic_specs(settings)}
+    first, second = await asyncio.gather(ensure_topics(settings), ensure_topics(settings))
+    assert set(first) | set(second) <= expected
+    assert not set(first) & set(second), "a topic is reported created by one caller only"
+    assert expected <= await topic_names(settings), "both returned once every topic exists"
+    assert await ensure_topics(settings) == []
+
+
+async def test_a_topic_the_broker_refuses_is_a_log_error_naming_it(settings: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    topics = Topics(settings.topic_prefix)
+    sound = topic_specs(settings)
+    broken = [TopicSpec(s.name, s.partitions, {**s.config, "retention.ms": "a fortnight"})
+              if s.name == topics.attempts else s for s in sound]
+    monkeypatch.setattr("jobwire.log.topic_specs", lambda _: broken)
+    with pytest.raises(LogError, match=re.escape(topics.attempts)) as caught:
+        await ensure_topics(settings)
+    assert "InvalidConfigurationError" in str(caught.value) and not caught.value.retriable
+    async with asyncio.timeout(30):  # the sound topics of the request were created
+        while topics.events not in await topic_names(settings):
+            await asyncio.sleep(0.05)
+    monkeypatch.setattr("jobwire.log.topic_specs", lambda _: sound)
+    assert await ensure_topics(settings) == [topics.attempts], "a fixed config creates only what is missing"
+
+
+async def test_too_few_brokers_for_the_replication_factor_is_named(kafka_bootstrap: str) -> None:
+    settings = settings_for(kafka_bootstrap, JOBWIRE_REPLICATION_FACTOR="3")
+    with pytest.raises(LogError, match="InvalidReplicationFactorError") as caught:
+        await ensure_topics(settings)
+    assert Topics(settings.topic_prefix).events in str(caught.value)
+
+
+async def test_publish_refuses_invalid_events_before_the_log(settings: Settings) -> None:
     from jobwire.errors import InvalidEvent
 
     await ensure_topics(settings)

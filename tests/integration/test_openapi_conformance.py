@@ -18,6 +18,7 @@ from tests.conftest import settings_for
 from tests.support.servers import api_in_thread
 
 KEY = "key_acme_0123456789"
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection", "expect", "upgrade"})
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,10 @@ def test_api_conforms_to_its_openapi(case: schemathesis.Case, live_api: str) -> 
     if case.headers:
         case.headers.pop("Prefer", None)
         case.headers.pop("Jobwire-Position", None)
+        # Framing headers belong to the HTTP client, not to API input: a generated, malformed
+        # Content-Length is answered 400 by the HTTP parser before any route sees the request.
+        for name in [h for h in case.headers if h.lower() in FRAMING_HEADERS]:
+            del case.headers[name]
     excluded = []
     if (case.query and "cursor" in case.query) or (isinstance(case.body, dict) and "url" in case.body):
         # Not expressible in a schema, so a 422 is right for schema-valid input: a cursor this

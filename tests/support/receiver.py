@@ -34,6 +34,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)  # verified requests that got a 2xx
     seen: dict[str, list[float]] = field(default_factory=dict)  # every verified request by webhook-id
     rejected: int = 0  # requests whose signature did not verify
+    delay_s: float = 0.0  # how long each answer takes: a slow receiver
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -49,6 +50,8 @@ class Receiver:
         times = self.seen.setdefault(webhook_id, [])
         times.append(time.monotonic())
         status, extra = self.plan(webhook_id, len(times))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if 200 <= status < 300:
             document = orjson.loads(body)
             self.received.append(Received(webhook_id, document["type"], document["data"], time.monotonic(), len(times)))

@@ -200,6 +200,7 @@ def test_list_filters_and_cursor(client: TestClient) -> None:
         ("GET", "/v1/jobs?cursor=!!!", {"headers": ACME}, 422),
         ("GET", "/v1/jobs?cursor=", {"headers": ACME}, 422),
         ("GET", "/v1/jobs?created_after=yesterday", {"headers": ACME}, 422),
+        ("GET", "/v1/jobs?created_after=2026-13-45T10:00:00.000Z", {"headers": ACME}, 422),
         ("GET", "/v1/jobs", {"headers": {**ACME, "Jobwire-Position": "soon"}}, 400),
     ],
 )
@@ -227,3 +228,64 @@ def test_system_routes(client: TestClient) -> None:
     assert spec["openapi"] == "3.1.0" and "/v1/jobs/{job_id}" in spec["paths"]
     assert "Task" in spec["components"]["schemas"]
     assert "<title>jobwire API</title>" in client.get("/docs").text
+
+
+def nested(levels: int) -> Any:
+    value: Any = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+async def test_events_the_fold_cannot_take_are_422_and_never_reach_the_log(client: TestClient, log: MemoryLog) -> None:
+    job_id = submit(client).json()["id"]
+    published = len(log.records)
+    impossible = {"type": "job.completed", "data": {"result": {}, "result_url_expires_at": "2026-13-45T10:00:00Z"}}
+    deep = {"type": "job.completed", "data": {"result": nested(80)}}
+    for body, pointer in [(impossible, "/data/result_url_expires_at"), (deep, "/data/result/a/a")]:
+        response = client.post(f"/v1/jobs/{job_id}/events", json=body, headers=ACME)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["errors"][0]["pointer"].startswith(pointer)
+    # Clients never choose the event time; naming one is a schema violation of its own.
+    timed = client.post(f"/v1/jobs/{job_id}/events", json={"type": "job.started", "time": "2026-13-45T10:00:00Z"},
+                        headers=ACME)
+    assert timed.status_code == 422 and timed.json()["errors"][0]["pointer"] == "/time"
+    assert len(log.records) == published, "nothing was published"
+    assert client.get(f"/v1/jobs/{job_id}", headers=ACME).json()["status"] == "pending"
+
+
+def test_deep_parameters_are_422_pointing_into_the_body(client: TestClient, log: MemoryLog) -> None:
+    response = submit(client, {"operation": "ocr", "parameters": {"x": nested(80)}})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"].startswith("/parameters/x/a/")
+    assert "level limit" in response.json()["errors"][0]["detail"]
+    # Deep *and* of the wrong type: the schema library gives up explaining; still a 422.
+    wrong = client.post("/v1/jobs", content=b'{"operation": "ocr", "parameters": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+                        headers={**ACME, "Content-Type": "application/json"})
+    assert wrong.status_code == 422, wrong.text
+    metadata = submit(client, {"operation": "ocr", "parameters": {}, "metadata": {"m": nested(70)}})
+    assert metadata.status_code == 422 and metadata.json()["errors"][0]["pointer"].startswith("/metadata/m/")
+    assert log.records == []
+
+
+async def test_worker_event_with_an_impossible_time_is_refused_by_the_log(log: MemoryLog) -> None:
+    from jobwire.errors import InvalidEvent
+
+    with pytest.raises(InvalidEvent, match="/time"):
+        await log.publish(new_event("job.started", "job_1", "acme", {}, time="2026-13-45T10:00:00Z"))
+
+
+def test_an_event_that_would_make_the_task_object_too_large_is_413(
+        parts: tuple[ApiComponents, MemoryLog, MemoryTopic]) -> None:
+    settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789", "JOBWIRE_MAX_BODY_BYTES": "1048576"})
+    with TestClient(create_app(settings, parts[0]), raise_server_exceptions=False) as client:
+        too_large_is_413(client)
+
+
+def too_large_is_413(client: TestClient) -> None:
+    job_id = submit(client, {"operation": "ocr", "parameters": {"text": "p" * 200_000}}).json()["id"]
+    details = {"error": {"code": "x", "message": "m", "details": {"d": "d" * 200_000}}}
+    refused = client.post(f"/v1/jobs/{job_id}/events", json={"type": "job.failed", "data": details}, headers=ACME)
+    assert refused.status_code == 413 and refused.json()["errors"][0]["pointer"] == "/data"
+    assert client.get(f"/v1/jobs/{job_id}", headers=ACME).json()["status"] == "pending", "nothing was published"

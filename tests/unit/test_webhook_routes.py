@@ -142,3 +142,12 @@ def test_delivery_log_retry_and_recover(setup: Any) -> None:
     later = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-24T00:00:00Z"},
                         headers=ACME)
     assert later.json()["deliveries"] == []
+
+
+def test_recover_since_an_impossible_time_is_422(setup: Any) -> None:
+    client, _, _ = setup
+    endpoint_id = create(client).json()["id"]
+    response = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-13-45T00:00:00Z"},
+                           headers=ACME)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == "/since"

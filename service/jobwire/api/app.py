@@ -132,7 +132,7 @@ async def kafka_components(settings: Settings) -> AsyncIterator[ApiComponents]:
         for reader in readers.values():
             await reader.start()
             stack.push_async_callback(reader.stop)
-        projection = Projection(retention_s=settings.retention_days * 86400)
+        projection = Projection(retention_s=settings.retention_days * 86400, topic=topics.events)
         registry, deliveries = EndpointRegistry(), DeliveryLog()
         ends = await readers["events"].end_offsets()
         endpoint_ends = await readers["endpoints"].end_offsets()

@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from jobwire.api.auth import tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.problems import Problem, log_unavailable
+from jobwire import events
 from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.events import Event, new_event
 from jobwire.ids import idempotent_job_id, new_id
@@ -24,8 +25,8 @@ from jobwire.lifecycle import Job, Status, Verdict, apply
 from jobwire.log import Position
 from jobwire.projection import ListQuery, Projection
 from jobwire.schemas import validator
-from jobwire.task import task_object
-from jobwire.timeutil import canonical
+from jobwire.task import MAX_TASK_BYTES, task_object, task_size
+from jobwire.timeutil import format_utc, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,19 @@ async def wait_for_header_position(request: Request) -> None:
         raise Problem(400, str(exc)) from None
     if not await projection_of(request).wait_for_position(position, READ_YOUR_WRITES_TIMEOUT_S):
         raise Problem(503, f"position {position} is not applied yet on this replica", headers={"Retry-After": "1"})
+
+
+def encodable(event: Event, data_at: str = "/data") -> Event:
+    """``event`` if the log would take it, else 422. Checked before anything folds the event
+    (a time that is no real date breaks the fold); violations point into the request body,
+    where the event's ``data`` sits at ``data_at``."""
+    try:
+        events.encode(event)
+    except InvalidEvent as exc:
+        violations = [Violation(data_at + v.pointer.removeprefix("/data"), v.message)
+                      if v.pointer == "/data" or v.pointer.startswith("/data/") else v for v in exc.violations]
+        raise Problem(422, "the event does not match the schema", violations=violations) from None
+    return event
 
 
 async def publish(request: Request, event: Event) -> Position:
@@ -149,7 +163,8 @@ async def submit(request: Request) -> Response:
     position = None
     if existing is None:
         data = {**body, "idempotency_key": key} if key else body
-        position = await publish(request, new_event("job.created", job_id, tenant, data, source="/api"))
+        event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
+        position = await publish(request, event)
         existing = projection.get(tenant, job_id)
         if existing is None:  # cannot happen unless the fold rejected the creation
             raise Problem(503, "the job was not created; try again", headers={"Retry-After": "1"})
@@ -211,7 +226,7 @@ def _query_time(request: Request, name: str) -> str | None:
     if value is None:
         return None
     try:
-        return canonical(value)
+        return format_utc(parse_utc(value))  # not canonical(): its fast path trusts the shape
     except ValueError:
         raise Problem(422, f"{name} must be an RFC 3339 time",
                       violations=[Violation(f"/query/{name}", f"not an RFC 3339 time: {value!r}")]) from None
@@ -316,13 +331,17 @@ async def post_event(request: Request) -> Response:
     violations = validator(f"data/{body['type']}.json").violations(data, prefix="/data")
     if violations:
         raise Problem(422, f"data does not match the {body['type']} schema", violations=violations)
-    event = new_event(body["type"], job_id, tenant, data, source=body.get("source", "/api/events"),
-                      event_id=body.get("id"))
+    event = encodable(new_event(body["type"], job_id, tenant, data, source=body.get("source", "/api/events"),
+                                event_id=body.get("id")))
     expected = apply(job, event)
     if expected.verdict is Verdict.REJECTED:
         raise Problem(409, expected.reason or "not allowed now", extra={"task": task_object(job)})
     if expected.verdict is Verdict.DUPLICATE:
         return json_response(task_object(job), 200, task_headers(job))
+    if expected.job is not None and (size := task_size(expected.job)) > MAX_TASK_BYTES:
+        # The dispatcher sets such a job's terminal event aside: refuse it here, with the reason.
+        raise Problem(413, f"the task would be {size} bytes, over the {MAX_TASK_BYTES} byte limit",
+                      violations=[Violation("/data", "makes the task object too large")])
     position = await publish(request, event)
     verdict, why = verdict_at(projection_of(request), job_id, position)
     if verdict is Verdict.REJECTED:

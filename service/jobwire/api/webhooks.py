@@ -173,7 +173,7 @@ async def test_endpoint(request: Request) -> Response:
     event_id = new_id("evt")
     body = payload(TEST_EVENT_TYPE, now, {"endpoint_id": endpoint.id, "message": "a test event from jobwire"})
     delivery = Delivery(webhook_id(event_id, endpoint.id), endpoint.id, tenant, TEST_EVENT_TYPE, event_id, None,
-                        body.decode(), now)
+                        body, now)
     await enqueue(request, [delivery])
     return json_response({"object": "webhook_delivery", "id": delivery.id, "status": "pending"}, 202)
 
@@ -206,7 +206,7 @@ async def get_delivery(request: Request) -> Response:
 
 def replay(delivery: Delivery) -> Delivery:
     """A failed delivery sent again: same webhook-id and body, a fresh attempt schedule."""
-    return replace(delivery, attempts=0, due_at_ms=0, previous_attempts=delivery.previous_attempts + delivery.attempts)
+    return replace(delivery, attempts=0, due_at_ms=0, not_before_ms=0, previous_attempts=delivery.previous_attempts + delivery.attempts)
 
 
 async def retry_delivery(request: Request) -> Response:
@@ -228,7 +228,10 @@ async def recover(request: Request) -> Response:
     require_json(request)
     endpoint = found(request, tenant)
     body = await read_json(request, "api/recover.json")
-    since = canonical(body["since"])
+    try:
+        since = canonical(body["since"])
+    except ValueError as exc:  # the schema checks the shape; month 13 gets this far
+        raise Problem(422, "since must be a real RFC 3339 time", violations=[Violation("/since", str(exc))]) from None
     deliveries = log_of(request)
     chosen = [deliveries.dead[v.id] for v in deliveries.of_endpoint(endpoint.id)
               if v.status in REPLAYABLE and v.id in deliveries.dead and v.created_at >= since]

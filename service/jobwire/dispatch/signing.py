@@ -15,11 +15,12 @@ def _signer(secret: str) -> Webhook:
     return Webhook(secret)
 
 
-def sign_headers(msg_id: str, body: str, secrets: Sequence[str], at: datetime | None = None) -> dict[str, str]:
+def sign_headers(msg_id: str, body: bytes | str, secrets: Sequence[str], at: datetime | None = None) -> dict[str, str]:
     """Headers for one attempt: one ``v1,`` signature per active secret (rotation grace),
     space-separated, plus ``svix-*`` copies for receivers using Svix SDKs."""
     moment = (at or datetime.now(UTC)).replace(microsecond=0)
-    signature = " ".join(_signer(secret).sign(msg_id, moment, body) for secret in secrets)
+    text = body.decode() if isinstance(body, bytes) else body  # svix signs text
+    signature = " ".join(_signer(secret).sign(msg_id, moment, text) for secret in secrets)
     timestamp = str(int(moment.timestamp()))
     return {
         "webhook-id": msg_id,

@@ -9,16 +9,20 @@ commit has moved past the event that finished them.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobwire.config import KafkaSettings
+from jobwire.dispatch.outbox import Outbox
 from jobwire.lifecycle import Job, Status
 from jobwire.log import client_options
+from jobwire.metrics import INVALID_RECORDS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -51,12 +55,11 @@ class PartitionState:
 
 
 class StateStore:
-    def __init__(self, kafka: KafkaSettings, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(self, kafka: KafkaSettings, outbox: Outbox, topic: str) -> None:
         self._kafka = kafka
-        self._producer = producer
+        self._outbox = outbox
         self.topic = topic
         self.partitions: dict[int, PartitionState] = {}
-        self._unflushed: list[asyncio.Future[Any]] = []
 
     async def restore(self, partitions: list[int]) -> int:
         """Load the changelog of ``partitions``; returns how many live jobs were restored."""
@@ -78,7 +81,7 @@ class StateStore:
                         if record.value is None:
                             state.jobs.pop(job_id, None)
                         else:
-                            state.jobs[job_id] = JobState.decode(record.value)
+                            self._restore_one(state, job_id, record.value, record.offset)
                 for job_id, job_state in state.jobs.items():
                     if job_state.job.status.terminal:
                         state.finished.append((job_state.offset, job_id))
@@ -86,6 +89,14 @@ class StateStore:
         finally:
             await consumer.stop()
         return restored
+
+    def _restore_one(self, state: PartitionState, job_id: str, raw: bytes, offset: int) -> None:
+        try:
+            state.jobs[job_id] = JobState.decode(raw)
+        except Exception as exc:  # a snapshot we cannot read is skipped: the job's events still count
+            INVALID_RECORDS.labels(topic=self.topic).inc()
+            log.warning("unreadable state snapshot skipped job_id=%s offset=%s error=%s", job_id, offset,
+                        f"{type(exc).__name__}: {exc}"[:300])
 
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -95,19 +106,14 @@ class StateStore:
         state = self.partitions.get(partition)
         return state.jobs.get(job_id) if state else None
 
-    async def put(self, partition: int, job_state: JobState) -> None:
+    async def put(self, partition: int, job_state: JobState, encoded: bytes | None = None) -> None:
+        """Keep ``job_state`` and write its snapshot (acknowledged before the next commit);
+        ``encoded`` when the caller already encoded it, to be sure it can be."""
         state = self.partitions.setdefault(partition, PartitionState())
         state.jobs[job_state.job.id] = job_state
         if job_state.terminal_event is not None:
             state.finished.append((job_state.offset, job_state.job.id))
-        self._unflushed.append(await self._producer.send(
-            self.topic, job_state.encode(), key=job_state.job.id.encode(), partition=partition))
-
-    async def flush(self) -> None:
-        """Wait until every snapshot written so far is acknowledged (before committing)."""
-        pending, self._unflushed = self._unflushed, []
-        if pending:
-            await asyncio.gather(*pending)
+        await self._outbox.send(self.topic, job_state.job.id, encoded or job_state.encode(), partition=partition)
 
     async def drop_finished(self, committed: dict[int, int]) -> None:
         """Tombstone finished jobs whose terminal event is below the committed offset."""
@@ -119,8 +125,7 @@ class StateStore:
             for finished_at, job_id in state.finished:
                 if finished_at < offset:
                     state.jobs.pop(job_id, None)
-                    self._unflushed.append(await self._producer.send(self.topic, None, key=job_id.encode(),
-                                                                     partition=partition))
+                    await self._outbox.send(self.topic, job_id, None, partition=partition)
                 else:
                     keep.append((finished_at, job_id))
             state.finished = keep

@@ -9,28 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from jobwire.dispatch.policy import SendResult
 from jobwire.ssrf import GuardedResolver, Network, TargetRefused, check_literal
 
 RESPONSE_EXCERPT_BYTES = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    status_code: int | None
-    latency_ms: float
-    error: str | None = None
-    excerpt: str | None = None
-    retry_after_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 def retry_after_s(value: str | None) -> float | None:

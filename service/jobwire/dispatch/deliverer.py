@@ -1,0 +1,177 @@
+"""One attempt of one delivery, and its next step made durable (through the outbox).
+
+The decision itself is the pure ``policy.decide``; this module gathers its inputs (the
+endpoint as the registry knows it, the HTTP result) and carries out what it says: an attempt
+record, a retry tier record, a dead letter, an endpoint snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
+from jobwire.dispatch.policy import Decision, Outcome, SendResult, Tiers, decide
+from jobwire.dispatch.signing import sign_headers
+from jobwire.endpoints import EndpointRegistry
+from jobwire.errors import JobwireError
+from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES
+from jobwire.secretbox import SecretBox
+from jobwire.timeutil import format_utc, now_utc, parse_utc
+from jobwire.topics import Topics
+from jobwire.webhooks import Attempt, Delivery, Endpoint
+
+log = logging.getLogger(__name__)
+
+
+class Poster(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult: ...
+
+
+class Deliverer:
+    def __init__(self, *, schedule_s: Sequence[float], tiers: Tiers, disable_after_s: float, topics: Topics,
+                 registry: EndpointRegistry, sender: Poster, box: SecretBox, outbox: Outbox) -> None:
+        self.schedule_s = tuple(schedule_s)
+        self.tiers = tiers
+        self.disable_after_s = disable_after_s
+        self.topics = topics
+        self.registry = registry
+        self.sender = sender
+        self.box = box
+        self.outbox = outbox
+        self._opened: dict[str, str] = {}
+
+    # --- secrets ----------------------------------------------------------------------------
+
+    def secrets_of(self, endpoint: Endpoint) -> list[str]:
+        now = now_utc()
+        return [self._open(s.sealed) for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
+
+    def _open(self, sealed: str) -> str:
+        # A sealed value has its own random nonce, so it names exactly one secret: cache by it
+        # rather than decrypting on every attempt.
+        secret = self._opened.get(sealed)
+        if secret is None:
+            secret = self._opened[sealed] = self.box.open(sealed)
+        return secret
+
+    # --- one attempt ------------------------------------------------------------------------
+
+    async def attempt(self, delivery: Delivery) -> Outcome:
+        endpoint = self.registry.endpoints.get(delivery.endpoint_id)
+        if endpoint is None:
+            await self.record(delivery, Outcome.DROPPED, error="the endpoint was deleted")
+            return Outcome.DROPPED
+        if endpoint.tenant != delivery.tenant:
+            await self.bury(delivery, Outcome.FAILED, "tenant_mismatch",
+                            error="the delivery's tenant does not own the endpoint")
+            return Outcome.FAILED
+        if endpoint.disabled:
+            # Kept, not dropped: re-enabling the endpoint and calling recover delivers it.
+            await self.bury(delivery, Outcome.SKIPPED, "endpoint_disabled",
+                            error=f"endpoint disabled: {endpoint.disabled_reason or 'by the API'}")
+            return Outcome.SKIPPED
+        result = await self._send(endpoint, delivery)
+        DELIVERY_LATENCY.observe(result.latency_ms / 1000)
+        sent = replace(delivery, attempts=delivery.attempts + 1)
+        now_ms = int(time.time() * 1000)
+        decision = decide(self.schedule_s, self.tiers, sent.attempts, result, now_ms=now_ms,
+                          failing_since_ms=_ms(endpoint.failing_since), disable_after_s=self.disable_after_s)
+        await self._track_health(endpoint, decision, now_ms)
+        await self._carry_out(sent, decision, result)
+        return decision.outcome
+
+    async def _send(self, endpoint: Endpoint, delivery: Delivery) -> SendResult:
+        try:
+            secrets = self.secrets_of(endpoint)
+        except JobwireError:
+            return SendResult(None, 0.0, "the endpoint's signing secret cannot be decrypted with this "
+                                         "JOBWIRE_SECRET_KEY; rotate the endpoint's secret")
+        headers = sign_headers(delivery.id, delivery.body, secrets)
+        return await self.sender.post(endpoint.url, delivery.body, headers)
+
+    async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult) -> None:
+        outcome = decision.outcome
+        if outcome is Outcome.SUCCEEDED:
+            await self.record(sent, outcome, result)
+        elif outcome is Outcome.RETRYING:
+            retry = replace(sent, due_at_ms=decision.due_at_ms, not_before_ms=decision.not_before_ms)
+            await self.outbox.send(tier_topic(self.topics, decision.tier_s), sent.endpoint_id, retry.encode())
+            await self.record(sent, outcome, result, next_at=format_utc(datetime.fromtimestamp(
+                max(decision.due_at_ms, decision.not_before_ms) / 1000, UTC)))
+        elif outcome is Outcome.DISABLED:
+            gone = result.status_code == 410
+            await self.bury(sent, outcome, "endpoint_gone" if gone else "endpoint_failing", result,
+                            extra={"reason": decision.reason or ""})
+        else:
+            await self.bury(sent, Outcome.FAILED, "attempts_exhausted", result)
+
+    async def _track_health(self, endpoint: Endpoint, decision: Decision, now_ms: int) -> None:
+        """Persist when the endpoint started failing (so auto-disable survives restarts), when
+        it recovered, and that it is disabled: snapshots on the compacted endpoints topic."""
+        changes: dict[str, object] = {}
+        if decision.outcome is Outcome.SUCCEEDED:
+            if endpoint.failing_since is not None:
+                changes["failing_since"] = None
+        elif decision.outcome is Outcome.DISABLED:
+            changes.update(disabled=True, disabled_reason=decision.reason, failing_since=None)
+            log.warning("endpoint disabled endpoint_id=%s reason=%s", endpoint.id, decision.reason)
+        elif endpoint.failing_since is None:
+            changes["failing_since"] = format_utc(datetime.fromtimestamp(now_ms / 1000, UTC))
+        if changes:
+            changed = endpoint.with_changes(**changes, updated_at=now_utc())
+            # Our own copy at once: the next attempt must not write the same change again.
+            self.registry.endpoints[endpoint.id] = changed
+            await self.outbox.send(self.topics.endpoints, endpoint.id, changed.encode())
+
+    # --- records ----------------------------------------------------------------------------
+
+    async def bury(self, delivery: Delivery, outcome: Outcome, reason: str, result: SendResult | None = None, *,
+                   error: str | None = None, extra: dict[str, str] | None = None) -> None:
+        """End a delivery unsent: a dead letter, counted, and the attempt record that carries it
+        (so retry and recover can send it again)."""
+        await self.outbox.send(self.topics.dead, delivery.id, delivery.encode())
+        DEAD_LETTERS.labels(reason=reason).inc()
+        await self.record(delivery, outcome, result, error=error, extra=extra, dead_letter=True)
+
+    async def record(self, delivery: Delivery, outcome: Outcome, result: SendResult | None = None, *,
+                     error: str | None = None, next_at: str | None = None, extra: dict[str, str] | None = None,
+                     dead_letter: bool = False) -> None:
+        attempt = Attempt(
+            delivery.id, delivery.endpoint_id, delivery.tenant, delivery.event_type, delivery.event_id, delivery.job_id,
+            delivery.previous_attempts + delivery.attempts, now_utc(), outcome.value,
+            result.status_code if result else None, result.latency_ms if result else None,
+            (result.error if result else None) or error, result.excerpt if result else None, next_at, extra or {},
+            delivery.to_dict() if dead_letter else None,
+        )
+        encoded = attempt.encode()
+        if len(encoded) > MAX_RECORD_BYTES:  # a body near the limit plus a long excerpt: keep the record
+            encoded = replace(attempt, response_excerpt=None).encode()
+        await self.outbox.send(self.topics.attempts, delivery.id, encoded)
+        DELIVERY_OUTCOMES.labels(outcome=outcome.value).inc()
+        log.info("delivery attempt delivery_id=%s endpoint_id=%s event_id=%s job_id=%s attempt=%d outcome=%s "
+                 "status=%s latency_ms=%s error=%s", delivery.id, delivery.endpoint_id, delivery.event_id,
+                 delivery.job_id, attempt.attempt, outcome.value, attempt.status_code, attempt.latency_ms,
+                 attempt.error)
+
+    async def park(self, delivery: Delivery) -> None:
+        """Its endpoint's queue is full: the delivery waits on the retry path, due at once."""
+        await self.outbox.send(self.topics.requests, delivery.endpoint_id, replace(delivery, due_at_ms=0).encode())
+
+
+def tier_topic(topics: Topics, tier_s: float) -> str:
+    """The topic of a tier: the requests topic is the tier of delay 0."""
+    return topics.requests if tier_s == 0 else topics.retry(tier_s)
+
+
+def _ms(moment: str | None) -> int | None:
+    if moment is None:
+        return None
+    try:
+        return int(parse_utc(moment).timestamp() * 1000)
+    except ValueError:
+        return None

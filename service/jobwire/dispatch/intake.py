@@ -1,0 +1,198 @@
+"""The dispatcher's consumer of ``jobs.events``: fold, snapshot, and hand terminal jobs' deliveries
+to the endpoint lanes (or park them when their endpoint's queue is full).
+
+A jobs.events offset is committed only after the job's snapshot is acknowledged in
+``jobs.state`` and every delivery born from the record succeeded or was durably written onward
+(retry tier, requests topic, dead letters): the ``OffsetTracker`` watermark, flushed through the
+outbox before each commit. A replayed terminal event is recognised through the snapshot and
+delivered again with the same ``webhook-id``.
+
+No record can stop it: one that does not decode, or fails anywhere in fold, encoding or routing,
+is copied to ``jobs.events.invalid`` with the reason and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from jobwire import events
+from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
+from jobwire.dispatch.deliverer import Deliverer
+from jobwire.dispatch.lanes import Lanes, Source, Work
+from jobwire.dispatch.outbox import Outbox
+from jobwire.dispatch.state import JobState, StateStore
+from jobwire.endpoints import EndpointRegistry
+from jobwire.errors import InvalidEvent, LogError
+from jobwire.events import Event
+from jobwire.lifecycle import Verdict, apply
+from jobwire.log import Position, Quarantine
+from jobwire.metrics import PARKED
+from jobwire.offsets import OffsetTracker
+from jobwire.task import MAX_TASK_BYTES
+from jobwire.timeutil import now_utc
+from jobwire.webhooks import Delivery, job_payload, webhook_id
+
+log = logging.getLogger(__name__)
+
+FETCH_RECORDS = 500
+REVOKE_GRACE_S = 10.0
+
+
+class PayloadTooLarge(ValueError):
+    pass
+
+
+class EventIntake:
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, *, state: StateStore, registry: EndpointRegistry,
+                 lanes: Lanes, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
+                 commit_interval_s: float) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.state = state
+        self.registry = registry
+        self.lanes = lanes
+        self.deliverer = deliverer
+        self.quarantine = quarantine
+        self.outbox = outbox
+        self.commit_interval_s = commit_interval_s
+        self.tracker = OffsetTracker()
+        self.listener = Rebalance(self.on_revoked, self.on_assigned)
+        self._flow_paused = False
+        # aiokafka fetches newly assigned partitions while the assignment listener still runs:
+        # handling waits for this, or records would fold onto state the restore then replaces.
+        self._state_ready = asyncio.Event()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        lag = LagGauge(self.consumer, self.topic)
+        last_commit = 0.0
+        while not stop.is_set():
+            await lag.update()
+            self._flow()
+            fetched = await self.consumer.getmany(timeout_ms=100,
+                                                  max_records=max(1, min(FETCH_RECORDS, self.lanes.room())))
+            for tp, records in fetched.items():
+                for raw in records:
+                    if not self._state_ready.is_set():
+                        await self._state_ready.wait()
+                    if tp not in self.consumer.assignment():
+                        break  # revoked meanwhile: its new owner (maybe us again) re-reads it
+                    await self._handle(raw)
+            # Committing waits for acknowledgements and costs a round trip: on an interval, as
+            # Kafka Streams does (a crash replays at most that much, as duplicates).
+            if self._state_ready.is_set() and time.monotonic() - last_commit >= self.commit_interval_s:
+                await self.commit()
+                last_commit = time.monotonic()
+
+    def _flow(self) -> None:
+        if self.lanes.full:
+            self._flow_paused = True
+        elif self._flow_paused and self.lanes.drained:
+            self._flow_paused = False
+        hold(self.consumer, self.topic, set(self.consumer.assignment()) if self._flow_paused else set())
+
+    async def commit(self) -> None:
+        committed = await commit(self.consumer, self.topic, self.outbox, self.tracker)
+        if committed:
+            await self.state.drop_finished(committed)
+
+    # --- one record -------------------------------------------------------------------------
+
+    async def _handle(self, raw: ConsumerRecord[bytes, bytes]) -> None:
+        partition, offset = raw.partition, raw.offset
+        try:
+            event = events.decode(raw.value)
+            deliveries = await self._fold(partition, offset, event)
+        except (InvalidEvent, PayloadTooLarge) as exc:
+            await self._set_aside(raw, str(exc))
+            return
+        except LogError:
+            raise  # the log itself failed: fatal, a restart replays from the last commit
+        except Exception as exc:  # noqa: BLE001 - any record-specific failure is set aside, never fatal
+            log.exception("record handling failed topic=%s position=%d:%d", self.topic, partition, offset)
+            await self._set_aside(raw, f"handling failed: {type(exc).__name__}: {exc}")
+            return
+        if not deliveries:
+            self.tracker.skip(partition, offset)
+            return
+        source = Source(self.tracker, partition, offset, len(deliveries))
+        for delivery in deliveries:
+            await self.route(delivery, source)
+
+    async def _set_aside(self, raw: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset), reason)
+        self.tracker.skip(raw.partition, raw.offset)
+
+    async def _fold(self, partition: int, offset: int, event: Event) -> list[Delivery]:
+        """Apply the event to the job's state; the deliveries it causes (none unless terminal).
+
+        Everything that can fail for this record (encoding the snapshot, the payload, its size)
+        happens before the state changes, so a record set aside leaves no trace."""
+        current = self.state.get(partition, event.subject)
+        outcome = apply(current.job if current else None, event)
+        job = outcome.job
+        if outcome.verdict is Verdict.ACCEPTED and job is not None:
+            snapshot = JobState(job, offset, event.id if outcome.became_terminal else None)
+            encoded = snapshot.encode()
+            body = self._body(job) if outcome.became_terminal else None
+            await self.state.put(partition, snapshot, encoded)
+        elif outcome.verdict is Verdict.DUPLICATE and current is not None and current.terminal_event == event.id:
+            body = self._body(current.job)  # replay of the finishing event after a crash: same webhook-id
+        else:
+            return []
+        if body is None or job is None:
+            return []
+        event_type, payload = body
+        now = now_utc()
+        return [Delivery(webhook_id(event.id, e.id), e.id, job.tenant, event_type, event.id, job.id, payload, now)
+                for e in self.registry.subscribed(job.tenant, event_type)]
+
+    @staticmethod
+    def _body(job: object) -> tuple[str, bytes]:
+        event_type, payload = job_payload(job)  # type: ignore[arg-type]
+        if len(payload) > MAX_TASK_BYTES:
+            raise PayloadTooLarge(f"the task object would be {len(payload)} bytes, over the {MAX_TASK_BYTES} byte limit")
+        return event_type, payload
+
+    async def route(self, delivery: Delivery, source: Source) -> None:
+        """To its endpoint's lane, or parked on the retry path when that lane is full."""
+        if self.lanes.has_room(delivery.endpoint_id):
+            endpoint = self.registry.endpoints.get(delivery.endpoint_id)
+            self.lanes.push(Work(delivery, source), endpoint.rate_limit_per_s if endpoint else None)
+            return
+        await self.deliverer.park(delivery)
+        PARKED.inc()
+        source.settle()
+
+    # --- rebalancing ------------------------------------------------------------------------
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self._state_ready.clear()
+        # Queued work of those partitions is let go unsent: the new owner re-reads the records.
+        # The commit below stays under it, since those offsets never finish here.
+        ours = lambda w: w.source.tracker is self.tracker and w.source.partition in partitions  # noqa: E731
+        self.lanes.drop(ours)
+        # Attempts under way get a moment to end, so their offsets commit and the new owner
+        # does not send them again.
+        deadline = time.monotonic() + REVOKE_GRACE_S
+        while any(ours(w) for w in self.lanes.in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        try:
+            await self.commit()
+        except LogError:
+            log.warning("commit on revocation failed partitions=%s; the new owner replays", sorted(partitions))
+        self.state.forget(partitions)
+        self.tracker.forget(partitions)
+
+    async def on_assigned(self, partitions: list[int]) -> None:
+        self._state_ready.clear()
+        started = time.perf_counter()
+        restored = await self.state.restore(partitions)
+        log.info("state restored partitions=%s jobs=%d restore_s=%.2f", partitions, restored,
+                 time.perf_counter() - started)
+        self._state_ready.set()

@@ -1,0 +1,287 @@
+"""Per-endpoint queues ("lanes") served fairly by a fixed pool of senders, under one memory bound.
+
+Each endpoint has its own queue, in-flight limit and rate limit. A sender takes work only from
+a lane that has work, a free slot and a token, round robin over such lanes, so a slow,
+rate-limited or failing endpoint occupies at most its own slots and never a shared permit.
+Nothing here sleeps on behalf of an endpoint: a rate-limited lane is set aside until its next
+token and the senders serve other lanes meanwhile.
+
+The whole structure counts what it holds (deliveries queued plus in flight, and their bytes);
+consumers stop reading while it is ``full`` and start again once it is ``drained`` below the
+low-water mark. A lane whose own queue is full refuses more (``has_room``): the caller parks
+the delivery durably on the retry path instead of holding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from jobwire.offsets import OffsetTracker
+from jobwire.webhooks import Delivery
+
+#: Longest a delivery should wait in memory for its endpoint: a lane whose queue would take
+#: longer to work off has no room, and further deliveries are parked. Queued deliveries hold
+#: their record's offset, so this also bounds how long one endpoint holds the commit watermark.
+LANE_WAIT_S = 5.0
+#: Slowest rate limit honoured: one request per 10 s (a lower configured rate is raised to it).
+MIN_RATE_PER_S = 0.1
+
+
+class Source:
+    """The consumed record some deliveries came from: its offset is finished when all settle."""
+
+    __slots__ = ("tracker", "partition", "offset", "remaining", "epoch")
+
+    def __init__(self, tracker: OffsetTracker, partition: int, offset: int, deliveries: int) -> None:
+        self.tracker = tracker
+        self.partition = partition
+        self.offset = offset
+        self.remaining = deliveries
+        self.epoch = tracker.epoch(partition)
+        tracker.start(partition, offset)
+
+    def settle(self) -> None:
+        """One delivery's next step is written (or it succeeded): it no longer needs the record."""
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.tracker.finish(self.partition, self.offset, self.epoch)
+
+
+@dataclass(slots=True, eq=False)
+class Work:
+    delivery: Delivery
+    source: Source
+    enqueued_at: float = field(default_factory=time.monotonic)
+    started_at: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return len(self.delivery.body) + 512
+
+
+class Lane:
+    __slots__ = ("endpoint_id", "queue", "in_flight", "rate", "tokens", "stamp", "listed", "interval", "done_stamp")
+
+    def __init__(self, endpoint_id: str) -> None:
+        self.endpoint_id = endpoint_id
+        self.queue: deque[Work] = deque()
+        self.in_flight = 0
+        self.rate: float | None = None
+        self.tokens = 1.0
+        self.stamp = time.monotonic()
+        self.listed = False  # in the ready ring or the timer heap
+        # Seconds between completions, smoothed (None until measured): how fast the queue drains.
+        self.interval: float | None = None
+        self.done_stamp = time.monotonic()
+
+    def refill(self, now: float) -> None:
+        if self.rate is not None:
+            burst = max(self.rate, 1.0)
+            self.tokens = min(burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def next_token_in(self) -> float:
+        assert self.rate is not None
+        return max(0.0, (1 - self.tokens) / self.rate)
+
+
+class Lanes:
+    def __init__(self, *, in_flight_per_endpoint: int, queue_per_endpoint: int, max_deliveries: int,
+                 max_bytes: int, low_water: float = 0.5) -> None:
+        self.in_flight_per_endpoint = in_flight_per_endpoint
+        self.queue_per_endpoint = queue_per_endpoint
+        self.max_deliveries = max_deliveries
+        self.max_bytes = max_bytes
+        self.low_water = low_water
+        self.lanes: dict[str, Lane] = {}
+        self.deliveries = 0  # queued + in flight
+        self.in_flight: set[Work] = set()
+        self.bytes = 0
+        self._ready: deque[Lane] = deque()
+        self._timed: list[tuple[float, int, Lane]] = []
+        self._sequence = itertools.count()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+
+    # --- bounds -----------------------------------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        return self.deliveries >= self.max_deliveries or self.bytes >= self.max_bytes
+
+    @property
+    def drained(self) -> bool:
+        """Below the low-water mark: paused consumers may read again."""
+        return (self.deliveries <= self.max_deliveries * self.low_water
+                and self.bytes <= self.max_bytes * self.low_water)
+
+    def room(self) -> int:
+        """How many more deliveries fit before ``full``."""
+        return max(0, self.max_deliveries - self.deliveries)
+
+    def has_room(self, endpoint_id: str) -> bool:
+        """The endpoint's queue takes more: under its size limit, and (once its pace is known
+        and it holds more than a few slots' worth) workable within ``LANE_WAIT_S``."""
+        lane = self.lanes.get(endpoint_id)
+        if lane is None:
+            return True
+        queued = len(lane.queue)
+        if queued >= self.queue_per_endpoint:
+            return False
+        if queued < self.in_flight_per_endpoint:
+            return True
+        if lane.interval is None:  # no attempt has ended yet: it may be slow, hold only a little
+            return queued < 2 * self.in_flight_per_endpoint
+        return self.drain_s(endpoint_id) <= LANE_WAIT_S
+
+    def drain_s(self, endpoint_id: str, more: int = 0) -> float:
+        """Roughly how long the endpoint needs to work off its queue plus ``more`` deliveries."""
+        lane = self.lanes.get(endpoint_id)
+        if lane is None or lane.interval is None:
+            return 0.0
+        interval = lane.interval
+        if lane.rate is not None:
+            interval = max(interval, 1 / lane.rate)
+        return (len(lane.queue) + more) * interval
+
+    # --- feeding ----------------------------------------------------------------------------
+
+    def push(self, work: Work, rate_limit_per_s: float | None) -> None:
+        endpoint_id = work.delivery.endpoint_id
+        lane = self.lanes.get(endpoint_id)
+        if lane is None:
+            lane = self.lanes[endpoint_id] = Lane(endpoint_id)
+        rate = max(rate_limit_per_s, MIN_RATE_PER_S) if rate_limit_per_s else None
+        if rate != lane.rate:
+            lane.refill(time.monotonic())
+            lane.rate = rate
+        lane.queue.append(work)
+        self.deliveries += 1
+        self.bytes += work.size
+        self._consider(lane)
+
+    def drop(self, doomed: Callable[[Work], bool]) -> list[Work]:
+        """Remove queued (not in-flight) work matching ``doomed``; returns it."""
+        removed = []
+        for lane in self.lanes.values():
+            kept = deque()
+            for work in lane.queue:
+                (removed if doomed(work) else kept).append(work)
+            lane.queue = kept
+        for work in removed:
+            self.deliveries -= 1
+            self.bytes -= work.size
+        return removed
+
+    # --- serving ----------------------------------------------------------------------------
+
+    async def take(self) -> tuple[Lane, Work]:
+        """The next delivery to attempt, fairly across endpoints; waits while there is none."""
+        while True:
+            self._release_timed(time.monotonic())
+            while self._ready:
+                lane = self._ready.popleft()
+                lane.listed = False
+                now = time.monotonic()
+                lane.refill(now)
+                if not lane.queue or lane.in_flight >= self.in_flight_per_endpoint:
+                    continue
+                if lane.rate is not None:
+                    if lane.tokens < 1:
+                        self._consider(lane)
+                        continue
+                    lane.tokens -= 1
+                work = lane.queue.popleft()
+                work.started_at = now
+                lane.in_flight += 1
+                self.in_flight.add(work)
+                self._consider(lane)  # back of the ring: the next endpoint goes first
+                return lane, work
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+
+    def release(self, lane: Lane, work: Work) -> None:
+        """An attempt ended (whatever its outcome): frees its slot and its share of the bound."""
+        lane.in_flight -= 1
+        self.in_flight.discard(work)
+        self.deliveries -= 1
+        self.bytes -= work.size
+        now = time.monotonic()
+        # From the later of the last completion and this attempt's start: idle time is no pace.
+        elapsed = now - max(lane.done_stamp, work.started_at)
+        lane.interval = elapsed if lane.interval is None else 0.9 * lane.interval + 0.1 * elapsed
+        lane.done_stamp = now
+        if not lane.queue and not lane.in_flight and not lane.listed and lane.rate is None:
+            # Idle lanes go (endpoints come and go); a rate-limited one stays, since its tokens
+            # are what enforces the rate across bursts.
+            del self.lanes[lane.endpoint_id]
+            return
+        self._consider(lane)
+
+    def _consider(self, lane: Lane) -> None:
+        """List ``lane`` where it belongs: ready now, ready at its next token, or nowhere."""
+        if lane.listed or not lane.queue or lane.in_flight >= self.in_flight_per_endpoint:
+            return
+        lane.listed = True
+        if lane.rate is not None:
+            lane.refill(time.monotonic())
+            if lane.tokens < 1:
+                at = time.monotonic() + lane.next_token_in()
+                heapq.heappush(self._timed, (at, next(self._sequence), lane))
+                self._arm(at)
+                return
+        self._ready.append(lane)
+        self._wake_one()
+
+    def _release_timed(self, now: float) -> None:
+        while self._timed and self._timed[0][0] <= now:
+            _, _, lane = heapq.heappop(self._timed)
+            self._ready.append(lane)
+
+    def _arm(self, at: float) -> None:
+        if at >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = at
+        self._timer = loop.call_at(loop.time() + max(0.0, at - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        now = time.monotonic()
+        before = len(self._ready)
+        self._release_timed(now)
+        for _ in range(len(self._ready) - before):
+            self._wake_one()
+        if self._timed:
+            self._arm(self._timed[0][0])
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    # --- observing --------------------------------------------------------------------------
+
+    def busiest(self, count: int) -> Iterator[tuple[str, int, float]]:
+        """(endpoint id, queued, age of the oldest queued in s) of the ``count`` deepest lanes."""
+        now = time.monotonic()
+        deepest = heapq.nlargest(count, self.lanes.values(), key=lambda lane: len(lane.queue))
+        for lane in deepest:
+            oldest = now - lane.queue[0].enqueued_at if lane.queue else 0.0
+            yield lane.endpoint_id, len(lane.queue), oldest

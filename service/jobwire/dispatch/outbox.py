@@ -1,0 +1,61 @@
+"""Records the dispatcher writes (attempts, retries, dead letters, snapshots, quarantine copies),
+sent without waiting for each acknowledgement.
+
+Waiting for the broker on every write would put a round trip on every delivery. Instead, as
+Kafka Streams does, every consumer calls ``flush`` before it commits: the offsets move only
+once everything written on their behalf is acknowledged. A write the broker does not
+acknowledge is fatal (``LogError``): the process exits, and a restart replays from the last
+commit, which can duplicate a webhook (same webhook-id) but never lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from jobwire.errors import LogError
+
+#: Largest record the dispatcher writes (Kafka's default max.message.bytes is 1 MiB; headers
+#: and batch framing need the rest).
+MAX_RECORD_BYTES = 1000 * 1024
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   partition: int | None = None, headers: Any = None) -> asyncio.Future[Any]: ...
+
+
+class Outbox:
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, key: str | bytes | None, value: bytes | None, *, partition: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+        if value is not None and len(value) > MAX_RECORD_BYTES:
+            # Callers keep records under the limit; reaching here is a bug, said plainly.
+            raise LogError(f"a {len(value)} byte record for {topic} is over the {MAX_RECORD_BYTES} byte limit",
+                           retriable=False)
+        raw_key = key.encode() if isinstance(key, str) else key
+        try:
+            future = await self._producer.send(topic, value, key=raw_key, partition=partition, headers=headers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the producer's own errors, translated at this boundary
+            raise LogError(f"writing to {topic} failed: {exc}", retriable=bool(getattr(exc, "retriable", False))) from exc
+        self._pending.append(future)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is acknowledged; raises if any was not."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise LogError(f"{len(failed)} of {len(pending)} records were not acknowledged: {failed[0]!r}",
+                           retriable=False)

@@ -1,0 +1,136 @@
+"""Consumers of the retry tiers (``webhooks.retry.<delay>``) and of the requests topic (the tier of
+delay 0: test events, manual retries, recoveries and parked deliveries).
+
+A tier's records are in due order (``policy``), so a partition waits, paused, for its head
+record to be due; records wait in Kafka, not in memory. A due record whose endpoint has no room
+or whose Retry-After has not passed hops onward (``policy.on_read``) instead of holding the
+partition. A record is committed only after its next step is durable; one that does not decode
+is copied to the tier's ``.invalid`` companion with the reason and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
+from jobwire.dispatch.deliverer import Deliverer, tier_topic
+from jobwire.dispatch.lanes import Lanes, Source, Work
+from jobwire.dispatch.outbox import Outbox
+from jobwire.dispatch.policy import Route, Tiers, on_read
+from jobwire.endpoints import EndpointRegistry
+from jobwire.errors import LogError
+from jobwire.log import Position, Quarantine
+from jobwire.metrics import HOPS
+from jobwire.offsets import OffsetTracker
+from jobwire.webhooks import Delivery
+
+log = logging.getLogger(__name__)
+
+FETCH_RECORDS = 500
+
+
+class TierConsumer:
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, tier_s: float, *, tiers: Tiers, lanes: Lanes,
+                 registry: EndpointRegistry, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
+                 commit_interval_s: float) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.tier_s = tier_s
+        self.tiers = tiers
+        self.lanes = lanes
+        self.registry = registry
+        self.deliverer = deliverer
+        self.quarantine = quarantine
+        self.outbox = outbox
+        self.commit_interval_s = commit_interval_s
+        self.tracker = OffsetTracker()
+        self.listener = Rebalance(self.on_revoked)
+        self._waiting: dict[TopicPartition, int] = {}  # partition -> due time (ms) of its head
+        # Per endpoint, deliveries hopped onward since it last had room: they queue up behind
+        # its lane, so each next one hops further (the backlog spreads over the tiers in order).
+        self._hopped: dict[str, int] = {}
+        self._flow_paused = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        lag = LagGauge(self.consumer, self.topic)
+        last_commit = 0.0
+        while not stop.is_set():
+            await lag.update()
+            self._hold()
+            fetched = await self.consumer.getmany(timeout_ms=100,
+                                                  max_records=max(1, min(FETCH_RECORDS, self.lanes.room())))
+            for tp, records in fetched.items():
+                await self._take(tp, records)
+            if time.monotonic() - last_commit >= self.commit_interval_s:
+                await self.commit()
+                last_commit = time.monotonic()
+
+    async def commit(self) -> None:
+        await commit(self.consumer, self.topic, self.outbox, self.tracker)
+
+    def _hold(self) -> None:
+        now_ms = time.time() * 1000
+        for tp, due_ms in list(self._waiting.items()):
+            if due_ms <= now_ms:
+                del self._waiting[tp]
+        if self.lanes.full:
+            self._flow_paused = True
+        elif self._flow_paused and self.lanes.drained:
+            self._flow_paused = False
+        held = set(self.consumer.assignment()) if self._flow_paused else set(self._waiting)
+        hold(self.consumer, self.topic, held)
+
+    async def _take(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        now_ms = int(time.time() * 1000)
+        for raw in records:
+            if tp not in self.consumer.assignment():
+                return
+            try:
+                delivery = Delivery.decode(raw.value)
+            except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is set aside
+                await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset),
+                                              f"not a delivery record: {type(exc).__name__}: {exc}")
+                self.tracker.skip(raw.partition, raw.offset)
+                continue
+            endpoint_id = delivery.endpoint_id
+            step = on_read(self.tiers, self.tier_s, delivery.due_at_ms, delivery.not_before_ms, now_ms=now_ms,
+                           has_room=self.lanes.has_room(endpoint_id),
+                           drain_s=self.lanes.drain_s(endpoint_id, self._hopped.get(endpoint_id, 0)))
+            if step.route is Route.WAIT or (step.route is Route.TAKE and self.lanes.full):
+                # Read it again from here: once due, or once the lanes have room.
+                self.consumer.seek(tp, raw.offset)
+                if step.route is Route.WAIT:
+                    self._waiting[tp] = step.due_at_ms
+                    self._hold()
+                return
+            if step.route is Route.HOP:
+                held_back = delivery.not_before_ms > now_ms
+                if not held_back:
+                    self._hopped[endpoint_id] = self._hopped.get(endpoint_id, 0) + 1
+                await self._hop(delivery, step.tier_s, step.due_at_ms, "retry_after" if held_back else "endpoint_full")
+                self.tracker.skip(raw.partition, raw.offset)
+                continue
+            self._hopped.pop(endpoint_id, None)
+            endpoint = self.registry.endpoints.get(endpoint_id)
+            source = Source(self.tracker, raw.partition, raw.offset, 1)
+            self.lanes.push(Work(delivery, source), endpoint.rate_limit_per_s if endpoint else None)
+
+    async def _hop(self, delivery: Delivery, tier_s: float, due_at_ms: int, reason: str) -> None:
+        HOPS.labels(reason=reason).inc()
+        await self.outbox.send(tier_topic(self.deliverer.topics, tier_s), delivery.endpoint_id,
+                               replace(delivery, due_at_ms=due_at_ms).encode())
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self.lanes.drop(lambda w: w.source.tracker is self.tracker and w.source.partition in partitions)
+        try:
+            await self.commit()
+        except LogError:
+            log.warning("commit on revocation failed topic=%s partitions=%s", self.topic, sorted(partitions))
+        self.tracker.forget(partitions)
+        for tp in [tp for tp in self._waiting if tp.partition in partitions]:
+            del self._waiting[tp]

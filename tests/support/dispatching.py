@@ -1,0 +1,79 @@
+"""Helpers for dispatcher tests on the real broker: endpoints written straight to their topic
+(as the API writes them), finished jobs published as a worker would, the dispatcher as a
+process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from jobwire.config import Settings
+from jobwire.devkafka import set_parent_death_signal
+from jobwire.endpoints import EndpointWriter
+from jobwire.events import new_event
+from jobwire.log import JobEvents, KeyedWriter, make_producer
+from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.timeutil import now_utc
+from jobwire.topics import Topics
+from jobwire.webhooks import Endpoint, SealedSecret
+from tests.support.receiver import ReceiverServer
+
+
+async def register(settings: Settings, servers: list[ReceiverServer], *, tenant: str = "acme",
+                   prefix: str = "ep_fault", **fields: Any) -> list[str]:
+    """Endpoints written straight to their topic, as the API would write them."""
+    assert settings.secret_key is not None
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    ids = []
+    try:
+        writer = EndpointWriter(KeyedWriter(producer, Topics(settings.topic_prefix).endpoints))
+        box = SecretBox(settings.secret_key)
+        for index, server in enumerate(servers):
+            secret = new_webhook_secret()
+            server.receiver.secrets.append(secret)
+            now = now_utc()
+            endpoint = Endpoint(f"{prefix}{index}", tenant, server.url, now, now, (SealedSecret(box.seal(secret)),),
+                                **fields)
+            await writer.put(endpoint)
+            ids.append(endpoint.id)
+    finally:
+        await producer.stop()
+    return ids
+
+
+async def publish_jobs(settings: Settings, first: int, count: int, *, tenant: str = "acme",
+                       prefix: str = "job_f") -> dict[str, str]:
+    """``count`` jobs, each created then completed (every 5th failed); job id -> finishing event id."""
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    finishing: dict[str, str] = {}
+    try:
+        publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
+
+        async def one(i: int) -> None:
+            job_id = f"{prefix}{i:05d}"
+            await publisher.publish(new_event("job.created", job_id, tenant, {"operation": "ocr", "parameters": {"i": i}}))
+            if i % 5 == 0:
+                end = new_event("job.failed", job_id, tenant, {"error": {"code": "x", "message": "boom"}})
+            else:
+                end = new_event("job.completed", job_id, tenant, {"result": {"i": i}})
+            await publisher.publish(end)
+            finishing[job_id] = end.id
+
+        for chunk in range(first, first + count, 2000):
+            await asyncio.gather(*(one(i) for i in range(chunk, min(chunk + 2000, first + count))))
+    finally:
+        await producer.stop()
+    return finishing
+
+
+def start_dispatcher(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    with open(log_file, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "jobwire.cli", "dispatcher", "--metrics-port", "0"],
+                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=set_parent_death_signal)

@@ -1,0 +1,127 @@
+"""One attempt and its durable next step, against in-memory fakes of the log and of HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+from jobwire.dispatch.deliverer import Deliverer
+from jobwire.dispatch.outbox import Outbox
+from jobwire.dispatch.policy import Outcome, SendResult, Tiers
+from jobwire.endpoints import EndpointRegistry
+from jobwire.errors import LogError
+from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.topics import Topics
+from jobwire.webhooks import Attempt, Delivery, Endpoint, SealedSecret
+
+BOX = SecretBox("unit-secret-key-0123456789")
+SCHEDULE = (0, 5, 300)
+
+
+class FakeProducer:
+    def __init__(self, fail: bool = False) -> None:
+        self.records: list[tuple[str, bytes | None, bytes | None]] = []
+        self.fail = fail
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                   partition: int | None = None, headers: Any = None) -> asyncio.Future[Any]:
+        self.records.append((topic, key, value))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            future.set_exception(RuntimeError("broker gone"))
+        else:
+            future.set_result(None)
+        return future
+
+    def on(self, topic: str) -> list[bytes | None]:
+        return [value for t, _, value in self.records if t == topic]
+
+
+class FakeSender:
+    def __init__(self, result: SendResult) -> None:
+        self.result = result
+        self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+        self.posts.append((url, body, headers))
+        return self.result
+
+
+def endpoint(tenant: str = "acme", sealed: str | None = None) -> Endpoint:
+    return Endpoint("ep_1", tenant, "https://hooks.example/in", "2026-01-01T00:00:00.000Z",
+                    "2026-01-01T00:00:00.000Z", (SealedSecret(sealed or BOX.seal(new_webhook_secret())),))
+
+
+def delivery(tenant: str = "acme") -> Delivery:
+    return Delivery("msg_1", "ep_1", tenant, "task.completed", "evt_1", "job_1", b'{"type":"task.completed"}',
+                    "2026-01-01T00:00:00.000Z")
+
+
+def deliverer(result: SendResult, target: Endpoint | None = None) -> tuple[Deliverer, FakeProducer, FakeSender]:
+    producer, sender, registry = FakeProducer(), FakeSender(result), EndpointRegistry()
+    if target is not None:
+        registry.endpoints[target.id] = target
+    subject = Deliverer(schedule_s=SCHEDULE, tiers=Tiers.of_schedule(SCHEDULE), disable_after_s=3600,
+                        topics=Topics(), registry=registry, sender=sender, box=BOX, outbox=Outbox(producer))
+    return subject, producer, sender
+
+
+async def test_success_writes_one_attempt_record() -> None:
+    subject, producer, sender = deliverer(SendResult(200, 3.0), endpoint())
+    assert await subject.attempt(delivery()) is Outcome.SUCCEEDED
+    assert len(sender.posts) == 1 and sender.posts[0][2]["webhook-id"] == "msg_1"
+    [record] = producer.on("webhooks.attempts")
+    assert record is not None and Attempt.decode(record).outcome == "succeeded"
+
+
+async def test_failure_goes_to_its_tier_with_the_body_as_json_and_marks_the_endpoint_failing() -> None:
+    subject, producer, _ = deliverer(SendResult(500, 3.0, "HTTP 500"), endpoint())
+    assert await subject.attempt(delivery()) is Outcome.RETRYING
+    [raw] = producer.on("webhooks.retry.5s")
+    assert raw is not None and orjson.loads(raw)["body"] == {"type": "task.completed"}, "embedded, not escaped"
+    retry = Delivery.decode(raw)
+    assert retry.attempts == 1 and retry.body == b'{"type":"task.completed"}'
+    [snapshot] = producer.on("webhooks.endpoints")
+    assert snapshot is not None and Endpoint.decode(snapshot).failing_since is not None
+    await subject.attempt(delivery())
+    assert len(producer.on("webhooks.endpoints")) == 1, "the failing clock is written once, not per attempt"
+
+
+async def test_an_undecryptable_secret_is_a_failed_attempt_not_a_crash() -> None:
+    foreign = SecretBox("another-secret-key-0123456789").seal(new_webhook_secret())
+    subject, producer, sender = deliverer(SendResult(200, 3.0), endpoint(sealed=foreign))
+    assert await subject.attempt(delivery()) is Outcome.RETRYING
+    assert not sender.posts
+    [record] = producer.on("webhooks.attempts")
+    assert record is not None and "cannot be decrypted" in (Attempt.decode(record).error or "")
+
+
+async def test_a_delivery_for_another_tenants_endpoint_is_refused() -> None:
+    subject, producer, sender = deliverer(SendResult(200, 3.0), endpoint(tenant="globex"))
+    assert await subject.attempt(delivery()) is Outcome.FAILED
+    assert not sender.posts and producer.on("webhooks.dead")
+
+
+async def test_deleted_and_disabled_endpoints() -> None:
+    subject, producer, _ = deliverer(SendResult(200, 3.0))
+    assert await subject.attempt(delivery()) is Outcome.DROPPED
+    disabled = endpoint().with_changes(disabled=True)
+    subject, producer, sender = deliverer(SendResult(200, 3.0), disabled)
+    assert await subject.attempt(delivery()) is Outcome.SKIPPED
+    assert not sender.posts and producer.on("webhooks.dead")
+
+
+async def test_an_unacknowledged_write_fails_the_flush() -> None:
+    outbox = Outbox(FakeProducer(fail=True))
+    await outbox.send("webhooks.attempts", "k", b"{}")
+    with pytest.raises(LogError):
+        await outbox.flush()
+
+
+async def test_an_oversized_record_is_refused_before_the_broker() -> None:
+    outbox = Outbox(FakeProducer())
+    with pytest.raises(LogError, match="over the"):
+        await outbox.send("webhooks.attempts", "k", b"x" * (2 << 20))

@@ -1,0 +1,98 @@
+"""Per-endpoint lanes: fairness, per-endpoint limits, rate limits that never block other lanes,
+and the memory bound."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jobwire.dispatch.lanes import Lanes, Source, Work
+from jobwire.offsets import OffsetTracker
+from jobwire.webhooks import Delivery
+
+TRACKER = OffsetTracker()
+
+
+def work(endpoint: str, n: int, body: bytes = b"{}") -> Work:
+    delivery = Delivery(f"msg_{endpoint}_{n}", endpoint, "acme", "task.completed", f"evt_{n}", "job_1", body,
+                        "2026-01-01T00:00:00.000Z")
+    return Work(delivery, Source(TRACKER, 0, n, 1))
+
+
+def lanes(**options: int) -> Lanes:
+    return Lanes(**{"in_flight_per_endpoint": 2, "queue_per_endpoint": 100, "max_deliveries": 1000,
+                    "max_bytes": 1 << 20, **options})
+
+
+async def test_round_robin_across_endpoints() -> None:
+    subject = lanes(in_flight_per_endpoint=100)
+    for n in range(10):
+        subject.push(work("busy", n), None)
+    subject.push(work("quiet", 0), None)
+    taken = [(await subject.take())[1].delivery.endpoint_id for _ in range(3)]
+    assert "quiet" in taken[:2], "a second endpoint is served after at most one of the first's"
+
+
+async def test_in_flight_limit_holds_a_lane_not_the_others() -> None:
+    subject = lanes(in_flight_per_endpoint=2)
+    for n in range(5):
+        subject.push(work("slow", n), None)
+    held = [await subject.take() for _ in range(2)]
+    subject.push(work("fast", 0), None)
+    lane, next_work = await asyncio.wait_for(subject.take(), 1)
+    assert next_work.delivery.endpoint_id == "fast", "the slow lane's full slots block only itself"
+    subject.release(*held[0])
+    _, again = await asyncio.wait_for(subject.take(), 1)
+    assert again.delivery.endpoint_id == "slow"
+
+
+async def test_a_rate_limited_lane_waits_without_holding_a_sender() -> None:
+    subject = lanes(in_flight_per_endpoint=100)
+    for n in range(3):
+        subject.push(work("limited", n), 0.5)  # one token, then one every 2 s
+    first = await subject.take()
+    assert first[1].delivery.endpoint_id == "limited"
+    subject.release(*first)
+    subject.push(work("free", 0), None)
+    _, served = await asyncio.wait_for(subject.take(), 1)
+    assert served.delivery.endpoint_id == "free", "no token for the limited lane: others go first"
+    waiting = asyncio.create_task(subject.take())
+    await asyncio.sleep(0.3)
+    assert not waiting.done(), "the limited lane's next token is 2 s away"
+    lane, later = await asyncio.wait_for(waiting, 5)
+    assert later.delivery.endpoint_id == "limited"
+
+
+async def test_a_tiny_rate_limit_is_raised_to_the_floor() -> None:
+    subject = lanes()
+    subject.push(work("crawl", 0), 1e-9)
+    assert subject.lanes["crawl"].rate == 0.1
+
+
+async def test_bounds_and_low_water() -> None:
+    subject = lanes(max_deliveries=4, queue_per_endpoint=3)
+    for n in range(3):
+        subject.push(work("a", n), None)
+    assert not subject.has_room("a") and subject.has_room("b")
+    subject.push(work("b", 0), None)
+    assert subject.full and subject.room() == 0
+    taken = [await subject.take() for _ in range(3)]
+    for item in taken:
+        subject.release(*item)
+    assert not subject.full and subject.drained
+
+
+async def test_byte_bound() -> None:
+    subject = lanes(max_bytes=4096)
+    subject.push(work("a", 0, b"x" * 4000), None)
+    assert subject.full
+
+
+async def test_drop_removes_queued_work_only() -> None:
+    subject = lanes()
+    for n in range(4):
+        subject.push(work("a", n), None)
+    in_flight = await subject.take()
+    dropped = subject.drop(lambda w: True)
+    assert len(dropped) == 3 and subject.deliveries == 1
+    subject.release(*in_flight)
+    assert subject.deliveries == 0 and subject.bytes == 0
