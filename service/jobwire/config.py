@@ -76,7 +76,7 @@ class Settings:
     dispatch_senders: int = 256
     #: Per endpoint: attempts in flight, and deliveries queued in memory (more are parked).
     endpoint_in_flight: int = 16
-    endpoint_max_queued: int = 1000
+    endpoint_max_queued: int = 5000
 
     def tenant_for_key(self, key: str) -> str | None:
         """The tenant owning ``key``, compared in constant time against every configured key."""
@@ -248,5 +248,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dispatch_max_bytes=_int(env, "JOBWIRE_DISPATCH_MAX_BYTES", 64 << 20, 1 << 20, 1 << 40),
         dispatch_senders=_int(env, "JOBWIRE_DISPATCH_SENDERS", 256, 1, 10_000),
         endpoint_in_flight=_int(env, "JOBWIRE_ENDPOINT_IN_FLIGHT", 16, 1, 1000),
-        endpoint_max_queued=_int(env, "JOBWIRE_ENDPOINT_MAX_QUEUED", 1000, 1, 1_000_000),
+        endpoint_max_queued=_int(env, "JOBWIRE_ENDPOINT_MAX_QUEUED", 5000, 1, 1_000_000),
     )

@@ -23,12 +23,16 @@ class OffsetTracker:
     def epoch(self, partition: int) -> int:
         return self._epochs.get(partition, 0)
 
-    def start(self, partition: int, offset: int) -> None:
+    def start(self, partition: int, offset: int, epoch: int | None = None) -> None:
+        if epoch is not None and epoch != self.epoch(partition):
+            return  # read before the partition was revoked: its new life reads it again
         heapq.heappush(self._pending.setdefault(partition, []), offset)
         self._seen(partition, offset)
 
-    def skip(self, partition: int, offset: int) -> None:
+    def skip(self, partition: int, offset: int, epoch: int | None = None) -> None:
         """A record that needs no work: only moves the high-water mark."""
+        if epoch is not None and epoch != self.epoch(partition):
+            return
         self._seen(partition, offset)
 
     def _seen(self, partition: int, offset: int) -> None:

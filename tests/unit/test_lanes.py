@@ -96,3 +96,19 @@ async def test_drop_removes_queued_work_only() -> None:
     assert len(dropped) == 3 and subject.deliveries == 1
     subject.release(*in_flight)
     assert subject.deliveries == 0 and subject.bytes == 0
+
+
+async def test_a_lane_that_proves_slow_gives_back_its_excess() -> None:
+    subject = lanes(in_flight_per_endpoint=2, queue_per_endpoint=1000)
+    for n in range(100):
+        assert subject.has_room("slow"), "pace unknown: work is taken"
+        subject.push(work("slow", n), None)
+    lane, first = await subject.take()
+    first.started_at -= 2.0  # the attempt took 2 s: with 2 slots, one per second
+    subject.release(lane, first)
+    assert lane.latency is not None and lane.latency >= 2.0
+    spilled = subject.overflow(lane)
+    kept = subject.deliveries
+    assert 4 <= kept <= 5, "about 5 s of work at 1 s each stays"
+    assert len(spilled) == 99 - kept and spilled[0].delivery.id == f"msg_slow_{kept + 1}", "the newest go, in order"
+    assert subject.drain_s("slow") <= 5.0 < subject.drain_s("slow", more=1)

@@ -74,6 +74,7 @@ def test_tiers_cover_and_hop_onward() -> None:
     assert TIERS.delays_s == (5, 300, 1800, 7200, 18000, 36000)
     assert TIERS.covering(0) == 0 and TIERS.covering(4) == 5 and TIERS.covering(301) == 1800
     assert TIERS.covering(10**6) == 36000
+    assert TIERS.within(0) == 5 and TIERS.within(299) == 5 and TIERS.within(10**6) == 36000
     assert TIERS.after(0) == 5 and TIERS.after(5) == 300 and TIERS.after(36000) == 36000
 
 
@@ -82,8 +83,8 @@ def test_a_record_read_from_a_tier() -> None:
     assert on_read(TIERS, 5, NOW, 0, now_ms=NOW, has_room=True).route is Route.TAKE
     full = on_read(TIERS, 0, NOW, 0, now_ms=NOW, has_room=False)
     assert full.route is Route.HOP and full.tier_s == 5 and full.due_at_ms == NOW + 5000
-    slow = on_read(TIERS, 0, NOW, 0, now_ms=NOW, has_room=False, drain_s=200)
-    assert slow.tier_s == 300, "hops about as long as the endpoint needs to drain"
+    slow = on_read(TIERS, 0, NOW, 0, now_ms=NOW, has_room=False, drain_s=2000)
+    assert slow.tier_s == 1800, "hops about as long as the endpoint needs to drain, never longer"
     held = on_read(TIERS, 36000, NOW, NOW + 50_000_000, now_ms=NOW, has_room=True)
     assert held.route is Route.HOP and held.tier_s == 36000, "a long Retry-After hops through the last tier"
     rest = on_read(TIERS, 36000, NOW, NOW + 200_000, now_ms=NOW, has_room=True)

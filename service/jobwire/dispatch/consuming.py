@@ -50,9 +50,11 @@ def hold(consumer: AIOKafkaConsumer, topic: str, paused: set[TopicPartition]) ->
 
 
 async def commit(consumer: AIOKafkaConsumer, topic: str, outbox: Outbox, tracker: OffsetTracker) -> dict[int, int]:
-    """Everything written so far acknowledged, then the finished offsets committed."""
+    """The offsets finished so far, committed once everything written so far is acknowledged
+    (read first: work that finishes during the flush waits for the next commit)."""
+    offsets = tracker.to_commit()
     await outbox.flush()
-    committed = await commit_owned(consumer, topic, tracker.to_commit())
+    committed = await commit_owned(consumer, topic, offsets)
     if committed:
         tracker.committed(committed)
     return committed

@@ -122,7 +122,9 @@ class Deliverer:
             log.warning("endpoint disabled endpoint_id=%s reason=%s", endpoint.id, decision.reason)
         elif endpoint.failing_since is None:
             changes["failing_since"] = format_utc(datetime.fromtimestamp(now_ms / 1000, UTC))
-        if changes:
+        if changes and self.registry.endpoints.get(endpoint.id) is endpoint:
+            # Only over the snapshot the attempt began with: one the API wrote meanwhile (a new
+            # URL, a rotation, a delete) is never overwritten; the next attempt tries again.
             changed = endpoint.with_changes(**changes, updated_at=now_utc())
             # Our own copy at once: the next attempt must not write the same change again.
             self.registry.endpoints[endpoint.id] = changed

@@ -17,13 +17,13 @@ import asyncio
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from jobwire import events
 from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
 from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.lanes import Lanes, Source, Work
-from jobwire.dispatch.outbox import Outbox
+from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.state import JobState, StateStore
 from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import InvalidEvent, LogError
@@ -65,6 +65,8 @@ class EventIntake:
         # aiokafka fetches newly assigned partitions while the assignment listener still runs:
         # handling waits for this, or records would fold onto state the restore then replaces.
         self._state_ready = asyncio.Event()
+        # aiokafka logs and swallows a listener's exception; a failed restore must end the run.
+        self._restore_failed: BaseException | None = None
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -73,21 +75,36 @@ class EventIntake:
         last_commit = 0.0
         while not stop.is_set():
             await lag.update()
+            self._check_restore()
             self._flow()
             fetched = await self.consumer.getmany(timeout_ms=100,
                                                   max_records=max(1, min(FETCH_RECORDS, self.lanes.room())))
-            for tp, records in fetched.items():
-                for raw in records:
-                    if not self._state_ready.is_set():
-                        await self._state_ready.wait()
-                    if tp not in self.consumer.assignment():
-                        break  # revoked meanwhile: its new owner (maybe us again) re-reads it
-                    await self._handle(raw)
+            await self._handle_batch(fetched)
             # Committing waits for acknowledgements and costs a round trip: on an interval, as
             # Kafka Streams does (a crash replays at most that much, as duplicates).
             if self._state_ready.is_set() and time.monotonic() - last_commit >= self.commit_interval_s:
                 await self.commit()
                 last_commit = time.monotonic()
+
+    async def _handle_batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        for tp, records in fetched.items():
+            if not self._state_ready.is_set():
+                await self._state_ready.wait()
+            self._check_restore()
+            # The partition's epoch now: a rebalance meanwhile (even one that hands it back)
+            # makes the rest of this batch stale; its new life reads those records again.
+            epoch = self.tracker.epoch(tp.partition)
+            for raw in records:
+                if tp not in self.consumer.assignment() or self.tracker.epoch(tp.partition) != epoch:
+                    break
+                if self.lanes.full:  # fan-out filled the lanes mid-batch: read the rest later
+                    self.consumer.seek(tp, raw.offset)
+                    return
+                await self._handle(raw, epoch)
+
+    def _check_restore(self) -> None:
+        if self._restore_failed is not None:
+            raise LogError(f"restoring {self.state.topic} failed: {self._restore_failed}") from self._restore_failed
 
     def _flow(self) -> None:
         if self.lanes.full:
@@ -103,30 +120,30 @@ class EventIntake:
 
     # --- one record -------------------------------------------------------------------------
 
-    async def _handle(self, raw: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle(self, raw: ConsumerRecord[bytes, bytes], epoch: int) -> None:
         partition, offset = raw.partition, raw.offset
         try:
             event = events.decode(raw.value)
             deliveries = await self._fold(partition, offset, event)
         except (InvalidEvent, PayloadTooLarge) as exc:
-            await self._set_aside(raw, str(exc))
+            await self._set_aside(raw, str(exc), epoch)
             return
         except LogError:
             raise  # the log itself failed: fatal, a restart replays from the last commit
         except Exception as exc:  # noqa: BLE001 - any record-specific failure is set aside, never fatal
             log.exception("record handling failed topic=%s position=%d:%d", self.topic, partition, offset)
-            await self._set_aside(raw, f"handling failed: {type(exc).__name__}: {exc}")
+            await self._set_aside(raw, f"handling failed: {type(exc).__name__}: {exc}", epoch)
             return
         if not deliveries:
-            self.tracker.skip(partition, offset)
+            self.tracker.skip(partition, offset, epoch)
             return
-        source = Source(self.tracker, partition, offset, len(deliveries))
+        source = Source(self.tracker, partition, offset, len(deliveries), epoch)
         for delivery in deliveries:
             await self.route(delivery, source)
 
-    async def _set_aside(self, raw: ConsumerRecord[bytes, bytes], reason: str) -> None:
+    async def _set_aside(self, raw: ConsumerRecord[bytes, bytes], reason: str, epoch: int) -> None:
         await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset), reason)
-        self.tracker.skip(raw.partition, raw.offset)
+        self.tracker.skip(raw.partition, raw.offset, epoch)
 
     async def _fold(self, partition: int, offset: int, event: Event) -> list[Delivery]:
         """Apply the event to the job's state; the deliveries it causes (none unless terminal).
@@ -139,6 +156,9 @@ class EventIntake:
         if outcome.verdict is Verdict.ACCEPTED and job is not None:
             snapshot = JobState(job, offset, event.id if outcome.became_terminal else None)
             encoded = snapshot.encode()
+            if len(encoded) > MAX_RECORD_BYTES:
+                raise PayloadTooLarge(f"the job's state snapshot would be {len(encoded)} bytes, over the "
+                                      f"{MAX_RECORD_BYTES} byte record limit")
             body = self._body(job) if outcome.became_terminal else None
             await self.state.put(partition, snapshot, encoded)
         elif outcome.verdict is Verdict.DUPLICATE and current is not None and current.terminal_event == event.id:
@@ -192,7 +212,13 @@ class EventIntake:
     async def on_assigned(self, partitions: list[int]) -> None:
         self._state_ready.clear()
         started = time.perf_counter()
-        restored = await self.state.restore(partitions)
+        try:
+            restored = await self.state.restore(partitions)
+        except Exception as exc:  # noqa: BLE001 - handed to the loop, which ends the run with it
+            log.error("state restore failed partitions=%s error=%s", partitions, exc)
+            self._restore_failed = exc
+            self._state_ready.set()
+            return
         log.info("state restored partitions=%s jobs=%d restore_s=%.2f", partitions, restored,
                  time.perf_counter() - started)
         self._state_ready.set()

@@ -38,13 +38,16 @@ class Source:
 
     __slots__ = ("tracker", "partition", "offset", "remaining", "epoch")
 
-    def __init__(self, tracker: OffsetTracker, partition: int, offset: int, deliveries: int) -> None:
+    def __init__(self, tracker: OffsetTracker, partition: int, offset: int, deliveries: int,
+                 epoch: int | None = None) -> None:
         self.tracker = tracker
         self.partition = partition
         self.offset = offset
         self.remaining = deliveries
-        self.epoch = tracker.epoch(partition)
-        tracker.start(partition, offset)
+        # The partition's epoch when the record was read: if it was revoked since, settling
+        # must not finish an offset its new life is re-doing.
+        self.epoch = tracker.epoch(partition) if epoch is None else epoch
+        tracker.start(partition, offset, self.epoch)
 
     def settle(self) -> None:
         """One delivery's next step is written (or it succeeded): it no longer needs the record."""
@@ -66,7 +69,7 @@ class Work:
 
 
 class Lane:
-    __slots__ = ("endpoint_id", "queue", "in_flight", "rate", "tokens", "stamp", "listed", "interval", "done_stamp")
+    __slots__ = ("endpoint_id", "queue", "in_flight", "rate", "tokens", "stamp", "listed", "latency")
 
     def __init__(self, endpoint_id: str) -> None:
         self.endpoint_id = endpoint_id
@@ -76,9 +79,9 @@ class Lane:
         self.tokens = 1.0
         self.stamp = time.monotonic()
         self.listed = False  # in the ready ring or the timer heap
-        # Seconds between completions, smoothed (None until measured): how fast the queue drains.
-        self.interval: float | None = None
-        self.done_stamp = time.monotonic()
+        # Seconds an attempt takes, smoothed (None until one ended): with the in-flight limit
+        # (and the rate limit) it says how fast the queue can drain.
+        self.latency: float | None = None
 
     def refill(self, now: float) -> None:
         if self.rate is not None:
@@ -109,6 +112,7 @@ class Lanes:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        self._closed = False
 
     # --- bounds -----------------------------------------------------------------------------
 
@@ -135,21 +139,25 @@ class Lanes:
         queued = len(lane.queue)
         if queued >= self.queue_per_endpoint:
             return False
-        if queued < self.in_flight_per_endpoint:
+        # Until an attempt has ended its pace is unknown: take work (``overflow`` gives back
+        # what turns out to be too much once the pace is known).
+        if queued < self.in_flight_per_endpoint or lane.latency is None:
             return True
-        if lane.interval is None:  # no attempt has ended yet: it may be slow, hold only a little
-            return queued < 2 * self.in_flight_per_endpoint
         return self.drain_s(endpoint_id) <= LANE_WAIT_S
 
     def drain_s(self, endpoint_id: str, more: int = 0) -> float:
         """Roughly how long the endpoint needs to work off its queue plus ``more`` deliveries."""
         lane = self.lanes.get(endpoint_id)
-        if lane is None or lane.interval is None:
+        if lane is None:
             return 0.0
-        interval = lane.interval
-        if lane.rate is not None:
-            interval = max(interval, 1 / lane.rate)
-        return (len(lane.queue) + more) * interval
+        return (len(lane.queue) + more) * self._interval(lane)
+
+    def _interval(self, lane: Lane) -> float:
+        """Seconds between attempts the lane can sustain: its slots over its latency, or its rate."""
+        if lane.latency is None:
+            return 0.0
+        interval = lane.latency / self.in_flight_per_endpoint
+        return max(interval, 1 / lane.rate) if lane.rate is not None else interval
 
     # --- feeding ----------------------------------------------------------------------------
 
@@ -167,6 +175,22 @@ class Lanes:
         self.bytes += work.size
         self._consider(lane)
 
+    def overflow(self, lane: Lane) -> list[Work]:
+        """The newest queued work beyond what ``lane`` works off in ``LANE_WAIT_S`` at its
+        measured pace, taken out: the caller parks it. A burst taken in before the endpoint
+        showed it is slow does not stay in memory holding the commit watermark."""
+        if lane.latency is None or self.drain_s(lane.endpoint_id) <= 2 * LANE_WAIT_S:
+            return []
+        keep = max(self.in_flight_per_endpoint, int(LANE_WAIT_S / max(self._interval(lane), 1e-6)))
+        spilled = []
+        while len(lane.queue) > keep:
+            work = lane.queue.pop()
+            self.deliveries -= 1
+            self.bytes -= work.size
+            spilled.append(work)
+        spilled.reverse()
+        return spilled
+
     def drop(self, doomed: Callable[[Work], bool]) -> list[Work]:
         """Remove queued (not in-flight) work matching ``doomed``; returns it."""
         removed = []
@@ -182,9 +206,18 @@ class Lanes:
 
     # --- serving ----------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Hand out no more work (shutting down): what is queued stays unsent and uncommitted."""
+        self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def take(self) -> tuple[Lane, Work]:
         """The next delivery to attempt, fairly across endpoints; waits while there is none."""
         while True:
+            if self._closed:
+                await asyncio.get_running_loop().create_future()  # until cancelled
             self._release_timed(time.monotonic())
             while self._ready:
                 lane = self._ready.popleft()
@@ -203,6 +236,8 @@ class Lanes:
                 lane.in_flight += 1
                 self.in_flight.add(work)
                 self._consider(lane)  # back of the ring: the next endpoint goes first
+                if self._ready:
+                    self._wake_one()  # more is ready than this sender takes: pass it on
                 return lane, work
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -218,11 +253,8 @@ class Lanes:
         self.in_flight.discard(work)
         self.deliveries -= 1
         self.bytes -= work.size
-        now = time.monotonic()
-        # From the later of the last completion and this attempt's start: idle time is no pace.
-        elapsed = now - max(lane.done_stamp, work.started_at)
-        lane.interval = elapsed if lane.interval is None else 0.9 * lane.interval + 0.1 * elapsed
-        lane.done_stamp = now
+        took = time.monotonic() - work.started_at
+        lane.latency = took if lane.latency is None else 0.8 * lane.latency + 0.2 * took
         if not lane.queue and not lane.in_flight and not lane.listed and lane.rate is None:
             # Idle lanes go (endpoints come and go); a rate-limited one stays, since its tokens
             # are what enforces the rate across bursts.

@@ -29,6 +29,8 @@ class Outbox:
     def __init__(self, producer: Producer) -> None:
         self._producer = producer
         self._pending: list[asyncio.Future[Any]] = []
+        # Once a write failed, nothing may be committed any more: the failure sticks.
+        self._failed: LogError | None = None
 
     async def send(self, topic: str, key: str | bytes | None, value: bytes | None, *, partition: int | None = None,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -36,6 +38,8 @@ class Outbox:
             # Callers keep records under the limit; reaching here is a bug, said plainly.
             raise LogError(f"a {len(value)} byte record for {topic} is over the {MAX_RECORD_BYTES} byte limit",
                            retriable=False)
+        if self._failed is not None:
+            raise self._failed
         raw_key = key.encode() if isinstance(key, str) else key
         try:
             future = await self._producer.send(topic, value, key=raw_key, partition=partition, headers=headers)
@@ -50,12 +54,20 @@ class Outbox:
         return len(self._pending)
 
     async def flush(self) -> None:
-        """Wait until every record sent so far is acknowledged; raises if any was not."""
-        pending, self._pending = self._pending, []
+        """Wait until every record sent so far is acknowledged; raises if any was not.
+
+        Every record still unacknowledged is waited for, also those another consumer's flush
+        is already waiting for: a commit must never pass a write made on its behalf."""
+        if self._failed is not None:
+            raise self._failed
+        pending = list(self._pending)
         if not pending:
             return
-        results = await asyncio.gather(*pending, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        await asyncio.wait(pending)  # not gather: cancelling a flush must not cancel the writes
+        failed = [f.exception() for f in pending if f.cancelled() or f.exception() is not None]
         if failed:
-            raise LogError(f"{len(failed)} of {len(pending)} records were not acknowledged: {failed[0]!r}",
-                           retriable=False)
+            self._failed = LogError(f"{len(failed)} of {len(pending)} records were not acknowledged: {failed[0]!r}",
+                                    retriable=False)
+            raise self._failed
+        done = set(pending)
+        self._pending = [f for f in self._pending if f not in done]

@@ -78,6 +78,11 @@ class Tiers:
         index = bisect.bisect_left(self.delays_s, wait_s)
         return self.delays_s[min(index, len(self.delays_s) - 1)]
 
+    def within(self, wait_s: float) -> float:
+        """The longest tier that waits no more than ``wait_s`` (at least the shortest tier)."""
+        index = bisect.bisect_right(self.delays_s, wait_s)
+        return self.delays_s[max(index - 1, 0)]
+
     def after(self, tier_s: float) -> float:
         """The tier a record hops to from ``tier_s`` when it cannot be attempted yet."""
         index = bisect.bisect_right(self.delays_s, tier_s)
@@ -125,9 +130,10 @@ def on_read(tiers: Tiers, tier_s: float, due_at_ms: int, not_before_ms: int, *, 
     """What a tier consumer does with a record it read from the tier of ``tier_s``.
 
     A record held back by a long Retry-After hops through the tier that covers the rest of the
-    wait; one whose endpoint has no room hops to the tier covering the time the endpoint needs
-    to drain its queue (``drain_s``), at least the next tier: either way the tier's other
-    records are never held behind it.
+    wait; one whose endpoint has no room hops to the longest tier within the time the endpoint
+    needs to drain its queue and the deliveries hopped before it (``drain_s``), at least the
+    shortest: it comes back a little early rather than a whole tier late, and may hop again.
+    Either way the tier's other records are never held behind it.
     """
     if due_at_ms > now_ms:
         return TierStep(Route.WAIT, due_at_ms=due_at_ms)
@@ -135,6 +141,6 @@ def on_read(tiers: Tiers, tier_s: float, due_at_ms: int, not_before_ms: int, *, 
         onward = tiers.covering((not_before_ms - now_ms) / 1000)
         return TierStep(Route.HOP, onward, now_ms + int(onward * 1000))
     if not has_room:
-        onward = max(tiers.after(tier_s), tiers.covering(drain_s))
+        onward = tiers.within(drain_s)
         return TierStep(Route.HOP, onward, now_ms + int(onward * 1000))
     return TierStep(Route.TAKE)

@@ -10,6 +10,7 @@ from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.lanes import Lanes, Work
 from jobwire.dispatch.policy import Outcome
 from jobwire.errors import LogError
+from jobwire.metrics import PARKED
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ class SenderPool:
                 await self._attempt(work)
             finally:
                 self.lanes.release(lane, work)
+            for spilled in self.lanes.overflow(lane):
+                await self.deliverer.park(spilled.delivery)
+                PARKED.inc()
+                spilled.source.settle()
 
     async def _attempt(self, work: Work) -> None:
         delivery = work.delivery
@@ -43,8 +48,14 @@ class SenderPool:
         except Exception as exc:  # noqa: BLE001 - a bug in one delivery ends that delivery, not the process
             log.exception("delivery failed unexpectedly delivery_id=%s endpoint_id=%s event_id=%s",
                           delivery.id, delivery.endpoint_id, delivery.event_id)
-            await self.deliverer.bury(delivery, Outcome.FAILED, "internal_error",
-                                      error=f"the dispatcher could not attempt it: {type(exc).__name__}")
+            try:
+                await self.deliverer.bury(delivery, Outcome.FAILED, "internal_error",
+                                          error=f"the dispatcher could not attempt it: {type(exc).__name__}")
+            except LogError:
+                raise
+            except Exception:  # noqa: BLE001 - not even a dead letter: unsettled, so a restart retries it
+                log.exception("could not set the delivery aside delivery_id=%s", delivery.id)
+                return
         work.source.settle()
 
     async def drain(self, timeout_s: float) -> None:

@@ -157,6 +157,7 @@ class Dispatcher:
         loops = [p for p in parts if p.get_name() not in ("senders", "gauges")]
         if loops:  # they watch the stop flag; cancel only what has not ended by itself
             await asyncio.wait(loops, timeout=15)
+        self.lanes.close()  # no new attempts; queued work stays uncommitted and is read again
         if clean:
             await self.pool.drain(self.options.shutdown_grace_s)
         for part in parts:

@@ -32,6 +32,7 @@ from jobwire.webhooks import Delivery
 log = logging.getLogger(__name__)
 
 FETCH_RECORDS = 500
+MAX_TRACKED_HOPS = 10_000
 
 
 class TierConsumer:
@@ -87,18 +88,23 @@ class TierConsumer:
 
     async def _take(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         now_ms = int(time.time() * 1000)
+        epoch = self.tracker.epoch(tp.partition)
         for raw in records:
-            if tp not in self.consumer.assignment():
-                return
+            if tp not in self.consumer.assignment() or self.tracker.epoch(tp.partition) != epoch:
+                return  # revoked meanwhile (maybe handed back): the rest is read again
             try:
                 delivery = Delivery.decode(raw.value)
             except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is set aside
                 await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset),
                                               f"not a delivery record: {type(exc).__name__}: {exc}")
-                self.tracker.skip(raw.partition, raw.offset)
+                self.tracker.skip(raw.partition, raw.offset, epoch)
                 continue
             endpoint_id = delivery.endpoint_id
-            step = on_read(self.tiers, self.tier_s, delivery.due_at_ms, delivery.not_before_ms, now_ms=now_ms,
+            # A writer's clock running ahead must not hold the partition: no record waits
+            # longer than its tier's delay after it was written.
+            due_ms = min(delivery.due_at_ms, raw.timestamp + int(self.tier_s * 1000)) if raw.timestamp > 0 \
+                else delivery.due_at_ms
+            step = on_read(self.tiers, self.tier_s, due_ms, delivery.not_before_ms, now_ms=now_ms,
                            has_room=self.lanes.has_room(endpoint_id),
                            drain_s=self.lanes.drain_s(endpoint_id, self._hopped.get(endpoint_id, 0)))
             if step.route is Route.WAIT or (step.route is Route.TAKE and self.lanes.full):
@@ -111,13 +117,15 @@ class TierConsumer:
             if step.route is Route.HOP:
                 held_back = delivery.not_before_ms > now_ms
                 if not held_back:
+                    if len(self._hopped) >= MAX_TRACKED_HOPS:
+                        self._hopped.clear()  # a bound, not a loss: the estimates start again
                     self._hopped[endpoint_id] = self._hopped.get(endpoint_id, 0) + 1
                 await self._hop(delivery, step.tier_s, step.due_at_ms, "retry_after" if held_back else "endpoint_full")
-                self.tracker.skip(raw.partition, raw.offset)
+                self.tracker.skip(raw.partition, raw.offset, epoch)
                 continue
             self._hopped.pop(endpoint_id, None)
             endpoint = self.registry.endpoints.get(endpoint_id)
-            source = Source(self.tracker, raw.partition, raw.offset, 1)
+            source = Source(self.tracker, raw.partition, raw.offset, 1, epoch)
             self.lanes.push(Work(delivery, source), endpoint.rate_limit_per_s if endpoint else None)
 
     async def _hop(self, delivery: Delivery, tier_s: float, due_at_ms: int, reason: str) -> None:
@@ -132,5 +140,6 @@ class TierConsumer:
         except LogError:
             log.warning("commit on revocation failed topic=%s partitions=%s", self.topic, sorted(partitions))
         self.tracker.forget(partitions)
+        self._hopped.clear()
         for tp in [tp for tp in self._waiting if tp.partition in partitions]:
             del self._waiting[tp]
