@@ -217,7 +217,10 @@ class LocalKafka:
         if not (self.run_dir / "data" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             formatted = subprocess.run(
-                self._java(lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+                # "--cluster-id=": a base64url id starts with "-" one time in 64, and the tool's
+                # argument parser would read it as an option.
+                self._java(lib, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c",
+                           str(properties)),
                 capture_output=True, text=True, check=False,
             )
             if formatted.returncode != 0:

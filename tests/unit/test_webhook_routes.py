@@ -151,3 +151,10 @@ def test_recover_since_an_impossible_time_is_422(setup: Any) -> None:
                            headers=ACME)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["pointer"] == "/since"
+
+
+def test_a_rate_limit_below_the_floor_is_refused(setup: Any) -> None:
+    client = setup[0]
+    refused = create(client, rate_limit_per_s=1e-9)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/rate_limit_per_s"
+    assert create(client, rate_limit_per_s=0.1).status_code == 201
