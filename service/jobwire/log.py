@@ -39,7 +39,8 @@ class Position:
     @classmethod
     def parse(cls, text: str) -> Position:
         partition, sep, offset = text.strip().partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
+        digits = partition + offset
+        if not sep or not (digits.isascii() and digits.isdigit()):  # isdigit alone takes "²"
             raise ValueError(f"not a log position (partition:offset): {text!r}")
         return cls(int(partition), int(offset))
 

@@ -158,3 +158,17 @@ def test_a_rate_limit_below_the_floor_is_refused(setup: Any) -> None:
     refused = create(client, rate_limit_per_s=1e-9)
     assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/rate_limit_per_s"
     assert create(client, rate_limit_per_s=0.1).status_code == 201
+
+
+@pytest.mark.parametrize("url", ["https://9\U000f24f3oo[", "https://[::1", "https://hooks.example:99999/in",
+                                 "https://hooks.example:port/in"])
+def test_an_unparseable_url_is_422_not_500(setup: Any, url: str) -> None:
+    refused = create(setup[0], url=url)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/url"
+
+
+def test_a_limit_in_other_digits_is_422(setup: Any) -> None:
+    client = setup[0]
+    endpoint_id = create(client).json()["id"]
+    for path in ("/v1/jobs?limit=²", f"/v1/webhooks/endpoints/{endpoint_id}/deliveries?limit=²"):
+        assert client.get(path, headers=ACME).status_code == 422, path

@@ -18,7 +18,7 @@ async def read_json(request: Request, schema: str) -> dict[str, Any]:
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise Problem(415, f"send the body as application/json, not {media_type or 'no content type'}")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and (declared.isascii() and declared.isdigit()) and int(declared) > limit:
         raise Problem(413, f"the body is {declared} bytes; the limit is {limit}")
     chunks = []
     size = 0

@@ -241,7 +241,7 @@ async def list_jobs(request: Request) -> Response:
     if status is not None and status not in {s.value for s in Status}:
         raise Problem(422, "unknown status", violations=[Violation("/query/status", f"must be one of {[s.value for s in Status]}")])
     limit_text = params.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 200:
         raise Problem(422, "limit must be 1 to 200", violations=[Violation("/query/limit", "must be an integer from 1 to 200")])
     cursor = params.get("cursor")
     query = ListQuery(

@@ -42,7 +42,12 @@ def box_of(request: Request) -> SecretBox:
 
 
 def check_url(request: Request, url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise Problem(422, "the endpoint URL is not allowed",
+                      violations=[Violation("/url", f"is not a valid URL: {exc}")]) from None
     problems = []
     if parts.scheme not in ("https", "http") or not parts.hostname:
         problems.append("must be an absolute http(s) URL")
@@ -189,7 +194,7 @@ async def list_deliveries(request: Request) -> Response:
     endpoint = found(request, tenant)
     status = request.query_params.get("status")
     limit_text = request.query_params.get("limit", "50")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 200:
         raise Problem(422, "limit must be 1 to 200", violations=[Violation("/query/limit", "must be an integer from 1 to 200")])
     views = log_of(request).of_endpoint(endpoint.id, status)[: int(limit_text)]
     return json_response({"object": "list", "data": [v.public() for v in views]})

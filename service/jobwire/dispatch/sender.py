@@ -25,7 +25,7 @@ def retry_after_s(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone takes "²", which float() refuses
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
