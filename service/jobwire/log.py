@@ -39,8 +39,8 @@ class Position:
     @classmethod
     def parse(cls, text: str) -> Position:
         partition, sep, offset = text.strip().partition(":")
-        digits = partition + offset
-        if not sep or not (digits.isascii() and digits.isdigit()):  # isdigit alone takes "²"
+        # isascii too: isdigit alone takes "²", which int() refuses.
+        if not sep or not all(part.isascii() and part.isdigit() for part in (partition, offset)):
             raise ValueError(f"not a log position (partition:offset): {text!r}")
         return cls(int(partition), int(offset))
 
