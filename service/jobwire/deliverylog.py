@@ -3,17 +3,15 @@ that ends a delivery unsent carries the delivery, so retry and recover can repla
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import orjson
 from aiokafka import ConsumerRecord
 
 from jobwire.events import MAX_DEPTH
 from jobwire.log import Position, skipped
 from jobwire.positions import AppliedPositions
-from jobwire.schemas import depth_violation
+from jobwire.schemas import FieldChecks, checked_record
 from jobwire.timeutil import is_time
 from jobwire.webhooks import Attempt, Delivery
 
@@ -60,7 +58,7 @@ def _optional_object(value: Any) -> bool:
 
 #: What each field of an attempt record must be, so that one that decodes cannot break a later
 #: request (ids used as keys, times compared as strings, numbers in responses).
-ATTEMPT_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+ATTEMPT_FIELDS: FieldChecks = {
     "delivery_id": (_text, "a string"), "endpoint_id": (_text, "a string"), "tenant": (_text, "a string"),
     "event_type": (_text, "a string"), "event_id": (_text, "a string"), "job_id": (_optional_text, "null or a string"),
     "attempt": (_count, "a non-negative integer"), "at": (is_time, "an RFC 3339 time"), "outcome": (_text, "a string"),
@@ -74,18 +72,7 @@ ATTEMPT_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def decode_attempt(raw: bytes) -> Attempt:
     """An attempt record, checked field by field; ``ValueError`` saying what is wrong."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("an attempt record must be a JSON object")
-    too_deep = depth_violation(data, ATTEMPT_MAX_DEPTH)
-    if too_deep is not None:
-        raise ValueError(f"{too_deep.pointer[:200]}: {too_deep.message}")
-    for name, (valid, expected) in ATTEMPT_FIELDS.items():
-        if name in data and not valid(data[name]):
-            raise ValueError(f"attempt field {name} must be {expected}")
+    data = checked_record(raw, ATTEMPT_FIELDS, "attempt", max_depth=ATTEMPT_MAX_DEPTH)
     try:
         return Attempt(**data)
     except TypeError as exc:  # a required field missing, an unknown one present

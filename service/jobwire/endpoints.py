@@ -6,14 +6,13 @@ The API writes endpoint snapshots (and tombstones on delete); the dispatcher wri
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiokafka import ConsumerRecord
 
 from jobwire.log import KeyedWriter, Position, skipped
 from jobwire.positions import AppliedPositions
+from jobwire.schemas import FieldChecks, checked_record
 from jobwire.timeutil import is_time
 from jobwire.webhooks import Endpoint
 
@@ -51,7 +50,7 @@ def _rate(value: Any) -> bool:
 #: What each field of an endpoint record must be, so that a record that decodes cannot break a
 #: later request (sorting by created_at, comparing expiry times, signing, rate limiting).
 #: Fields not named here are left to ``Endpoint`` itself.
-ENDPOINT_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+ENDPOINT_FIELDS: FieldChecks = {
     "id": (_text, "a non-empty string"),
     "tenant": (_text, "a non-empty string"),
     "url": (_text, "a non-empty string"),
@@ -69,15 +68,7 @@ ENDPOINT_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def decode_endpoint(key: bytes | None, raw: bytes) -> Endpoint:
     """An endpoint snapshot, checked field by field; ``ValueError`` saying what is wrong."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("an endpoint record must be a JSON object")
-    for name, (valid, expected) in ENDPOINT_FIELDS.items():
-        if name in data and not valid(data[name]):
-            raise ValueError(f"endpoint field {name} must be {expected}")
+    data = checked_record(raw, ENDPOINT_FIELDS, "endpoint")
     if key is not None and key.decode(errors="replace") != data.get("id"):
         raise ValueError("the record key is not the endpoint id")  # a later tombstone could not remove it
     try:

@@ -104,3 +104,26 @@ def _shallow_enough(limit: int) -> Callable[[Any], bool]:
         deeper = {"$ref": f"#/$defs/l{k + 1}"}
         levels[f"l{k}"] = {"additionalProperties": deeper, "items": deeper}
     return SchemaValidator({"$defs": levels, "$ref": "#/$defs/l1"}).is_valid
+
+
+#: Per field of a record: a check of its value, and what it must be (for the error).
+FieldChecks = dict[str, tuple[Callable[[Any], bool], str]]
+
+
+def checked_record(raw: bytes, fields: FieldChecks, what: str, *, max_depth: int | None = None) -> dict[str, Any]:
+    """A record that must be a JSON object (no deeper than ``max_depth``) whose named fields
+    pass their checks; ``ValueError`` saying what is wrong. Fields not named are not checked."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"an {what} record must be a JSON object")
+    if max_depth is not None:
+        too_deep = depth_violation(data, max_depth)
+        if too_deep is not None:
+            raise ValueError(f"{too_deep.pointer[:200]}: {too_deep.message}")
+    for name, (valid, expected) in fields.items():
+        if name in data and not valid(data[name]):
+            raise ValueError(f"{what} field {name} must be {expected}")
+    return data
