@@ -1,13 +1,14 @@
 """API speed and memory, each as a ratio against a ceiling measured in the same run.
 
     apt-get install wrk   # the load generator, same for every target
-    .venv/bin/python bench/api.py [--seconds 10] [--events 1000000] [--jobs 200000]
+    .venv/bin/python bench/api.py [--seconds 10] [--events 5000000] [--jobs 1000000] [--skip-http]
 
 - GET /v1/jobs/{id} requests/s vs a bare Starlette route returning the same JSON from a dict,
   same uvicorn settings (one process each), same wrk settings.
 - POST /v1/jobs accepted/s (each one written to Kafka with acks=all and visible in the
   projection before the 202).
-- Projection rebuild rate from the log, and resident memory per finished job.
+- The store: a cold rebuild's rate against the rate of reading and decoding the same log; a
+  replica restarted on the built store: time to ready, resident memory, filtered list latency.
 
 Starts its own broker unless KAFKA_BOOTSTRAP_SERVERS is set. Not part of the test run.
 """
@@ -32,7 +33,8 @@ import orjson
 
 from _broker import bench_broker
 
-from jobwire.config import load_settings
+from jobwire.api.store import Store
+from jobwire.config import Settings, load_settings
 from jobwire.devkafka import free_port
 from jobwire.events import new_event
 from jobwire.log import LogReader, ensure_topics, make_producer
@@ -84,10 +86,11 @@ def serve(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def http_figures(bootstrap: str, seconds: int) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_API_KEYS": f"bench:{KEY}",
            "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.", "JOBWIRE_LOG_LEVEL": "WARNING"}
+    bare_dir = tempfile.mkdtemp()
+    env["JOBWIRE_DATA_DIR"] = str(Path(bare_dir, "data"))
     asyncio.run(ensure_topics(load_settings(env)))
     api_port, bare_port = free_port(), free_port()
     api = serve([sys.executable, "-m", "jobwire.cli", "api", "--port", str(api_port)], env)
-    bare_dir = tempfile.mkdtemp()
     try:
         wait_http(f"http://127.0.0.1:{api_port}/healthz")
         request = urllib.request.Request(
@@ -122,14 +125,12 @@ def http_figures(bootstrap: str, seconds: int) -> None:
         shutil.rmtree(bare_dir, ignore_errors=True)
 
 
-def rss_bytes() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def rss_bytes(pid: int | str = "self") -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def rebuild_figures(bootstrap: str, events: int, jobs: int) -> None:
-    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
-                              "JOBWIRE_EVENTS_PARTITIONS": "6"})
-    await ensure_topics(settings)
+async def write_histories(settings: Settings, events: int, jobs: int) -> None:
+    """``jobs`` finished jobs of ``events // jobs`` events each, spread over 3 tenants and 4 operations."""
     topic = Topics(settings.topic_prefix).events
     per_job = events // jobs  # created, started, progress..., completed
     producer = make_producer(settings.kafka, linger_ms=20)
@@ -139,11 +140,13 @@ async def rebuild_figures(bootstrap: str, events: int, jobs: int) -> None:
         pending = []
         for i in range(jobs):
             job_id = f"job_r{i:08d}"
-            history = [new_event("job.created", job_id, "acme", {"operation": "ocr", "parameters": {"file": f"f{i}.pdf"}}),
-                       new_event("job.started", job_id, "acme", {})]
-            history += [new_event("job.progress", job_id, "acme", {"total": per_job, "processed": k})
+            tenant = ("acme", "globex", "initech")[i % 3]
+            history = [new_event("job.created", job_id, tenant, {"operation": f"op{i % 4}", "parameters": {"file": f"f{i}.pdf"}}),
+                       new_event("job.started", job_id, tenant, {})]
+            history += [new_event("job.progress", job_id, tenant, {"total": per_job, "processed": k})
                         for k in range(1, per_job - 2)]
-            history.append(new_event("job.completed", job_id, "acme", {"result": {"pages": 3}}))
+            history.append(new_event("job.completed", job_id, tenant, {"result": {"pages": 3}}) if i % 10
+                           else new_event("job.failed", job_id, tenant, {"error": {"code": "E", "message": "m"}}))
             for event in history:
                 pending.append(await producer.send(topic, orjson.dumps(event.to_dict()), key=job_id.encode()))
             if len(pending) > 20000:
@@ -152,40 +155,111 @@ async def rebuild_figures(bootstrap: str, events: int, jobs: int) -> None:
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    print(f"(wrote {events:,} events for {jobs:,} jobs in {time.perf_counter() - started:.0f}s)")
+    print(f"(wrote {events:,} events for {jobs:,} jobs in {time.perf_counter() - started:.0f}s)", flush=True)
 
+
+async def read_rate(settings: Settings) -> float:
+    """The ceiling: records/s a reader fetches and decodes from this log, applying nothing."""
+    async with LogReader(settings.kafka, Topics(settings.topic_prefix).events) as reader:
+        ends = await reader.end_offsets()
+        total, started = sum(ends.values()), time.perf_counter()
+        seen = 0
+        async for batch in reader.batches(timeout_ms=500):
+            seen += len(batch)
+            if seen >= total:
+                break
+        return seen / (time.perf_counter() - started)
+
+
+async def rebuild_figures(settings: Settings) -> None:
+    """A cold rebuild into an empty data dir, the way a fresh replica does it."""
+    ceiling = await read_rate(settings)
     gc.collect()
     before = rss_bytes()
-    projection = Projection()
-    async with LogReader(settings.kafka, topic) as reader:
+    store = Store(settings.data_dir)
+    projection = Projection(store, Topics(settings.topic_prefix).events, retention_s=0)
+    async with LogReader(settings.kafka, projection.topic) as reader:
         ends = await reader.end_offsets()
+        reader.seek(projection.resume(await reader.beginning_offsets(), ends))
         started = time.perf_counter()
         async for batch in reader.batches(timeout_ms=500):
-            for record in batch:
-                projection.apply_record(record)
+            projection.apply_batch(batch)
             if projection.caught_up(ends):
                 break
         elapsed = time.perf_counter() - started
-    gc.collect()
-    per_job_bytes = (rss_bytes() - before) / len(projection.jobs)
-    applied = sum(ends.values())
-    print(f"projection rebuild: {applied / elapsed:,.0f} events/s ({applied:,} events, {len(projection.jobs):,} jobs "
-          f"in {elapsed:.1f}s) (goal >= 50,000/s)")
-    print(f"resident memory per finished job: {per_job_bytes:,.0f} bytes with its {per_job}-event history "
-          f"(goal <= 1,536)")
+    applied, jobs = sum(ends.values()), projection.count()
+    grown = rss_bytes() - before
+    store.close()
+    rate = applied / elapsed
+    print(f"cold rebuild into the store: {rate:,.0f} events/s ({applied:,} events, {jobs:,} jobs in {elapsed:.1f}s); "
+          f"reading and decoding alone {ceiling:,.0f}/s, ratio {rate / ceiling:.2f} (goal >= 100,000/s)")
+    print(f"rebuilding process grew by {grown / 2**20:,.0f} MiB while folding {jobs:,} jobs; "
+          f"store on disk {sum(f.stat().st_size for f in settings.data_dir.iterdir()) / 2**20:,.0f} MiB")
+
+
+def restart_figures(settings: Settings, env: dict[str, str], jobs: int) -> None:
+    """A replica restarted on the store just built: time to ready, memory, list latency."""
+    port = free_port()
+    started = time.perf_counter()
+    api = serve([sys.executable, "-m", "jobwire.cli", "api", "--port", str(port)], env)
+    try:
+        deadline = started + 600
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.02)
+        ready_s = time.perf_counter() - started
+        print(f"restart to ready with {jobs:,} jobs in the store: {ready_s:.2f}s, process start included (goal <= 5 s)")
+        auth = {"Authorization": f"Bearer {KEY}"}
+        latencies = []
+        queries = ["status=completed&operation=op1", "operation=op2", "status=failed", "", "status=completed"]
+        for i in range(1000):  # bounded: 1000 sequential list requests, following cursors
+            url = f"http://127.0.0.1:{port}/v1/jobs?limit=50&{queries[i % len(queries)]}"
+            t = time.perf_counter()
+            with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=10) as response:
+                page = orjson.loads(response.read())
+            latencies.append(time.perf_counter() - t)
+            if page["next_cursor"] and i % 2:
+                url += f"&cursor={page['next_cursor']}"
+                with urllib.request.urlopen(urllib.request.Request(url, headers=auth), timeout=10) as response:
+                    response.read()
+        latencies.sort()
+        p50, p99 = latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+        print(f"filtered list at {jobs:,} jobs over HTTP: p50 {p50:.2f} ms, p99 {p99:.2f} ms (goal p99 <= 5 ms)")
+        print(f"API replica resident memory with {jobs:,} jobs in its store: {rss_bytes(api.pid) / 2**20:,.0f} MiB "
+              "(goal <= 300 MiB)")
+    finally:
+        api.terminate()
+        api.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--jobs", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--skip-http", action="store_true", help="only the store figures")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and not args.skip_http:
         raise SystemExit("bench/api.py needs wrk: apt-get install wrk")
     with bench_broker() as bootstrap:
-        http_figures(bootstrap, args.seconds)
-        asyncio.run(rebuild_figures(bootstrap, args.events, args.jobs))
+        if not args.skip_http:
+            http_figures(bootstrap, args.seconds)
+        data_dir = tempfile.mkdtemp(prefix="jobwire-bench-")
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_API_KEYS": f"acme:{KEY}",
+               "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.", "JOBWIRE_EVENTS_PARTITIONS": "6",
+               "JOBWIRE_LOG_LEVEL": "WARNING", "JOBWIRE_DATA_DIR": data_dir, "JOBWIRE_RETENTION_DAYS": "0"}
+        settings = load_settings(env)
+        try:
+            asyncio.run(ensure_topics(settings))
+            asyncio.run(write_histories(settings, args.events, args.jobs))
+            asyncio.run(rebuild_figures(settings))
+            restart_figures(settings, env, args.jobs)
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
 
 if __name__ == "__main__":
     main()

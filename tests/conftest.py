@@ -7,8 +7,12 @@ killed, the broker gets SIGKILL from the kernel (PR_SET_PDEATHSIG), so no java i
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,14 +56,24 @@ def kafka_bootstrap(kafka_broker: LocalKafka | None) -> str:
     return kafka_broker.bootstrap if kafka_broker else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
 
 
+_DATA_ROOT = tempfile.mkdtemp(prefix="jobwire-test-data-")
+atexit.register(shutil.rmtree, _DATA_ROOT, ignore_errors=True)
+
+
 def env_for(bootstrap: str, **env: str) -> dict[str, str]:
-    """Environment for a test's processes, with a topic prefix of its own."""
+    """Environment for a test's processes, with a topic prefix and an API data dir of its own."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "JOBWIRE_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
         "JOBWIRE_EVENTS_PARTITIONS": "3",
+        "JOBWIRE_DATA_DIR": tempfile.mkdtemp(dir=_DATA_ROOT),
         **env,
     }
+
+
+def another_replica(settings: Settings) -> Settings:
+    """The same settings with a data dir of its own: a second API replica on the same topics."""
+    return dataclasses.replace(settings, data_dir=Path(tempfile.mkdtemp(dir=_DATA_ROOT)))
 
 
 def settings_for(bootstrap: str, **env: str) -> Settings:

@@ -130,13 +130,16 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from jobwire.api.app import create_app
+    from jobwire.api.server import server_config
 
     settings = _settings()
     if not settings.api_keys:
         raise SystemExit("jobwire api: set JOBWIRE_API_KEYS (tenant:key,...) or JOBWIRE_DEV=1")
-    uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port,
-                log_config=None, access_log=False, timeout_graceful_shutdown=10)
-    return 0
+    server = uvicorn.Server(server_config(create_app(settings), settings, args.host, args.port))
+    with contextlib.suppress(KeyboardInterrupt):
+        # uvicorn re-raises the SIGTERM it shut down on; a clean stop exits 0, as uvicorn.run did.
+        server.run()
+    return 0 if server.started else 3  # 3: what uvicorn.run exits with when start-up fails
 
 
 async def _run_workers(settings: Settings, handlers: dict[str, Any], concurrency: int) -> None:

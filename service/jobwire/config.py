@@ -8,6 +8,7 @@ addresses, TLS-only webhook targets, no dev shortcuts.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -29,10 +30,15 @@ ENV_VARS = (
     "JOBWIRE_EVENTS_PARTITIONS", "JOBWIRE_REPLICATION_FACTOR", "JOBWIRE_MIN_INSYNC_REPLICAS",
     "JOBWIRE_MAX_BODY_BYTES", "JOBWIRE_ENDPOINT_DISABLE_AFTER_S", "JOBWIRE_KAFKA_CACHE", "JOBWIRE_DEV",
     "JOBWIRE_LOG_LEVEL", "JOBWIRE_DISPATCH_MAX_DELIVERIES", "JOBWIRE_DISPATCH_MAX_BYTES", "JOBWIRE_DISPATCH_SENDERS",
-    "JOBWIRE_ENDPOINT_IN_FLIGHT", "JOBWIRE_ENDPOINT_MAX_QUEUED",
+    "JOBWIRE_ENDPOINT_IN_FLIGHT", "JOBWIRE_ENDPOINT_MAX_QUEUED", "JOBWIRE_DATA_DIR",
+    "JOBWIRE_HTTP_MAX_CONNECTIONS", "JOBWIRE_HTTP_MAX_HEADER_BYTES", "JOBWIRE_HTTP_MAX_HEADERS",
+    "JOBWIRE_HTTP_HEADER_TIMEOUT_S", "JOBWIRE_HTTP_BODY_TIMEOUT_S", "JOBWIRE_HTTP_KEEPALIVE_S",
+    "JOBWIRE_LONG_POLLS_PER_TENANT", "JOBWIRE_STREAMS_PER_TENANT", "JOBWIRE_RATE_LIMIT_PER_S",
+    "JOBWIRE_RATE_LIMIT_BURST",
 )
 DEV_TENANT = "dev"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_DATA_DIR = Path.home() / ".local" / "state" / "jobwire"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,23 @@ class Settings:
     #: Per endpoint: attempts in flight, and deliveries queued in memory (more are parked).
     endpoint_in_flight: int = 16
     endpoint_max_queued: int = 5000
+    #: Where the API keeps its store (a cache of the log: deleting it means a rebuild).
+    data_dir: Path = DEFAULT_DATA_DIR
+    #: What the HTTP server bounds itself (api/server.py): open connections, the request head
+    #: (request line and headers: bytes and count), the time a client may take to send a
+    #: request head and then its body, and how long an idle keep-alive connection stays open.
+    http_max_connections: int = 1000
+    http_max_header_bytes: int = 16 * 1024
+    http_max_headers: int = 100
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    http_keepalive_s: int = 5
+    #: Per tenant: ``Prefer: wait`` long-polls and event streams open at once (429 above).
+    long_polls_per_tenant: int = 100
+    streams_per_tenant: int = 20
+    #: Requests per second per API key (token bucket), and the burst; 0 means no rate limit.
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: int = 0
 
     def tenant_for_key(self, key: str) -> str | None:
         """The tenant owning ``key``, compared in constant time against every configured key."""
@@ -110,6 +133,14 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float) -> floa
         raise ConfigError(name, f"must be a number, got {raw!r}") from None
     if not value >= lo:
         raise ConfigError(name, f"must be at least {lo}, got {raw!r}")
+    return value
+
+
+def _capped(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    # An unbounded float ("inf") would reach timers and token buckets as a value they cannot use.
+    value = _float(env, name, default, lo)
+    if not value <= hi:
+        raise ConfigError(name, f"must be at most {hi:g}, got {value!r}")
     return value
 
 
@@ -227,6 +258,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if secret_key is not None and len(secret_key) < 16:
         raise ConfigError("JOBWIRE_SECRET_KEY", "must be at least 16 characters")
     cache = env.get("JOBWIRE_KAFKA_CACHE")
+    data_dir = env.get("JOBWIRE_DATA_DIR")
+    # No rate limit unless configured, in dev mode or not: a bucket per replica is no tenant
+    # quota (n replicas admit n times the rate), the right figure depends on the replica's
+    # capacity and the tenant's plan, and any default low enough to matter would throttle
+    # legitimate batch submitters (bench/api.py submits thousands a second on one key). The
+    # process protects itself with the connection, long-poll and stream bounds instead.
+    rate = _capped(env, "JOBWIRE_RATE_LIMIT_PER_S", 0.0, 0.0, 1e6)
     return Settings(
         kafka=_kafka(env),
         api_keys=_api_keys(env, dev),
@@ -249,4 +287,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dispatch_senders=_int(env, "JOBWIRE_DISPATCH_SENDERS", 256, 1, 10_000),
         endpoint_in_flight=_int(env, "JOBWIRE_ENDPOINT_IN_FLIGHT", 16, 1, 1000),
         endpoint_max_queued=_int(env, "JOBWIRE_ENDPOINT_MAX_QUEUED", 5000, 1, 1_000_000),
+        data_dir=Path(data_dir) if data_dir else DEFAULT_DATA_DIR,
+        http_max_connections=_int(env, "JOBWIRE_HTTP_MAX_CONNECTIONS", 1000, 1, 1_000_000),
+        http_max_header_bytes=_int(env, "JOBWIRE_HTTP_MAX_HEADER_BYTES", 16 * 1024, 1024, 1 << 20),
+        http_max_headers=_int(env, "JOBWIRE_HTTP_MAX_HEADERS", 100, 8, 10_000),
+        http_header_timeout_s=_capped(env, "JOBWIRE_HTTP_HEADER_TIMEOUT_S", 10.0, 0.1, 3600.0),
+        http_body_timeout_s=_capped(env, "JOBWIRE_HTTP_BODY_TIMEOUT_S", 30.0, 0.1, 3600.0),
+        http_keepalive_s=_int(env, "JOBWIRE_HTTP_KEEPALIVE_S", 5, 1, 3600),
+        long_polls_per_tenant=_int(env, "JOBWIRE_LONG_POLLS_PER_TENANT", 100, 1, 100_000),
+        streams_per_tenant=_int(env, "JOBWIRE_STREAMS_PER_TENANT", 20, 1, 100_000),
+        rate_limit_per_s=rate,
+        rate_limit_burst=_int(env, "JOBWIRE_RATE_LIMIT_BURST", max(1, math.ceil(rate)), 1, 10_000_000) if rate else 0,
     )

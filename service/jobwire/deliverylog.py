@@ -1,13 +1,21 @@
-"""The API's view of webhook deliveries, projected from ``webhooks.attempts``. The attempt
-that ends a delivery unsent carries the delivery, so retry and recover can replay it."""
+"""The API's view of webhook deliveries, projected from ``webhooks.attempts`` into the store.
+The attempt that ends a delivery unsent carries the delivery, so retry and recover can replay it.
+
+Like the jobs projection: each batch of records lands in one transaction with the offsets it
+brings the topic to, so a restart resumes without replay and a crash loses nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import orjson
 from aiokafka import ConsumerRecord
 
+from jobwire.api.store import Store
 from jobwire.events import MAX_DEPTH
 from jobwire.log import Position, skipped
 from jobwire.positions import AppliedPositions
@@ -85,6 +93,25 @@ STATUS_FOR_OUTCOME = {
 }
 REPLAYABLE = frozenset({"failed", "skipped"})
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY, endpoint_id TEXT NOT NULL, tenant TEXT NOT NULL, event_type TEXT NOT NULL,
+    event_id TEXT NOT NULL, job_id TEXT, status TEXT NOT NULL, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, dead BLOB);
+CREATE INDEX IF NOT EXISTS deliveries_by_endpoint ON deliveries (endpoint_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_updated ON deliveries (updated_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL, log_partition INTEGER NOT NULL, log_offset INTEGER NOT NULL, entry BLOB NOT NULL,
+    PRIMARY KEY (delivery_id, log_partition, log_offset)) WITHOUT ROWID;
+"""
+TABLES = ("attempts", "deliveries")
+# A delivery keeps the time of its first attempt; its status and payload follow the latest.
+_UPSERT_DELIVERY = """INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, updated_at = excluded.updated_at, dead = excluded.dead"""
+_INSERT_ATTEMPT = "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?)"
+_VIEW_COLUMNS = "id, endpoint_id, tenant, event_type, event_id, job_id, status, created_at, updated_at"
+_EVICT_CHUNK = 2000
+
 
 @dataclass
 class DeliveryView:
@@ -111,44 +138,117 @@ class DeliveryView:
         return body
 
 
+class DeadLetters:
+    """Payloads of deliveries that ended failed or skipped, by delivery id: what retry resends."""
+
+    def __init__(self, store: Store) -> None:
+        self._db = store.db
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        row = self._db.execute("SELECT dead FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        return Delivery.decode(row[0]) if row and row[0] is not None else None
+
+    def __contains__(self, delivery_id: object) -> bool:
+        return isinstance(delivery_id, str) and self.get(delivery_id) is not None
+
+    def __getitem__(self, delivery_id: str) -> Delivery:
+        dead = self.get(delivery_id)
+        if dead is None:
+            raise KeyError(delivery_id)
+        return dead
+
+
 class DeliveryLog:
-    def __init__(self) -> None:
-        self.deliveries: dict[str, DeliveryView] = {}
-        self.by_endpoint: dict[str, list[str]] = {}
-        #: Payloads of deliveries that ended failed or skipped: what retry and recover resend.
-        self.dead: dict[str, Delivery] = {}
+    def __init__(self, store: Store, topic: str = "webhooks.attempts", retention_s: float = 30 * 86400.0) -> None:
+        self.store = store
+        self.topic = topic
+        #: Deliveries not updated for this long are removed (0: kept for ever).
+        self.retention_s = retention_s
         self.positions = AppliedPositions()  # of webhooks.attempts
+        self.dead = DeadLetters(store)
+        store.db.executescript(SCHEMA)
+
+    def resume(self, beginnings: Mapping[int, int], ends: Mapping[int, int]) -> dict[int, int]:
+        start, _ = self.store.resume("deliveries", self.topic, TABLES, beginnings, ends)
+        self.positions.applied = dict(start)
+        return start
+
+    def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply records of ``webhooks.attempts`` in one transaction with their offsets. A
+        malformed one is skipped (counted and logged) before it changes anything."""
+        if not records:
+            return
+        deliveries, attempts = [], []
+        offsets: dict[int, int] = {}
+        for record in records:
+            offsets[record.partition] = record.offset + 1
+            row = self._rows(record)
+            if row is not None:
+                deliveries.append(row[0])
+                attempts.append(row[1])
+        with self.store.transaction() as db:
+            db.executemany(_UPSERT_DELIVERY, deliveries)
+            db.executemany(_INSERT_ATTEMPT, attempts)
+            self.store.save_offsets(db, self.topic, offsets)
+        self.positions.applied.update(offsets)
+        self.positions.wake()
 
     def apply_attempt(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Apply one record of ``webhooks.attempts``. A malformed one is skipped (counted and
-        logged) before it changes anything."""
+        self.apply_batch([record])
+
+    @staticmethod
+    def _rows(record: ConsumerRecord[bytes, bytes]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
         if record.value is None:
-            return
+            return None
         try:
             attempt = decode_attempt(record.value)
             status = STATUS_FOR_OUTCOME.get(attempt.outcome, attempt.outcome)
             replayable = status in REPLAYABLE and attempt.dead_letter is not None
-            dead = Delivery.from_dict(attempt.dead_letter) if replayable else None
+            dead = Delivery.from_dict(attempt.dead_letter).encode() if replayable else None
+            entry = orjson.dumps({name: getattr(attempt, name) for name in ENTRY_FIELDS})
         except Exception as exc:  # ValueError from the checks; anything the model itself raises
             skipped(record.topic, Position(record.partition, record.offset), f"{type(exc).__name__}: {exc}")
-            return
-        view = self.deliveries.get(attempt.delivery_id)
-        if view is None:
-            view = self.deliveries[attempt.delivery_id] = DeliveryView(
-                attempt.delivery_id, attempt.endpoint_id, attempt.tenant, attempt.event_type, attempt.event_id,
-                attempt.job_id, status, attempt.at, attempt.at)
-            self.by_endpoint.setdefault(attempt.endpoint_id, []).append(attempt.delivery_id)
-        view.status, view.updated_at = status, attempt.at
-        view.attempts.append({name: getattr(attempt, name) for name in ENTRY_FIELDS})
-        if dead is not None:
-            self.dead[attempt.delivery_id] = dead
-        else:
-            self.dead.pop(attempt.delivery_id, None)
+            return None
+        return ((attempt.delivery_id, attempt.endpoint_id, attempt.tenant, attempt.event_type, attempt.event_id,
+                 attempt.job_id, status, attempt.at, attempt.at, dead),
+                (attempt.delivery_id, record.partition, record.offset, entry))
 
     def get(self, tenant: str, delivery_id: str) -> DeliveryView | None:
-        view = self.deliveries.get(delivery_id)
-        return view if view is not None and view.tenant == tenant else None
+        row = self.store.db.execute(f"SELECT {_VIEW_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        return self._view(row) if row is not None and row[2] == tenant else None
 
-    def of_endpoint(self, endpoint_id: str, status: str | None = None) -> list[DeliveryView]:
-        views = [self.deliveries[i] for i in reversed(self.by_endpoint.get(endpoint_id, []))]
-        return [v for v in views if status is None or v.status == status]
+    def of_endpoint(self, endpoint_id: str, status: str | None = None, limit: int = 200) -> list[DeliveryView]:
+        """The endpoint's deliveries, newest first, at most ``limit``."""
+        sql = f"SELECT {_VIEW_COLUMNS} FROM deliveries WHERE endpoint_id = ?"
+        args: list[Any] = [endpoint_id]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        rows = self.store.db.execute(sql + " ORDER BY rowid DESC LIMIT ?", [*args, limit]).fetchall()
+        return [self._view(row) for row in rows]
+
+    def replayable(self, endpoint_id: str, since: str) -> list[Delivery]:
+        """Payloads of the endpoint's failed or skipped deliveries first attempted at or after ``since``."""
+        rows = self.store.db.execute(
+            "SELECT dead FROM deliveries WHERE endpoint_id = ? AND dead IS NOT NULL AND created_at >= ? "
+            "ORDER BY rowid", (endpoint_id, since))
+        return [Delivery.decode(dead) for (dead,) in rows]
+
+    def _view(self, row: tuple[Any, ...]) -> DeliveryView:
+        entries = self.store.db.execute(
+            "SELECT entry FROM attempts WHERE delivery_id = ? ORDER BY log_partition, log_offset", (row[0],))
+        return DeliveryView(*row, attempts=[orjson.loads(entry) for (entry,) in entries])
+
+    async def evict_before(self, cutoff: str) -> int:
+        """Remove deliveries last updated before ``cutoff`` with their attempts; returns how many."""
+        evicted = 0
+        while True:
+            with self.store.transaction() as db:
+                ids = [(row[0],) for row in db.execute(
+                    "SELECT id FROM deliveries WHERE updated_at < ? LIMIT ?", (cutoff, _EVICT_CHUNK))]
+                db.executemany("DELETE FROM attempts WHERE delivery_id = ?", ids)
+                db.executemany("DELETE FROM deliveries WHERE id = ?", ids)
+            evicted += len(ids)
+            if len(ids) < _EVICT_CHUNK:
+                return evicted
+            await asyncio.sleep(0)

@@ -4,7 +4,8 @@
      ├── ConfigError            a setting is missing or malformed (names the variable)
      ├── InvalidEvent           a record or request body breaks the event schema
      ├── LogError               the Kafka log could not be reached or written
-     └── BrokerError            the local dev broker could not be fetched, started or stopped
+     ├── BrokerError            the local dev broker could not be fetched, started or stopped
+     └── StoreError             the API's local store cannot be opened (data dir in use, unwritable)
 
 Lower layers' exceptions (aiokafka, aiohttp) are translated at the boundary with
 ``raise ... from exc`` so the core never sees them.
@@ -50,3 +51,7 @@ class LogError(JobwireError):
 
 class BrokerError(JobwireError):
     """The local development broker failed; the message carries the tail of its log."""
+
+
+class StoreError(JobwireError):
+    """The API's store on local disk cannot be used; the message says which path and why."""

@@ -17,7 +17,7 @@ import orjson
 from jobwire.errors import InvalidEvent, Violation
 from jobwire.ids import new_id
 from jobwire.schemas import SchemaValidator, depth_violation, load_schema, validator
-from jobwire.timeutil import now_utc, parse_utc
+from jobwire.timeutil import check_time, now_utc
 
 CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPES = (
@@ -150,15 +150,9 @@ def _event(document: Any, *, may_be_deep: bool) -> Event:
         found.append(too_deep)
     if found:
         raise InvalidEvent(found)
-    return Event(
-        id=document["id"],
-        type=document["type"],
-        source=document["source"],
-        subject=document["subject"],
-        time=document["time"],
-        tenant=document["tenant"],
-        data=document["data"],
-    )
+    # Positional: keywords cost a third of this call, paid per record read at rebuild.
+    return Event(document["id"], document["type"], document["source"], document["subject"], document["time"],
+                 document["tenant"], document["data"])
 
 
 def _time_violations(document: dict[str, Any]) -> list[Violation]:
@@ -166,13 +160,13 @@ def _time_violations(document: dict[str, Any]) -> list[Violation]:
     the schema checks, but are no real moment (month 13, hour 24). ``document`` is schema-valid."""
     found = []
     try:
-        parse_utc(document["time"])
+        check_time(document["time"])
     except ValueError as exc:
         found.append(Violation("/time", str(exc)))
     expires = document["data"].get("result_url_expires_at")
     if expires is not None:
         try:
-            parse_utc(expires)
+            check_time(expires)
         except ValueError as exc:
             found.append(Violation("/data/result_url_expires_at", str(exc)))
     return found

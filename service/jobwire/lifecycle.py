@@ -118,8 +118,9 @@ def apply(job: Job | None, event: Event) -> Applied:
     if event.type == "job.progress" and event.data["processed"] > event.data["total"]:
         return Applied(job, Verdict.REJECTED, "progress.processed exceeds progress.total")
     at = canonical(event.time)
-    changed = _transition(job, event, at)
-    changed = changed._replace(
+    # One _replace for everything: each builds all of Job's fields, and this runs per event.
+    changed = job._replace(
+        **_transition(job, event, at),
         status=target or job.status,
         updated_at=at,
         version=job.version + 1,
@@ -146,44 +147,32 @@ def _created(event: Event) -> Job:
     )
 
 
-def _transition(job: Job, event: Event, at: str) -> Job:
+def _transition(job: Job, event: Event, at: str) -> dict[str, Any]:
     """The fields an allowed event sets, beside status, time and version."""
     data = event.data
     kind = event.type
     started_at = job.started_at or at
     if kind == "job.started":
-        return job._replace(started_at=started_at, stage=data.get("stage", job.stage))
+        return {"started_at": started_at, "stage": data.get("stage", job.stage)}
     if kind == "job.progress":
-        return job._replace(
-            started_at=started_at,
-            stage=data.get("stage", job.stage),
-            progress_total=data["total"],
-            progress_processed=data["processed"],
-        )
+        return {"started_at": started_at, "stage": data.get("stage", job.stage),
+                "progress_total": data["total"], "progress_processed": data["processed"]}
     if kind == "job.completed":
         done = job.progress_total if job.progress_total is not None else job.progress_processed
-        return job._replace(
-            finished_at=at,
-            result=data["result"],
-            result_url=data.get("result_url"),
-            result_url_expires_at=_maybe_time(data.get("result_url_expires_at")),
-            result_checksum=data.get("result_checksum"),
-            progress_processed=done,
-        )
+        return {"finished_at": at, "result": data["result"], "result_url": data.get("result_url"),
+                "result_url_expires_at": _maybe_time(data.get("result_url_expires_at")),
+                "result_checksum": data.get("result_checksum"), "progress_processed": done}
     if kind == "job.failed":
         error = data["error"]
         details = error.get("details") or {}
-        return job._replace(
-            finished_at=at,
-            # The details are kept once, here; the task object shows them in both seed shapes
-            # (result {error, details} too), so snapshots and records carry them once.
-            error={"code": error["code"], "message": error["message"], "details": details},
-            retryable=data.get("retryable"),
-        )
+        # The details are kept once, here; the task object shows them in both seed shapes
+        # (result {error, details} too), so snapshots and records carry them once.
+        return {"finished_at": at, "error": {"code": error["code"], "message": error["message"], "details": details},
+                "retryable": data.get("retryable")}
     if kind == "job.cancel_requested":
-        return job._replace(cancel_requested=True, cancel_reason=data.get("reason") or job.cancel_reason)
+        return {"cancel_requested": True, "cancel_reason": data.get("reason") or job.cancel_reason}
     if kind == "job.canceled":
-        return job._replace(finished_at=at, cancel_reason=data.get("reason") or job.cancel_reason)
+        return {"finished_at": at, "cancel_reason": data.get("reason") or job.cancel_reason}
     raise AssertionError(f"no transition for {kind}")  # TRANSITIONS and this function disagree
 
 

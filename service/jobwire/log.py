@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -26,9 +25,10 @@ from jobwire.topics import TopicSpec, topic_specs
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Where a record sits in a topic: the ``Jobwire-Position`` header is ``partition:offset``."""
+class Position(NamedTuple):
+    """Where a record sits in a topic: the ``Jobwire-Position`` header is ``partition:offset``.
+    A NamedTuple, as LogRecord: one is made per record read, and a frozen dataclass costs
+    several times more to build."""
 
     partition: int
     offset: int
@@ -45,8 +45,7 @@ class Position:
         return cls(int(partition), int(offset))
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+class LogRecord(NamedTuple):
     """One record read from an event topic: the event, or why it is not one."""
 
     position: Position
@@ -324,6 +323,17 @@ class LogReader:
     async def end_offsets(self) -> dict[int, int]:
         ends = await self._consumer.end_offsets(self.partitions)
         return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def beginning_offsets(self) -> dict[int, int]:
+        """The first offset each partition still holds (above 0 once retention removed records)."""
+        starts = await self._consumer.beginning_offsets(self.partitions)
+        return {tp.partition: offset for tp, offset in starts.items()}
+
+    def seek(self, offsets: dict[int, int]) -> None:
+        """Read on from these offsets (partition -> next offset), as a store resuming does."""
+        for tp in self.partitions:
+            if tp.partition in offsets:
+                self._consumer.seek(tp, offsets[tp.partition])
 
     async def raw_batches(self, timeout_ms: int = 200, max_records: int = 5000) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
         """Like ``batches`` for topics that do not hold job events (endpoints, attempts)."""

@@ -1,38 +1,66 @@
-"""The API's read model: every job folded from ``jobs.events``, with indexes and history.
+"""The API's read model: every job folded from ``jobs.events``, with its history, in the store.
 
 Fed only by records read from the log, in log order, through the shared fold, so two replicas
 (or one replica before and after a restart) that read the same log hold the same jobs. Writers
 never touch it directly: they publish, then wait for their own position to be applied.
 
-Indexes are sorted by ``(created_at, job id)`` per tenant, per (tenant, status) and per
-(tenant, operation), so list queries and cursors seek instead of scanning all jobs.
+Each batch of records is folded in memory against the jobs it names (loaded in one query),
+then written in one transaction with the offsets it brings the topic to. Memory holds only
+what is hot: the batch being folded, and the waiters (read-your-writes, long-polls, streams).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-import sys
-from datetime import UTC, datetime, timedelta
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from sortedcontainers import SortedList
+import orjson
 
+from jobwire.api.store import Store
 from jobwire.events import Event
 from jobwire.lifecycle import Applied, Job, Status, Verdict, apply
-from jobwire.log import LogReader, LogRecord, Position, skipped
+from jobwire.log import LogRecord, Position, skipped
 from jobwire.metrics import EVENTS_APPLIED, PROJECTION_JOBS
 from jobwire.positions import AppliedPositions
-from jobwire.timeutil import format_utc
 
 log = logging.getLogger(__name__)
 
 IndexKey = tuple[str, str]  # (created_at, job id)
 # Bound once: a labels() lookup per event is measurable when rebuilding millions of them.
 _APPLIED_BY_VERDICT = {verdict: EVENTS_APPLIED.labels(verdict=verdict.value) for verdict in Verdict}
+_STATUS = {status.value: status for status in Status}
+_VERDICT = {verdict.value: verdict for verdict in Verdict}
+_EVENT_IDS = Job._fields.index("event_ids")
+_STATUS_FIELD = Job._fields.index("status")
+#: Jobs loaded per query (SQLite binds at most 32766 parameters; fewer keeps each query cheap).
+_LOAD_CHUNK = 500
+#: Jobs deleted per retention transaction, so eviction never holds the loop for long.
+_EVICT_CHUNK = 2000
+#: Jobs kept decoded in memory, most recently written or read: a point read in SQLite costs
+#: more than the rest of a GET, and the jobs clients poll are the recent and unfinished ones.
+HOT_JOBS = 10_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, operation TEXT NOT NULL, status TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, state BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs (tenant, created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (tenant, status, created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_by_operation ON jobs (tenant, operation, created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_by_updated ON jobs (updated_at);
+CREATE TABLE IF NOT EXISTS history (
+    job_id TEXT NOT NULL, log_partition INTEGER NOT NULL, log_offset INTEGER NOT NULL,
+    verdict TEXT NOT NULL, reason TEXT, raw BLOB NOT NULL,
+    PRIMARY KEY (job_id, log_partition, log_offset)) WITHOUT ROWID;
+"""
+TABLES = ("history", "jobs")
+_UPSERT_JOB = """INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, updated_at = excluded.updated_at, state = excluded.state"""
+_INSERT_HISTORY = "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?)"
 
 
 class HistoryEntry(NamedTuple):
@@ -56,152 +84,228 @@ class ListQuery:
     after_key: IndexKey | None = None
 
 
-@dataclass
-class Projection:
-    retention_s: float = 30 * 86400.0
-    jobs: dict[str, Job] = field(default_factory=dict)
-    history: dict[str, list[HistoryEntry]] = field(default_factory=dict)
-    positions: AppliedPositions = field(default_factory=AppliedPositions)
-    orphans: int = 0
-    #: The topic it is fed from, for the invalid records count.
-    topic: str = "jobs.events"
+def encode_job(job: Job) -> bytes:
+    """A job as stored: its fields as a JSON array (event ids sorted, so equal jobs are equal bytes)."""
+    return orjson.dumps([*job[:_EVENT_IDS], sorted(job.event_ids), *job[_EVENT_IDS + 1:]])
 
-    def __post_init__(self) -> None:
-        self._by_tenant: dict[str, SortedList] = {}
-        self._by_status: dict[tuple[str, Status], SortedList] = {}
-        self._by_operation: dict[tuple[str, str], SortedList] = {}
-        self._finished: list[tuple[str, str]] = []  # heap of (finished_at, job id)
-        self._changed: dict[str, asyncio.Event] = {}
+
+def decode_job(state: bytes) -> Job:
+    values = orjson.loads(state)
+    values[_STATUS_FIELD] = _STATUS[values[_STATUS_FIELD]]
+    values[_EVENT_IDS] = frozenset(values[_EVENT_IDS])
+    return Job(*values)
+
+
+class Projection:
+    def __init__(self, store: Store, topic: str = "jobs.events", retention_s: float = 30 * 86400.0) -> None:
+        self.store = store
+        #: The topic it is fed from, for offsets and the invalid records count.
+        self.topic = topic
+        #: Jobs not updated for this long are removed, whatever their status (0: kept for ever).
+        self.retention_s = retention_s
+        self.positions = AppliedPositions()
+        self.orphans = 0
+        #: Records read since this process opened the store: what a restart had to replay.
+        self.records_read = 0
+        #: The log's partitions; a position naming another can never be applied.
+        self.partitions: frozenset[int] | None = None
+        store.db.executescript(SCHEMA)
+        self._count = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        PROJECTION_JOBS.set(self._count)
+        self._changed: dict[str, tuple[asyncio.Event, list[int]]] = {}
+        self._verdicts: dict[Verdict, int] = dict.fromkeys(Verdict, 0)
+        self._hot: OrderedDict[str, Job] = OrderedDict()
+
+    def resume(self, beginnings: Mapping[int, int], ends: Mapping[int, int]) -> dict[int, int]:
+        """Where to start reading the log: from the stored offsets, or from its start when the
+        store cannot be resumed (then it is emptied first)."""
+        start, rebuilt = self.store.resume("jobs", self.topic, TABLES, beginnings, ends)
+        if rebuilt:
+            self._hot.clear()
+            self._count = 0
+            PROJECTION_JOBS.set(0)
+        self.partitions = frozenset(ends)
+        self.positions.applied = dict(start)
+        return start
 
     # --- feeding ----------------------------------------------------------------------------
 
-    def apply_record(self, record: LogRecord) -> Applied | None:
-        """Fold one record; returns the fold's outcome.
+    def apply_batch(self, records: Sequence[LogRecord]) -> list[Applied | None]:
+        """Fold ``records`` (in log order) and commit them with their offsets in one transaction;
+        returns each record's outcome (None for one that was skipped).
 
-        A record that is no valid event, or that anything here fails on, only advances the
-        position: it is counted and logged, and the projection carries on with the next one.
-        (The dispatcher's group quarantines such records; every replica reading them must not.)
+        A record that is no valid event, or that the fold fails on, only advances the offset:
+        it is counted and logged, and the batch carries on. (The dispatcher's group
+        quarantines such records; every replica reading them must not.)
         """
-        self.positions.advance(record.position)
-        event = record.event
+        if not records:
+            return []
+        self.records_read += len(records)
+        self._verdicts = dict.fromkeys(Verdict, 0)
+        jobs = self._load({r.event.subject for r in records if r.event is not None})
+        known = set(jobs)
+        outcomes: list[Applied | None] = []
+        changed: dict[str, Job] = {}
+        touched: set[str] = set()
+        history: list[tuple[Any, ...]] = []
+        offsets: dict[int, int] = {}
+        for record in records:
+            position = record.position
+            offsets[position.partition] = position.offset + 1
+            outcome = self._fold(record, jobs)
+            outcomes.append(outcome)
+            if outcome is None or outcome.job is None or outcome.verdict is Verdict.DUPLICATE:
+                continue
+            job = outcome.job
+            history.append((job.id, position.partition, position.offset, outcome.verdict.value, outcome.reason,
+                            record.raw))
+            touched.add(job.id)
+            if outcome.verdict is Verdict.ACCEPTED:
+                jobs[job.id] = changed[job.id] = job
+        created = sum(1 for job_id in changed if job_id not in known)
+        with self.store.transaction() as db:
+            db.executemany(_UPSERT_JOB, [
+                (job.id, job.tenant, job.operation, job.status.value, job.created_at, job.updated_at,
+                 encode_job(job)) for job in changed.values()])
+            db.executemany(_INSERT_HISTORY, history)
+            self.store.save_offsets(db, self.topic, offsets)
+        for verdict, counted in self._verdicts.items():
+            _APPLIED_BY_VERDICT[verdict].inc(counted)  # once per batch: per event shows at rebuild
+        # Only now, with the rows committed, may waiters see the positions as applied.
+        self._count += created
+        PROJECTION_JOBS.inc(created)
+        self.positions.applied.update(offsets)
+        for job in changed.values():
+            self._remember(job)
+        for job_id in touched:
+            self._notify(job_id)
+        self.positions.wake()
+        return outcomes
+
+    def apply_record(self, record: LogRecord) -> Applied | None:
+        return self.apply_batch([record])[0]
+
+    def _fold(self, record: LogRecord, jobs: dict[str, Job]) -> Applied | None:
+        event: Event | None = record.event
         if event is None:
             skipped(self.topic, record.position, str(record.invalid))
             return None
         try:
-            return self._fold(record, event)
+            outcome = apply(jobs.get(event.subject), event)
         except Exception as exc:
             skipped(self.topic, record.position, f"{type(exc).__name__}: {exc}")
             return None
-
-    def _fold(self, record: LogRecord, event: Event) -> Applied:
-        before = self.jobs.get(event.subject)
-        outcome = apply(before, event)
-        _APPLIED_BY_VERDICT[outcome.verdict].inc()
+        self._verdicts[outcome.verdict] += 1
         if outcome.job is None:
-            self.orphans += 1  # an event for a job that never existed (or was evicted)
-            return outcome
-        if outcome.verdict is Verdict.DUPLICATE:
-            return outcome
-        job = outcome.job
-        assert record.raw is not None
-        self.history.setdefault(job.id, []).append(
-            HistoryEntry(record.position, outcome.verdict, outcome.reason, record.raw)
-        )
-        if outcome.verdict is Verdict.ACCEPTED:
-            self._store(before, job)
-        self._notify(job.id)
+            self.orphans += 1  # an event for a job that never existed (or was removed)
         return outcome
 
-    def applied_batch(self) -> None:
-        """Call after each batch: wakes writers waiting for their position."""
-        self.positions.wake()
+    def _load(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        wanted = list(job_ids)
+        found: dict[str, Job] = {}
+        for start in range(0, len(wanted), _LOAD_CHUNK):
+            chunk = wanted[start:start + _LOAD_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for (state,) in self.store.db.execute(f"SELECT state FROM jobs WHERE id IN ({marks})", chunk):
+                job = decode_job(state)
+                found[job.id] = job
+        return found
 
     @property
     def applied(self) -> dict[int, int]:
         return self.positions.applied
 
-    def _store(self, before: Job | None, job: Job) -> None:
-        key = (job.created_at, job.id)
-        if before is None:
-            job = job._replace(tenant=sys.intern(job.tenant), operation=sys.intern(job.operation))
-            self._index(self._by_tenant, job.tenant, key)
-            self._index(self._by_operation, (job.tenant, job.operation), key)
-            self._index(self._by_status, (job.tenant, job.status), key)
-            PROJECTION_JOBS.inc()
-        elif before.status is not job.status:
-            self._by_status[(job.tenant, before.status)].remove(key)
-            self._index(self._by_status, (job.tenant, job.status), key)
-        if job.status.terminal and job.finished_at and (before is None or not before.status.terminal):
-            heapq.heappush(self._finished, (job.finished_at, job.id))
-        self.jobs[job.id] = job
-
-    @staticmethod
-    def _index(index: dict, name: object, key: IndexKey) -> None:  # type: ignore[type-arg]
-        entries = index.get(name)
-        if entries is None:
-            entries = index[name] = SortedList()
-        entries.add(key)
-
-    def evict_finished_before(self, cutoff: str) -> int:
-        """Drop terminal jobs that finished before ``cutoff`` (RFC 3339); returns how many."""
+    async def evict_before(self, cutoff: str) -> int:
+        """Remove jobs (any status) and their history last updated before ``cutoff`` (RFC 3339);
+        returns how many. In bounded transactions, yielding to the loop between them."""
         evicted = 0
-        while self._finished and self._finished[0][0] < cutoff:
-            _, job_id = heapq.heappop(self._finished)
-            job = self.jobs.pop(job_id, None)
-            if job is None:
-                continue
-            key = (job.created_at, job.id)
-            self._by_tenant[job.tenant].remove(key)
-            self._by_status[(job.tenant, job.status)].remove(key)
-            self._by_operation[(job.tenant, job.operation)].remove(key)
-            self.history.pop(job_id, None)
-            self._changed.pop(job_id, None)
-            PROJECTION_JOBS.dec()
-            evicted += 1
-        return evicted
+        while True:
+            with self.store.transaction() as db:
+                ids = [(row[0],) for row in db.execute(
+                    "SELECT id FROM jobs WHERE updated_at < ? LIMIT ?", (cutoff, _EVICT_CHUNK))]
+                db.executemany("DELETE FROM history WHERE job_id = ?", ids)
+                db.executemany("DELETE FROM jobs WHERE id = ?", ids)
+            evicted += len(ids)
+            self._count -= len(ids)
+            PROJECTION_JOBS.dec(len(ids))
+            for (job_id,) in ids:
+                self._hot.pop(job_id, None)
+                self._notify(job_id)  # a long-poll on a removed job answers now, with 404
+            if len(ids) < _EVICT_CHUNK:
+                return evicted
+            await asyncio.sleep(0)
 
     # --- reading ----------------------------------------------------------------------------
 
+    def count(self) -> int:
+        return self._count
+
+    def job(self, job_id: str) -> Job | None:
+        job = self._hot.get(job_id)
+        if job is not None:
+            self._hot.move_to_end(job_id)
+            return job
+        row = self.store.db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._remember(decode_job(row[0])) if row else None
+
     def get(self, tenant: str, job_id: str) -> Job | None:
         """The job if it exists and belongs to ``tenant``; another tenant's job is not found."""
-        job = self.jobs.get(job_id)
+        job = self.job(job_id)
         return job if job is not None and job.tenant == tenant else None
 
-    def events_of(self, tenant: str, job_id: str) -> list[HistoryEntry] | None:
-        return self.history.get(job_id, []) if self.get(tenant, job_id) else None
+    def _remember(self, job: Job) -> Job:
+        self._hot[job.id] = job
+        self._hot.move_to_end(job.id)
+        if len(self._hot) > HOT_JOBS:
+            self._hot.popitem(last=False)
+        return job
+
+    def events_of(self, tenant: str, job_id: str, after: Position | None = None) -> list[HistoryEntry] | None:
+        """The job's history in log order (after ``after`` when given); None when not found."""
+        if self.get(tenant, job_id) is None:
+            return None
+        partition, offset = (after.partition, after.offset) if after else (-1, -1)
+        rows = self.store.db.execute(
+            "SELECT log_partition, log_offset, verdict, reason, raw FROM history "
+            "WHERE job_id = ? AND (log_partition, log_offset) > (?, ?) ORDER BY log_partition, log_offset",
+            (job_id, partition, offset))
+        return [HistoryEntry(Position(p, o), _VERDICT[v], reason, raw) for p, o, v, reason, raw in rows]
+
+    def history_entry(self, job_id: str, position: Position) -> HistoryEntry | None:
+        row = self.store.db.execute(
+            "SELECT verdict, reason, raw FROM history WHERE job_id = ? AND log_partition = ? AND log_offset = ?",
+            (job_id, position.partition, position.offset)).fetchone()
+        return HistoryEntry(position, _VERDICT[row[0]], row[1], row[2]) if row else None
 
     def list(self, query: ListQuery) -> tuple[list[Job], IndexKey | None]:
         """Newest first; returns the page and the key to continue after (None on the last page)."""
-        candidates = [self._by_tenant.get(query.tenant)]
+        where, args = ["tenant = ?"], [query.tenant]
         if query.status is not None:
-            candidates.append(self._by_status.get((query.tenant, query.status)))
+            where.append("status = ?")
+            args.append(query.status.value)
         if query.operation is not None:
-            candidates.append(self._by_operation.get((query.tenant, query.operation)))
-        if any(c is None for c in candidates):
-            return [], None
-        index = min(candidates, key=len)  # walk the smallest index, filter on the rest
-        page: list[Job] = []
-        for key in self._walk(index, query):
-            job = self.jobs[key[1]]
-            if query.status is not None and job.status is not query.status:
-                continue
-            if query.operation is not None and job.operation != query.operation:
-                continue
-            if len(page) == query.limit:
-                return page, (page[-1].created_at, page[-1].id)
-            page.append(job)
+            where.append("operation = ?")
+            args.append(query.operation)
+        if query.created_after is not None:
+            where.append("created_at > ?")
+            args.append(query.created_after)
+        if query.created_before is not None:
+            where.append("created_at < ?")
+            args.append(query.created_before)
+        if query.after_key is not None:
+            where.append("(created_at, id) < (?, ?)")
+            args.extend(query.after_key)
+        sql = f"SELECT state FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+        page = [decode_job(state) for (state,) in self.store.db.execute(sql, [*args, query.limit + 1])]
+        if len(page) > query.limit:
+            page = page[:query.limit]
+            return page, (page[-1].created_at, page[-1].id)
         return page, None
 
-    @staticmethod
-    def _walk(index: SortedList, query: ListQuery) -> Iterator[IndexKey]:
-        maximum: IndexKey | None = query.after_key
-        if query.created_before is not None:
-            bound = (query.created_before, "")
-            maximum = min(maximum, bound) if maximum else bound
-        minimum = (query.created_after, "\uffff") if query.created_after is not None else None
-        return iter(index.irange(minimum, maximum, inclusive=(False, False), reverse=True))
-
     # --- waiting ----------------------------------------------------------------------------
+
+    def has_partition(self, partition: int) -> bool:
+        return self.partitions is None or partition in self.partitions
 
     def has_applied(self, position: Position) -> bool:
         return self.positions.has_applied(position)
@@ -211,38 +315,27 @@ class Projection:
         return await self.positions.wait_for(position, timeout_s)
 
     def _notify(self, job_id: str) -> None:
-        changed = self._changed.pop(job_id, None)
-        if changed is not None:
-            changed.set()
+        entry = self._changed.pop(job_id, None)
+        if entry is not None:
+            entry[0].set()
 
     async def wait_for_change(self, job_id: str, timeout_s: float) -> bool:
         """Wait until anything is added to the job's history; False after the timeout."""
-        changed = self._changed.get(job_id)
-        if changed is None:
-            changed = self._changed[job_id] = asyncio.Event()
+        entry = self._changed.get(job_id)
+        if entry is None:
+            entry = self._changed[job_id] = (asyncio.Event(), [0])
+        changed, waiting = entry
+        waiting[0] += 1
         try:
             await asyncio.wait_for(changed.wait(), timeout_s)
         except TimeoutError:
             return False
+        finally:
+            waiting[0] -= 1
+            # The last waiter of an unchanged job takes the entry away: no entry outlives its waiters.
+            if waiting[0] == 0 and self._changed.get(job_id) is entry:
+                del self._changed[job_id]
         return True
 
     def caught_up(self, end_offsets: dict[int, int]) -> bool:
         return self.positions.caught_up(end_offsets)
-
-async def follow(projection: Projection, reader: LogReader, stop: asyncio.Event) -> None:
-    """Apply records from ``reader`` to ``projection`` until ``stop`` is set; evicts old jobs."""
-    last_eviction = 0.0
-    loop = asyncio.get_running_loop()
-    async for batch in reader.batches(timeout_ms=100):
-        for record in batch:
-            projection.apply_record(record)
-        if batch:
-            projection.applied_batch()
-        if stop.is_set():
-            return
-        if loop.time() - last_eviction > 60:
-            last_eviction = loop.time()
-            cutoff = format_utc(datetime.now(UTC) - timedelta(seconds=projection.retention_s))
-            evicted = projection.evict_finished_before(cutoff)
-            if evicted:
-                log.info("projection evicted finished jobs count=%d cutoff=%s", evicted, cutoff)

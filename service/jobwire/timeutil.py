@@ -7,7 +7,8 @@ time indexes rely on.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 
 # RFC 3339 section 5.6, ASCII digits only; any number of fraction digits (the event schema caps
 # it at 9), of which microseconds are kept. The groups are the hour and the offset's hours and
@@ -27,6 +28,29 @@ def format_utc(moment: datetime) -> str:
 
 def now_utc() -> str:
     return format_utc(datetime.now(UTC))
+
+
+# The canonical form with its clock fields in range: only the date remains to be checked.
+_CANONICAL = re.compile(r"(\d{4}-\d{2}-\d{2})T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z", re.ASCII)
+
+
+@lru_cache(maxsize=1024)
+def _real_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_time(text: str) -> None:
+    """``ValueError`` unless ``text`` is an RFC 3339 time naming a real moment (as ``parse_utc``).
+
+    Fast for the canonical form every jobwire writer uses: a shape match and a cached date
+    check, which is what decoding millions of events at rebuild needs."""
+    match = _CANONICAL.fullmatch(text)
+    if match is None or not _real_date(match.group(1)):
+        parse_utc(text)
 
 
 def parse_utc(text: str) -> datetime:

@@ -15,7 +15,7 @@ from jobwire.config import Settings
 from jobwire.demo_ops import DEMO_OPERATIONS
 from jobwire.log import ensure_topics
 from jobwire.worker import JobContext
-from tests.conftest import settings_for
+from tests.conftest import another_replica, settings_for
 from tests.support.servers import running_api, running_worker
 
 ACME_KEY = "key_acme_0123456789"
@@ -142,7 +142,7 @@ async def test_idempotent_submit_and_tenant_isolation(api_settings: Settings) ->
 
 
 async def test_read_your_writes_across_two_replicas(api_settings: Settings) -> None:
-    async with running_api(api_settings) as url_a, running_api(api_settings) as url_b, \
+    async with running_api(api_settings) as url_a, running_api(another_replica(api_settings)) as url_b, \
             aiohttp.ClientSession() as http:
         for _ in range(20):
             async with http.post(f"{url_a}/v1/jobs", json={"operation": "ocr", "parameters": {}},

@@ -9,6 +9,7 @@ from aiokafka import ConsumerRecord
 
 from jobwire import events
 from jobwire.api.app import ApiComponents
+from jobwire.api.store import Store
 from jobwire.deliverylog import DeliveryLog
 from jobwire.endpoints import EndpointRegistry, EndpointWriter
 from jobwire.events import Event
@@ -27,7 +28,6 @@ class MemoryLog:
         record = LogRecord(Position(0, len(self.records)), event.subject.encode(), raw, events.decode(raw), None)
         self.records.append(record)
         self.projection.apply_record(record)
-        self.projection.applied_batch()
         return record.position
 
 
@@ -54,13 +54,14 @@ class MemoryTopic:
 
 
 def memory_components() -> tuple[ApiComponents, MemoryLog, MemoryTopic]:
-    projection = Projection()
+    store = Store(None)
+    projection = Projection(store)
     log = MemoryLog(projection)
     registry = EndpointRegistry()
     requests = MemoryTopic("webhooks.requests")
     components = ApiComponents(
         projection, log, registry,
         EndpointWriter(MemoryTopic("webhooks.endpoints", registry.apply, registry.positions)),  # type: ignore[arg-type]
-        DeliveryLog(), requests,
+        DeliveryLog(store), requests,
     )
     return components, log, requests

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import uvicorn
 
 from jobwire.api.app import create_app
+from jobwire.api.server import server_config
 from jobwire.config import Settings
 from jobwire.devkafka import free_port
 from jobwire.worker import Handler, Worker
@@ -20,9 +21,7 @@ from jobwire.worker import Handler, Worker
 async def running_api(settings: Settings) -> AsyncIterator[str]:
     """An API replica on a free loopback port; yields its base URL once it is ready."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
-                            access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(create_app(settings), settings, "127.0.0.1", port))
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(30):
@@ -55,8 +54,7 @@ async def running_worker(settings: Settings, operation: str, handler: Handler, *
 def api_in_thread(settings: Settings) -> Iterator[str]:
     """The API on its own thread and event loop, for synchronous tests (schemathesis)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_config=None, access_log=False, lifespan="on"))
+    server = uvicorn.Server(server_config(create_app(settings), settings, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

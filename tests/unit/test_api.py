@@ -139,6 +139,20 @@ def test_sse_replays_history_of_a_finished_job(client: TestClient) -> None:
     assert orjson.loads(frames[1].splitlines()[2].removeprefix("data: "))["event"]["type"] == "job.canceled"
 
 
+def test_sse_resumes_after_last_event_id(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    client.delete(f"/v1/jobs/{job_id}", headers=ACME)
+    sse = {**ACME, "Accept": "text/event-stream"}
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=sse) as stream:
+        first_id = "".join(stream.iter_text()).splitlines()[0].removeprefix("id: ")
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers={**sse, "Last-Event-ID": first_id}) as stream:
+        frames = [f for f in "".join(stream.iter_text()).split("\n\n") if f.strip()]
+    assert [f.splitlines()[1] for f in frames] == ["event: job.canceled"]
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers={**sse, "Last-Event-ID": "not-a-position"}) as stream:
+        frames = [f for f in "".join(stream.iter_text()).split("\n\n") if f.strip()]
+    assert len(frames) == 2, "an id that names no position replays the whole history"
+
+
 def test_worker_posts_transitions_over_http(client: TestClient) -> None:
     job_id = submit(client).json()["id"]
     started = client.post(f"/v1/jobs/{job_id}/events", json={"type": "job.started", "data": {"stage": "ocr"}}, headers=ACME)

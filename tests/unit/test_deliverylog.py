@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import uuid
 
 import orjson
 import pytest
 
+from jobwire.api.store import Store
 from jobwire.deliverylog import DeliveryLog
 from tests.support.poison import attempt_document, consumer_record, invalid_count, poison_attempts
+
+
+def rows(deliveries: DeliveryLog) -> tuple[list[object], list[object]]:
+    db = deliveries.store.db
+    return (db.execute("SELECT * FROM deliveries ORDER BY id").fetchall(),
+            db.execute("SELECT * FROM attempts ORDER BY delivery_id, log_offset").fetchall())
 
 
 @pytest.fixture
@@ -19,14 +25,14 @@ def topic() -> str:
 
 
 def test_malformed_attempts_are_skipped_before_they_change_anything(topic: str, caplog: pytest.LogCaptureFixture) -> None:
-    deliveries = DeliveryLog()
+    deliveries = DeliveryLog(Store(None))
     deliveries.apply_attempt(consumer_record(topic, 0, orjson.dumps(attempt_document("msg_a", "ep_1"))))
-    before = (copy.deepcopy(deliveries.deliveries), copy.deepcopy(deliveries.by_endpoint), dict(deliveries.dead))
+    before = rows(deliveries)
     poison = poison_attempts("msg_a", "ep_1")
     with caplog.at_level(logging.WARNING):
         for offset, (what, value) in enumerate(poison.items(), start=1):
             deliveries.apply_attempt(consumer_record(topic, offset, value))
-            assert (deliveries.deliveries, deliveries.by_endpoint, deliveries.dead) == before, what
+            assert rows(deliveries) == before, what
     assert invalid_count(topic) == len(poison)
     lines = [r.getMessage() for r in caplog.records if "invalid record skipped" in r.getMessage()]
     assert len(lines) == len(poison)
@@ -45,6 +51,6 @@ def test_malformed_attempts_are_skipped_before_they_change_anything(topic: str, 
 
 
 def test_tombstones_are_ignored(topic: str) -> None:
-    deliveries = DeliveryLog()
+    deliveries = DeliveryLog(Store(None))
     deliveries.apply_attempt(consumer_record(topic, 0, None))
-    assert deliveries.deliveries == {} and invalid_count(topic) == 0
+    assert rows(deliveries) == ([], []) and invalid_count(topic) == 0

@@ -23,6 +23,7 @@ from jobwire.dispatch.state import JobState
 from jobwire.errors import InvalidEvent
 from jobwire.lifecycle import Job, apply
 from jobwire.log import to_log_record
+from jobwire.api.store import Store
 from jobwire.projection import ListQuery, Projection
 from jobwire.task import task_object
 
@@ -219,7 +220,7 @@ def test_mutated_events_in_sequence(documents: list[dict[str, Any]], ensure_asci
 @given(st.lists(st.one_of(valid_documents("job.created"), valid_documents(), mutated_documents()),
                 min_size=1, max_size=8))
 def test_the_projection_takes_any_record(documents: list[dict[str, Any]]) -> None:
-    projection = Projection()
+    projection = Projection(Store(None))
     for offset, document in enumerate(documents):
         record = ConsumerRecord("jobs.events", 0, offset, 0, 0, b"job_p", render(document), None, 0, 0, ())
         projection.apply_record(to_log_record(record))

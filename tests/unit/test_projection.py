@@ -13,7 +13,8 @@ import pytest
 
 from jobwire import projection as projection_module
 from jobwire.log import LogRecord, Position, to_log_record
-from jobwire.projection import ListQuery, Projection, follow
+from jobwire.api.store import Store, feed
+from jobwire.projection import ListQuery, Projection
 from tests.support.poison import consumer_record, event_document, invalid_count, poison_events
 
 
@@ -23,14 +24,14 @@ def topic() -> str:
 
 
 def test_poison_between_valid_events_only_advances_the_position(topic: str, caplog: pytest.LogCaptureFixture) -> None:
-    projection = Projection(topic=topic)
+    projection = Projection(Store(None), topic=topic)
     values = [*poison_events("job_a").values(), orjson.dumps(event_document("job_a")),
               *poison_events("job_b").values(), orjson.dumps(event_document("job_b"))]
     with caplog.at_level(logging.WARNING):
         for offset, value in enumerate(values):
             projection.apply_record(to_log_record(consumer_record(topic, offset, value)))
     assert projection.applied == {0: len(values)}
-    assert set(projection.jobs) == {"job_a", "job_b"}
+    assert projection.count() == 2 and projection.job("job_a") and projection.job("job_b")
     assert invalid_count(topic) == len(values) - 2
     lines = [r.getMessage() for r in caplog.records if "invalid record skipped" in r.getMessage()]
     assert len(lines) == len(values) - 2 and all(f"topic={topic}" in line for line in lines)
@@ -39,7 +40,7 @@ def test_poison_between_valid_events_only_advances_the_position(topic: str, capl
 
 
 def test_a_record_the_fold_fails_on_is_skipped(topic: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    projection = Projection(topic=topic)
+    projection = Projection(Store(None), topic=topic)
     real_apply = projection_module.apply
 
     def apply(job: Any, event: Any) -> Any:
@@ -51,7 +52,7 @@ def test_a_record_the_fold_fails_on_is_skipped(topic: str, monkeypatch: pytest.M
     outcomes = [projection.apply_record(to_log_record(consumer_record(topic, offset, orjson.dumps(event_document(job)))))
                 for offset, job in enumerate(["job_bug", "job_ok"])]
     assert outcomes[0] is None and outcomes[1] is not None
-    assert set(projection.jobs) == {"job_ok"} and projection.applied == {0: 2}
+    assert projection.count() == 1 and projection.job("job_ok") and projection.applied == {0: 2}
     assert invalid_count(topic) == 1
 
 
@@ -73,9 +74,9 @@ class BatchReader:
 async def test_the_feed_carries_on_after_poison(topic: str) -> None:
     records = [to_log_record(consumer_record(topic, offset, value)) for offset, value in
                enumerate([*poison_events("job_a").values(), orjson.dumps(event_document("job_a"))])]
-    projection, stop = Projection(topic=topic), asyncio.Event()
-    feed = asyncio.create_task(follow(projection, BatchReader(topic, [records]), stop))  # type: ignore[arg-type]
+    projection, stop = Projection(Store(None), topic=topic), asyncio.Event()
+    feeding = asyncio.create_task(feed(projection, BatchReader(topic, [records]).batches(), stop))
     assert await projection.wait_for_position(Position(0, len(records) - 1), 5)
     stop.set()
-    await asyncio.wait_for(feed, 5)
-    assert "job_a" in projection.jobs
+    await asyncio.wait_for(feeding, 5)
+    assert projection.job("job_a") is not None

@@ -19,16 +19,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobwire.api import jobs, system, webhooks
+from jobwire.api.limits import RequestLimits
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
 from jobwire.config import Settings
 from jobwire.events import Event
+from jobwire.api.store import Store, feed
 from jobwire.deliverylog import DeliveryLog
 from jobwire.endpoints import EndpointRegistry, EndpointWriter
 from jobwire.log import JobEvents, KeyedWriter, LogReader, Position, make_producer
 from jobwire.positions import AppliedPositions, follow_raw
 from jobwire.secretbox import SecretBox
 from jobwire.metrics import HTTP_LATENCY
-from jobwire.projection import Projection, follow
+from jobwire.projection import Projection
 from jobwire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,9 @@ class ApiComponents:
     endpoint_writer: Writer
     deliveries: DeliveryLog
     delivery_requests: Writer
-    #: What is still behind the log ends seen at start-up ("topic:partition" -> records); empty
-    #: when ready.
-    readiness: Callable[[], dict[str, int]] = dict
+    #: What is still behind the log ends seen at start-up ("topic:partition" -> records, and
+    #: "progress" as a share of the catch-up); empty when ready.
+    readiness: Callable[[], dict[str, Any]] = dict
 
 
 class AccessLog:
@@ -120,9 +122,12 @@ ROUTES = [
 
 @contextlib.asynccontextmanager
 async def kafka_components(settings: Settings) -> AsyncIterator[ApiComponents]:
-    """Producer, projections and the readers that feed them, started and stopped together."""
+    """Producer, the store, its read models and the readers that feed them, started and stopped together."""
     topics = Topics(settings.topic_prefix)
+    retention_s = settings.retention_days * 86400
     async with contextlib.AsyncExitStack() as stack:
+        store = Store(settings.data_dir)
+        stack.callback(store.close)
         producer = make_producer(settings.kafka)
         await producer.start()
         stack.push_async_callback(producer.stop)
@@ -132,35 +137,57 @@ async def kafka_components(settings: Settings) -> AsyncIterator[ApiComponents]:
         for reader in readers.values():
             await reader.start()
             stack.push_async_callback(reader.stop)
-        projection = Projection(retention_s=settings.retention_days * 86400, topic=topics.events)
-        registry, deliveries = EndpointRegistry(), DeliveryLog()
-        ends = await readers["events"].end_offsets()
-        endpoint_ends = await readers["endpoints"].end_offsets()
+        projection = Projection(store, topics.events, retention_s)
+        deliveries = DeliveryLog(store, topics.attempts, retention_s)
+        registry = EndpointRegistry()
+        ends = {name: await reader.end_offsets() for name, reader in readers.items()}
+        for name, model in (("events", projection), ("attempts", deliveries)):
+            reader = readers[name]
+            reader.seek(model.resume(await reader.beginning_offsets(), ends[name]))
+        started = {name: dict(model.positions.applied) for name, model in (
+            ("events", projection), ("attempts", deliveries))}
         stop = asyncio.Event()
         feeds = [
-            asyncio.create_task(follow(projection, readers["events"], stop), name="projection-feed"),
-            asyncio.create_task(follow_raw(readers["endpoints"], registry.apply, registry.positions, stop)),
-            asyncio.create_task(follow_raw(readers["attempts"], deliveries.apply_attempt, deliveries.positions, stop)),
+            asyncio.create_task(feed(projection, readers["events"].batches(timeout_ms=100), stop),
+                                name="projection-feed"),
+            asyncio.create_task(follow_raw(readers["endpoints"], registry.apply, registry.positions, stop),
+                                name="endpoints-feed"),
+            asyncio.create_task(feed(deliveries, readers["attempts"].raw_batches(timeout_ms=100), stop),
+                                name="deliveries-feed"),
         ]
         stack.push_async_callback(stop_tasks, feeds, stop)
-        log.info("projection rebuilding topic=%s end_offsets=%s", topics.events, ends)
+        log.info("projection catching up topic=%s from=%s to=%s", topics.events, started["events"], ends["events"])
+
+        def readiness() -> dict[str, Any]:
+            # /readyz waits for the endpoints too: an endpoint created just before a restart
+            # must not answer 404 on a ready replica.
+            behind: dict[str, Any] = {
+                **lag(topics.events, projection.positions, ends["events"]),
+                **lag(topics.endpoints, registry.positions, ends["endpoints"]),
+                **{f"feed:{task.get_name()}": 1 for task in feeds if task.done()},
+            }
+            if behind:
+                behind["progress"] = progress(started["events"], projection.positions.applied, ends["events"])
+            return behind
+
         yield ApiComponents(
             projection, JobEvents(producer, topics.events), registry,
             EndpointWriter(KeyedWriter(producer, topics.endpoints)), deliveries,
-            KeyedWriter(producer, topics.requests),
-            # /readyz waits for the endpoints too: an endpoint created just before a restart
-            # must not answer 404 on a ready replica.
-            lambda: {
-                **lag(topics.events, projection.positions, ends),
-                **lag(topics.endpoints, registry.positions, endpoint_ends),
-                **{f"feed:{feed.get_name()}": 1 for feed in feeds if feed.done()},
-            },
+            KeyedWriter(producer, topics.requests), readiness,
         )
 
 
 def lag(topic: str, positions: AppliedPositions, ends: dict[int, int]) -> dict[str, int]:
     return {f"{topic}:{p}": end - positions.applied.get(p, 0)
             for p, end in ends.items() if positions.applied.get(p, 0) < end}
+
+
+def progress(started: dict[int, int], applied: dict[int, int], ends: dict[int, int]) -> float:
+    """The share of the records between where a feed started and the log end seen at start-up
+    that it has applied: what a rebuilding replica reports on /readyz."""
+    total = sum(end - started.get(p, 0) for p, end in ends.items())
+    done = sum(min(applied.get(p, 0), end) - started.get(p, 0) for p, end in ends.items())
+    return round(done / total, 4) if total > 0 else 1.0
 
 
 async def stop_tasks(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
@@ -196,6 +223,7 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
     return Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        middleware=[Middleware(AccessLog)],
+        # Inside AccessLog, so its 429s are logged and timed like any answer.
+        middleware=[Middleware(AccessLog), Middleware(RequestLimits, settings=settings)],
         exception_handlers={Problem: on_problem, HTTPException: on_http_exception, Exception: on_unexpected},
     )

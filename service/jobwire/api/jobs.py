@@ -78,6 +78,10 @@ async def wait_for_header_position(request: Request) -> None:
         position = Position.parse(header)
     except ValueError as exc:
         raise Problem(400, str(exc)) from None
+    if not projection_of(request).has_partition(position.partition):
+        # Never written by this log: waiting could only end in a timeout.
+        raise Problem(422, f"position {position} names a partition the log does not have",
+                      violations=[Violation("/headers/Jobwire-Position", "no such partition")])
     if not await projection_of(request).wait_for_position(position, READ_YOUR_WRITES_TIMEOUT_S):
         raise Problem(503, f"position {position} is not applied yet on this replica", headers={"Retry-After": "1"})
 
@@ -113,10 +117,10 @@ async def publish(request: Request, event: Event) -> Position:
 
 
 def verdict_at(projection: Projection, job_id: str, position: Position) -> tuple[Verdict, str | None]:
-    for entry in reversed(projection.history.get(job_id, [])):
-        if entry.position == position:
-            return entry.verdict, entry.reason
-    return Verdict.DUPLICATE, None  # not in history: the fold saw it as already applied
+    entry = projection.history_entry(job_id, position)
+    if entry is None:
+        return Verdict.DUPLICATE, None  # not in history: the fold saw it as already applied
+    return entry.verdict, entry.reason
 
 
 def found(request: Request, tenant: str, job_id: str) -> Job:
@@ -140,7 +144,7 @@ async def wait_for_job(request: Request, job_id: str, wait_s: float, waiting: Ca
     clock = request.state.clock
     deadline = clock() + wait_s
     projection = projection_of(request)
-    while (job := projection.jobs.get(job_id)) is not None and waiting(job):
+    while (job := projection.job(job_id)) is not None and waiting(job):
         remaining = deadline - clock()
         if remaining <= 0 or not await projection.wait_for_change(job_id, remaining):
             return
@@ -161,21 +165,36 @@ async def submit(request: Request) -> Response:
     projection = projection_of(request)
     existing = projection.get(tenant, job_id)
     position = None
-    if existing is None:
-        data = {**body, "idempotency_key": key} if key else body
-        event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
-        position = await publish(request, event)
-        existing = projection.get(tenant, job_id)
-        if existing is None:  # cannot happen unless the fold rejected the creation
-            raise Problem(503, "the job was not created; try again", headers={"Retry-After": "1"})
-    if key and (existing.operation, existing.parameters, existing.metadata) != (
-        body["operation"], body["parameters"], body.get("metadata")
-    ):
-        # 409: the request is well-formed; it conflicts with what the key is already bound to.
-        raise Problem(409, "this Idempotency-Key was already used with a different request; "
-                      "operation, parameters and metadata must match the first one", extra={"task": task_object(existing)})
-    if wait_s:
-        await wait_for_job(request, job_id, wait_s, lambda job: not job.status.terminal)
+    # The long-poll slot is taken before the job is created: a 429 after that would leave a
+    # job the client never heard of.
+    slot = request.state.limits.long_poll(tenant) if wait_s else None
+    try:
+        if existing is None:
+            data = {**body, "idempotency_key": key} if key else body
+            event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
+            created = apply(None, event).job
+            if created is not None and (size := task_size(created)) > MAX_TASK_BYTES:
+                # A task this large could never be snapshotted or sent as a webhook: refuse it
+                # now, pointing at the larger of the two free-form members.
+                biggest = max(("parameters", "metadata"), key=lambda name: len(orjson.dumps(body.get(name))))
+                raise Problem(413, f"the task would be {size} bytes, over the {MAX_TASK_BYTES} byte limit",
+                              violations=[Violation(f"/{biggest}", "makes the task object too large")])
+            position = await publish(request, event)
+            existing = projection.get(tenant, job_id)
+            if existing is None:  # cannot happen unless the fold rejected the creation
+                raise Problem(503, "the job was not created; try again", headers={"Retry-After": "1"})
+        if key and (existing.operation, existing.parameters, existing.metadata) != (
+            body["operation"], body["parameters"], body.get("metadata")
+        ):
+            # 409: the request is well-formed; it conflicts with what the key is already bound to.
+            raise Problem(409, "this Idempotency-Key was already used with a different request; "
+                          "operation, parameters and metadata must match the first one",
+                          extra={"task": task_object(existing)})
+        if wait_s:
+            await wait_for_job(request, job_id, wait_s, lambda job: not job.status.terminal)
+    finally:
+        if slot is not None:
+            slot.release()
     job = projection.get(tenant, job_id)
     assert job is not None
     headers = task_headers(job, position)
@@ -198,7 +217,9 @@ async def get_job(request: Request) -> Response:
     if wait_s and not job.status.terminal:
         # Long-poll: wait until the job is newer than the version the client already has.
         known = etag.strip().strip('W/').strip('"') if etag else str(job.version)
-        await wait_for_job(request, job_id, wait_s, lambda job: str(job.version) == known and not job.status.terminal)
+        with request.state.limits.long_poll(tenant):
+            await wait_for_job(request, job_id, wait_s,
+                               lambda job: str(job.version) == known and not job.status.terminal)
         job = found(request, tenant, job_id)
     headers = task_headers(job)
     if etag is not None and headers["ETag"] in [t.strip() for t in etag.split(",")] + ["*"]:

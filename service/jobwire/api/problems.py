@@ -18,9 +18,20 @@ log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 TITLES = {
     400: "Malformed request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
-    406: "Not acceptable", 409: "Conflict", 412: "Precondition failed", 413: "Request body too large",
-    415: "Unsupported media type", 422: "Invalid request", 500: "Internal error", 503: "Unavailable",
+    406: "Not acceptable", 408: "Request timeout", 409: "Conflict", 412: "Precondition failed",
+    413: "Request body too large", 415: "Unsupported media type", 422: "Invalid request",
+    429: "Too many requests", 431: "Request header fields too large", 500: "Internal error", 503: "Unavailable",
 }
+#: Violations listed in one problem; ``errors_total`` says how many there were. A body can hold
+#: tens of thousands of them (one per array item), and the answer need not repeat them all.
+MAX_LISTED_VIOLATIONS = 20
+#: A schema message can quote the offending value whole (a non-unique array is printed in
+#: full), so one violation could echo most of the body back.
+MAX_VIOLATION_CHARS = 300
+
+
+def _shortened(message: str) -> str:
+    return message if len(message) <= MAX_VIOLATION_CHARS else message[:MAX_VIOLATION_CHARS - 1] + "…"
 
 
 class Problem(Exception):
@@ -60,8 +71,12 @@ def problem_response(request: Request | None, problem: Problem) -> Response:
     if request is not None:
         body["instance"] = request.url.path
     if problem.violations:
-        body["errors"] = [{"pointer": v.pointer, "detail": v.message} for v in problem.violations]
-    return Response(orjson.dumps(body), status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers)
+        listed = problem.violations[:MAX_LISTED_VIOLATIONS]
+        body["errors"] = [{"pointer": v.pointer, "detail": _shortened(v.message)} for v in listed]
+        body["errors_total"] = len(problem.violations)
+    # Also here, not only in the middleware: a 500 is answered outside the middleware stack.
+    headers = {**problem.headers, "X-Content-Type-Options": "nosniff"}
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers)
 
 
 async def on_problem(request: Request, exc: Exception) -> Response:

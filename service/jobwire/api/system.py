@@ -22,10 +22,12 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """Ready once the projections have applied the logs up to their ends seen at start-up."""
-    behind = request.state.readiness()
+    behind = dict(request.state.readiness())
     if behind:
-        return json_response({"status": "catching up", "behind": behind}, 503, {"Retry-After": "1"})
-    return json_response({"status": "ready", "jobs": len(request.state.projection.jobs)})
+        progress = behind.pop("progress", None)
+        return json_response({"status": "catching up", "behind": behind, "progress": progress}, 503,
+                             {"Retry-After": "1"})
+    return json_response({"status": "ready", "jobs": request.state.projection.count()})
 
 
 async def metrics(request: Request) -> Response:
