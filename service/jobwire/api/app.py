@@ -59,11 +59,15 @@ class ApiComponents:
     readiness: Callable[[], dict[str, Any]] = dict
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class AccessLog:
     """One log line and one latency observation per request (raw ASGI: no body buffering)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._latency: dict[tuple[str, str, int], Callable[[float], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,8 +85,12 @@ class AccessLog:
             await self.app(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            HTTP_LATENCY.labels(scope["method"], getattr(route, "path", "unmatched"), str(status[0])).observe(elapsed)
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"  # label values stay bounded
+            key = (method, getattr(scope.get("route"), "path", "unmatched"), status[0])
+            observe = self._latency.get(key)
+            if observe is None:  # labels() per request is measurable; the key set is bounded by routes
+                observe = self._latency[key] = HTTP_LATENCY.labels(key[0], key[1], str(key[2])).observe
+            observe(elapsed)
             log.info("request method=%s path=%s status=%d latency_ms=%.1f",
                      scope["method"], scope["path"], status[0], elapsed * 1000)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -224,7 +225,23 @@ async def get_job(request: Request) -> Response:
     headers = task_headers(job)
     if etag is not None and headers["ETag"] in [t.strip() for t in etag.split(",")] + ["*"]:
         return Response(status_code=304, headers=headers)
-    return json_response(task_object(job), headers=headers)
+    return Response(encoded_task(job), media_type="application/json", headers=headers)
+
+
+#: Encoded task objects of the jobs read most recently, by (id, version): a version names one
+#: state of a job, so an entry never goes stale; polling clients read the same one many times.
+_ENCODED: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+ENCODED_TASKS = 2_000
+
+
+def encoded_task(job: Job) -> bytes:
+    key = (job.id, job.version)
+    body = _ENCODED.get(key)
+    if body is None:
+        body = _ENCODED[key] = orjson.dumps(task_object(job))
+        if len(_ENCODED) > ENCODED_TASKS:
+            _ENCODED.popitem(last=False)
+    return body
 
 
 def _cursor(key: tuple[str, str]) -> str:
