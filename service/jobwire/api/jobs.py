@@ -54,14 +54,17 @@ def require_json(request: Request) -> None:
 
 
 def prefer_wait_s(request: Request) -> float | None:
-    """``Prefer: wait=N`` (RFC 7240), capped; None when absent."""
+    """``Prefer: wait=N`` (RFC 7240), capped; None when absent.
+
+    A preference the server cannot honour is ignored, as RFC 7240 asks: other preferences, and
+    a wait that is no number of seconds (``Preference-Applied`` then says nothing about it)."""
     for preference in request.headers.get("prefer", "").split(","):
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
-            try:
-                return max(0.0, min(float(value.strip().strip('"')), WAIT_CAP_S))
-            except ValueError:
-                raise Problem(400, f"Prefer: wait must be a number of seconds, got {value!r}") from None
+            text = value.strip().strip('"')
+            if text.isascii() and text.replace(".", "", 1).isdigit():
+                return min(float(text), WAIT_CAP_S)
+            return None
     return None
 
 
