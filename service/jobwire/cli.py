@@ -217,6 +217,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(args.api, _first_key(settings, args.api_key)))
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from jobwire.client import ApiError, Client
+
+    try:
+        parameters = orjson.loads(args.parameters)
+        metadata = orjson.loads(args.metadata) if args.metadata else None
+    except ValueError as exc:
+        print(f"jobwire: --parameters and --metadata must be JSON: {exc}", file=sys.stderr)
+        return 2
+    settings = _settings()
+
+    async def submit() -> dict[str, Any]:
+        async with Client(args.api, _first_key(settings, args.api_key)) as client:
+            return await client.submit(args.operation, parameters, metadata=metadata,
+                                       idempotency_key=args.idempotency_key, wait_s=args.wait,
+                                       timeout_s=args.timeout_s, pending_timeout_s=args.pending_timeout_s,
+                                       heartbeat_timeout_s=args.heartbeat_timeout_s)
+    try:
+        task = asyncio.run(submit())
+    except ApiError as exc:
+        for error in [None, *exc.problem.get("errors", [])]:
+            print(f"jobwire: {exc}" if error is None else f"  {error.get('pointer')}: {error.get('detail')}",
+                  file=sys.stderr)
+        return 1
+    print(orjson.dumps(task, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from jobwire.dev import run_dev
 
@@ -277,6 +305,20 @@ def parser() -> argparse.ArgumentParser:
     receiver.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS)")
     receiver.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
     receiver.set_defaults(func=cmd_receiver)
+
+    submit = sub.add_parser("submit", help="submit a job through the API and print its task object")
+    submit.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL")
+    submit.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS)")
+    submit.add_argument("--operation", required=True, help="operation name, e.g. convert")
+    submit.add_argument("--parameters", default="{}", help="the job's parameters as JSON (default {})")
+    submit.add_argument("--metadata", help="free-form metadata as JSON")
+    submit.add_argument("--idempotency-key", help="repeat-safe submit: the same key names the same job")
+    submit.add_argument("--wait", type=int, help="wait up to this many seconds for the job to finish")
+    submit.add_argument("--timeout-s", type=float, help="fail the job with error.code timeout after this long")
+    submit.add_argument("--pending-timeout-s", type=float, help="expire the job if no worker starts it in time")
+    submit.add_argument("--heartbeat-timeout-s", type=float,
+                        help="fail a processing job whose worker is silent this long")
+    submit.set_defaults(func=cmd_submit)
 
     demo = sub.add_parser("demo", help="submit demo jobs to a running stack and show them finish")
     demo.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL")

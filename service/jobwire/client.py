@@ -78,7 +78,10 @@ class Client:
             return response.status, body, response.headers
 
     async def submit(self, operation: str, parameters: dict[str, Any], *, metadata: dict[str, Any] | None = None,
-                     idempotency_key: str | None = None, wait_s: int | None = None) -> dict[str, Any]:
+                     idempotency_key: str | None = None, wait_s: int | None = None,
+                     timeout_s: float | None = None, pending_timeout_s: float | None = None,
+                     heartbeat_timeout_s: float | None = None) -> dict[str, Any]:
+        """Submit a job; the deadlines (seconds) default to the server's for the operation."""
         headers = {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -87,6 +90,9 @@ class Client:
         body: dict[str, Any] = {"operation": operation, "parameters": parameters}
         if metadata is not None:
             body["metadata"] = metadata
+        deadlines = {"timeout_s": timeout_s, "pending_timeout_s": pending_timeout_s,
+                     "heartbeat_timeout_s": heartbeat_timeout_s}
+        body.update({name: seconds for name, seconds in deadlines.items() if seconds is not None})
         _, task, _ = await self._request("POST", "/v1/jobs", json=body, headers=headers)
         return dict(task)
 

@@ -8,6 +8,7 @@ addresses, TLS-only webhook targets, no dev shortcuts.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import secrets
@@ -34,7 +35,7 @@ ENV_VARS = (
     "JOBWIRE_HTTP_MAX_CONNECTIONS", "JOBWIRE_HTTP_MAX_HEADER_BYTES", "JOBWIRE_HTTP_MAX_HEADERS",
     "JOBWIRE_HTTP_HEADER_TIMEOUT_S", "JOBWIRE_HTTP_BODY_TIMEOUT_S", "JOBWIRE_HTTP_KEEPALIVE_S",
     "JOBWIRE_LONG_POLLS_PER_TENANT", "JOBWIRE_STREAMS_PER_TENANT", "JOBWIRE_RATE_LIMIT_PER_S",
-    "JOBWIRE_RATE_LIMIT_BURST",
+    "JOBWIRE_RATE_LIMIT_BURST", "JOBWIRE_JOB_DEADLINES",
 )
 DEV_TENANT = "dev"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -100,6 +101,15 @@ class Settings:
     #: Requests per second per API key (token bucket), and the burst; 0 means no rate limit.
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 0
+    #: Deadlines a submitted job gets unless its request sets them: (operation or "*", field,
+    #: seconds). An operation's own entry wins over "*".
+    job_deadlines: tuple[tuple[str, str, float], ...] = ()
+
+    def deadlines_for(self, operation: str) -> dict[str, float]:
+        """The default deadlines of ``operation``'s jobs (``timeout_s`` and friends)."""
+        found = {name: seconds for op, name, seconds in self.job_deadlines if op == "*"}
+        found.update({name: seconds for op, name, seconds in self.job_deadlines if op == operation})
+        return found
 
     def tenant_for_key(self, key: str) -> str | None:
         """The tenant owning ``key``, compared in constant time against every configured key."""
@@ -298,4 +308,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         streams_per_tenant=_int(env, "JOBWIRE_STREAMS_PER_TENANT", 20, 1, 100_000),
         rate_limit_per_s=rate,
         rate_limit_burst=_int(env, "JOBWIRE_RATE_LIMIT_BURST", max(1, math.ceil(rate)), 1, 10_000_000) if rate else 0,
+        job_deadlines=_job_deadlines(env),
     )
+
+
+DEADLINE_FIELDS = ("timeout_s", "pending_timeout_s", "heartbeat_timeout_s")
+#: The bounds schemas/data/job.created.json sets on each deadline.
+DEADLINE_RANGE_S = (1.0, 365 * 86400.0)
+
+
+def _job_deadlines(env: Mapping[str, str]) -> tuple[tuple[str, str, float], ...]:
+    """``JOBWIRE_JOB_DEADLINES``: JSON, operation (or "*") -> {deadline field: seconds}, e.g.
+    ``{"*": {"pending_timeout_s": 86400}, "convert": {"timeout_s": 3600, "heartbeat_timeout_s": 60}}``."""
+    name = "JOBWIRE_JOB_DEADLINES"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(name, f"must be a JSON object: {exc}") from None
+    if not isinstance(table, dict):
+        raise ConfigError(name, "must be a JSON object of operation -> {deadline: seconds}")
+    lo, hi = DEADLINE_RANGE_S
+    found = []
+    for operation, deadlines in table.items():
+        if not isinstance(deadlines, dict):
+            raise ConfigError(name, f"{operation!r} must map to an object such as {{\"timeout_s\": 3600}}")
+        for field_name, seconds in deadlines.items():
+            if field_name not in DEADLINE_FIELDS:
+                raise ConfigError(name, f"{operation!r}: {field_name!r} is none of {', '.join(DEADLINE_FIELDS)}")
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not lo <= seconds <= hi:
+                raise ConfigError(name, f"{operation!r}: {field_name} must be a number of seconds from "
+                                        f"{lo:g} to {hi:g}, got {seconds!r}")
+            found.append((str(operation), field_name, seconds))
+    return tuple(found)

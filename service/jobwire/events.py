@@ -23,12 +23,15 @@ CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPES = (
     "job.created",
     "job.started",
+    "job.heartbeat",
     "job.progress",
     "job.completed",
     "job.failed",
     "job.cancel_requested",
     "job.canceled",
 )
+#: The worker's proof of life: folded (deadlines move) but kept out of state, version and history.
+HEARTBEAT = "job.heartbeat"
 #: Largest encoded event accepted; Kafka's default max.message.bytes is about 1 MiB.
 MAX_EVENT_BYTES = 256 * 1024
 #: Deepest nesting accepted (the event object is level 1). Whatever holds an event nests it a

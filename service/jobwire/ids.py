@@ -19,6 +19,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{next(_sequence) & 0xFFFF:04x}{secrets.token_hex(6)}"
 
 
+def derived_id(prefix: str, name: str) -> str:
+    """An id that is a function of ``name``: everyone who derives it for the same thing agrees."""
+    return f"{prefix}_x{hashlib.sha256(name.encode()).hexdigest()[:27]}"
+
+
 def idempotent_job_id(tenant: str, key: str) -> str:
     """The job id for a tenant's ``Idempotency-Key``: the same request always names the same job.
 

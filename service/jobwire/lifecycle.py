@@ -41,6 +41,7 @@ ACTIVE = frozenset({Status.PENDING, Status.PROCESSING})
 #: (``None``: the status stays as it is).
 TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None]] = {
     "job.started": (frozenset({Status.PENDING}), Status.PROCESSING),
+    "job.heartbeat": (ACTIVE, None),
     "job.progress": (ACTIVE, Status.PROCESSING),
     "job.completed": (ACTIVE, Status.COMPLETED),
     "job.failed": (ACTIVE, Status.FAILED),
@@ -83,6 +84,10 @@ class Job(NamedTuple):
     cancel_requested: bool = False
     cancel_reason: str | None = None
     retryable: bool | None = None
+    #: Deadlines as submitted (seconds; None: none). ``jobwire.deadlines`` says when they fall.
+    timeout_s: float | None = None
+    pending_timeout_s: float | None = None
+    heartbeat_timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +116,14 @@ def apply(job: Job | None, event: Event) -> Applied:
     allowed_from, target = TRANSITIONS[event.type]
     if job.status not in allowed_from:
         if job.status.terminal:
-            reason = f"job is {job.status.value}; terminal states never change"
+            reason = f"job is {job.status.value}{_why(job)}; terminal states never change"
         else:
             reason = f"{event.type} is not allowed while the job is {job.status.value}"
         return Applied(job, Verdict.REJECTED, reason)
+    if event.type == "job.heartbeat":
+        # Proof of life only: no state, no version, no event id kept (a long job sends many);
+        # whoever tracks deadlines takes the time from the event.
+        return Applied(job, Verdict.ACCEPTED)
     if event.type == "job.progress" and event.data["processed"] > event.data["total"]:
         return Applied(job, Verdict.REJECTED, "progress.processed exceeds progress.total")
     at = canonical(event.time)
@@ -144,7 +153,15 @@ def _created(event: Event) -> Job:
         updated_at=at,
         version=1,
         event_ids=frozenset({event.id}),
+        timeout_s=data.get("timeout_s"),
+        pending_timeout_s=data.get("pending_timeout_s"),
+        heartbeat_timeout_s=data.get("heartbeat_timeout_s"),
     )
+
+
+def _why(job: Job) -> str:
+    """For a failed job, its error code: a completion rejected after an expiry says so."""
+    return f" ({job.error['code']})" if job.status is Status.FAILED and job.error else ""
 
 
 def _transition(job: Job, event: Event, at: str) -> dict[str, Any]:

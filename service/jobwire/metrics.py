@@ -35,3 +35,5 @@ PAUSED_PARTITIONS = Gauge("jobwire_paused_partitions", "Partitions a consumer ho
 PARKED = Counter("jobwire_webhook_parked_total",
                  "Deliveries written to the retry path instead of held: their endpoint's queue was full")
 HOPS = Counter("jobwire_webhook_hops_total", "Retry records moved onward unattempted", ["reason"])
+DEADLINE_TIMERS = Gauge("jobwire_deadline_timers", "Live jobs with a deadline timer in this dispatcher")
+DEADLINES_FIRED = Counter("jobwire_deadlines_fired_total", "Expiries written (job.failed) by deadline", ["deadline"])

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from jobwire.api.store import Store
-from jobwire.events import Event
+from jobwire.events import HEARTBEAT, Event
 from jobwire.lifecycle import Applied, Job, Status, Verdict, apply
 from jobwire.log import LogRecord, Position, skipped
 from jobwire.metrics import EVENTS_APPLIED, PROJECTION_JOBS
@@ -156,6 +156,8 @@ class Projection:
             outcomes.append(outcome)
             if outcome is None or outcome.job is None or outcome.verdict is Verdict.DUPLICATE:
                 continue
+            if record.event is not None and record.event.type == HEARTBEAT:
+                continue  # proof of life only: no row changes, no history entry
             job = outcome.job
             history.append((job.id, position.partition, position.offset, outcome.verdict.value, outcome.reason,
                             record.raw))

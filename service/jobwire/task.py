@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from jobwire.deadlines import deadline_at, pending_deadline_at
 from jobwire.lifecycle import Job, Status
 
 #: Largest task object (as JSON) a job may grow to; the dispatcher sets a job that would be
@@ -35,6 +36,11 @@ def task_object(job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "version": job.version,
         "cancel_requested": job.cancel_requested,
+        "timeout_s": job.timeout_s,
+        "pending_timeout_s": job.pending_timeout_s,
+        "heartbeat_timeout_s": job.heartbeat_timeout_s,
+        "deadline_at": deadline_at(job),
+        "pending_deadline_at": pending_deadline_at(job),
     }
 
 

@@ -60,6 +60,30 @@ def parse_utc(text: str) -> datetime:
     (month 13, February 30, hour 24, a leap second), an offset beyond ±23:59, or a moment
     that leaves the years 1 to 9999 once moved to UTC.
     """
+    local = _local(text)
+    try:
+        return local.astimezone(UTC)
+    except OverflowError as exc:  # the year leaves 1..9999 once in UTC
+        raise ValueError(f"not a real time: {text.strip()[:64]!r} ({exc})") from None
+
+
+def bound_utc(text: str) -> str:
+    """``text`` in the canonical form, for a range bound: a real local time whose moment lies
+    before year 1 or after 9999 in UTC is clamped to the first or last moment, since no stored
+    time lies beyond them. ``ValueError`` for anything that is no real time."""
+    local = _local(text)
+    try:
+        return format_utc(local.astimezone(UTC))
+    except OverflowError:
+        return EARLIEST if local.year == 1 else LATEST
+
+
+EARLIEST = "0001-01-01T00:00:00.000Z"
+LATEST = "9999-12-31T23:59:59.999Z"
+
+
+def _local(text: str) -> datetime:
+    """An RFC 3339 time as an aware datetime in its own offset (not yet moved to UTC)."""
     text = text.strip()
     match = _RFC3339.fullmatch(text)
     if match is None:
@@ -70,8 +94,8 @@ def parse_utc(text: str) -> datetime:
     if int(hour) > 23 or int(offset_hours or 0) > 23 or int(offset_minutes or 0) > 59:
         raise ValueError(f"hour or offset out of range in {text[:64]!r}")
     try:
-        return datetime.fromisoformat(text.upper()).astimezone(UTC)  # upper(): it takes no "t" or "z"
-    except (ValueError, OverflowError) as exc:  # the date itself, or the year leaving 1..9999 in UTC
+        return datetime.fromisoformat(text.upper())  # upper(): it takes no "t" or "z"
+    except ValueError as exc:  # the date itself
         raise ValueError(f"not a real time: {text[:64]!r} ({exc})") from None
 
 

@@ -23,14 +23,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobwire.config import Settings
+from jobwire.deadlines import EXPIRED, TIMEOUT
 from jobwire.errors import InvalidEvent, LogError
-from jobwire.events import Event, new_event
+from jobwire.events import HEARTBEAT, Event, new_event
 from jobwire.lifecycle import Job, Status, apply
 from jobwire.log import GroupConsumer, JobEvents, LogRecord, make_producer, skipped
 from jobwire.offsets import OffsetTracker
 from jobwire.topics import Topics
 
 log = logging.getLogger(__name__)
+
+
+class JobExpired(Exception):
+    """Raised by a publish for a job that already failed on a deadline (``timeout``/``expired``):
+    its outcome can no longer count. The worker stops the handler when it learns of the expiry."""
+
+    def __init__(self, job: Job) -> None:
+        error = job.error or {}
+        super().__init__(f"job {job.id} has {error.get('code', 'expired')}: {error.get('message', '')}")
+        self.job = job
 
 
 class JobFailed(Exception):
@@ -202,7 +213,9 @@ class Worker:
             running.context.cancel_requested = True
             log.info("cancel requested job_id=%s event_id=%s", job.id, event.id)
             asyncio.get_running_loop().call_later(self.cancel_grace_s, self._cancel_running, job.id)
-        if job.status.terminal:  # canceled (or finished) by someone else: stop working on it
+        if job.status.terminal:  # canceled, expired or finished by someone else: stop working on it
+            if _expired(job):
+                log.info("job expired, stopping its handler job_id=%s event_id=%s", job.id, event.id)
             self._cancel_running(job.id)
 
     def _cancel_running(self, job_id: str) -> None:
@@ -232,8 +245,16 @@ class Worker:
             else:
                 if job.status is Status.PENDING:
                     await context._publish("job.started", {"stage": None})
-                outcome = await self._call_handler(context)
+                beating = self._heartbeats(context)
+                try:
+                    outcome = await self._call_handler(context)
+                finally:
+                    if beating is not None:
+                        beating.cancel()
                 await self._publish_outcome(context, outcome)
+            finished = True
+        except JobExpired as exc:  # the handler finished after the deadline: its outcome is void
+            log.warning("outcome not published job_id=%s reason=%s", job.id, exc)
             finished = True
         except asyncio.CancelledError:
             running = self._running.get(job.id)
@@ -286,7 +307,27 @@ class Worker:
             return "job.completed", data
         return "job.completed", {"result": value if isinstance(value, dict) else {"value": value}}
 
+    def _heartbeats(self, context: JobContext) -> asyncio.Task[None] | None:
+        """While the handler runs: a ``job.heartbeat`` every third of the job's heartbeat limit."""
+        limit = context.job.heartbeat_timeout_s
+        if limit is None:
+            return None
+        return asyncio.create_task(self._beat(context, limit / 3), name=f"heartbeat {context.id}")
+
+    async def _beat(self, context: JobContext, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await context._publish(HEARTBEAT, {})
+            except JobExpired:
+                return
+            except (LogError, InvalidEvent) as exc:  # a missed beat is no reason to stop the job
+                log.warning("heartbeat not published job_id=%s error=%s", context.id, exc)
+
     async def _publish(self, job_id: str, tenant: str, kind: str, data: dict[str, Any]) -> None:
+        current = self._jobs.get(job_id)
+        if current is not None and _expired(current):
+            raise JobExpired(current)
         event = new_event(kind, job_id, tenant, {k: v for k, v in data.items() if v is not None}, source=self.source)
         for attempt in range(5):
             try:
@@ -302,3 +343,7 @@ class Worker:
         moved = self._offsets.to_commit()
         if moved:
             self._offsets.committed(await self._group.commit(moved))
+
+
+def _expired(job: Job) -> bool:
+    return job.status is Status.FAILED and (job.error or {}).get("code") in (TIMEOUT, EXPIRED)

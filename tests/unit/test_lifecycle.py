@@ -78,8 +78,13 @@ TABLE: dict[tuple[str, str], tuple[Verdict, str | None]] = {
     ("cancel_requested", "job.failed"): (A, "failed"),
     ("cancel_requested", "job.cancel_requested"): (A, "processing"),
     ("cancel_requested", "job.canceled"): (A, "canceled"),
+    # A heartbeat is accepted while the job is live and changes nothing at all (checked below).
+    ("none", "job.heartbeat"): (R, None),
+    ("pending", "job.heartbeat"): (A, "pending"),
+    ("processing", "job.heartbeat"): (A, "processing"),
+    ("cancel_requested", "job.heartbeat"): (A, "processing"),
     **{(s, t): (R, s) for s in ("completed", "failed", "canceled") for t in (
-        "job.created", "job.started", "job.progress", "job.completed", "job.failed",
+        "job.created", "job.started", "job.heartbeat", "job.progress", "job.completed", "job.failed",
         "job.cancel_requested", "job.canceled")},
 }
 
@@ -93,6 +98,9 @@ def test_transition_table(state: str, event_type: str) -> None:
     if verdict is R:
         assert applied.job is before, "a rejected event changes nothing"
         assert applied.reason
+        assert not applied.became_terminal
+    elif event_type == "job.heartbeat":
+        assert applied.job is before, "a heartbeat changes no state, no version, no event ids"
         assert not applied.became_terminal
     else:
         assert applied.job is not None

@@ -100,8 +100,10 @@ def maybe(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]
 DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "job.created": st.fixed_dictionaries(
         {"operation": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,20}\Z"), "parameters": objects},
-        optional={"metadata": st.none() | objects, "idempotency_key": st.none() | st.text(min_size=1, max_size=20)}),
+        optional={"metadata": st.none() | objects, "idempotency_key": st.none() | st.text(min_size=1, max_size=20),
+                  **{name: st.floats(1, 31536000) for name in ("timeout_s", "pending_timeout_s", "heartbeat_timeout_s")}}),
     "job.started": maybe(stage=optional_text),
+    "job.heartbeat": st.just({}),
     "job.progress": st.fixed_dictionaries({"total": counts, "processed": counts}, optional={"stage": optional_text}),
     "job.completed": st.fixed_dictionaries(
         {"result": objects},

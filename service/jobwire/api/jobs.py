@@ -20,14 +20,14 @@ from jobwire.api.bodies import read_json
 from jobwire.api.problems import Problem, log_unavailable
 from jobwire import events
 from jobwire.errors import InvalidEvent, LogError, Violation
-from jobwire.events import Event, new_event
+from jobwire.events import HEARTBEAT, Event, new_event
 from jobwire.ids import idempotent_job_id, new_id
 from jobwire.lifecycle import Job, Status, Verdict, apply
 from jobwire.log import Position
 from jobwire.projection import ListQuery, Projection
 from jobwire.schemas import validator
 from jobwire.task import MAX_TASK_BYTES, task_object, task_size
-from jobwire.timeutil import format_utc, parse_utc
+from jobwire.timeutil import bound_utc
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,10 @@ async def submit(request: Request) -> Response:
     slot = request.state.limits.long_poll(tenant) if wait_s else None
     try:
         if existing is None:
-            data = {**body, "idempotency_key": key} if key else body
+            # The operation's default deadlines (JOBWIRE_JOB_DEADLINES) unless the request sets its own.
+            data = {**request.state.settings.deadlines_for(body["operation"]), **body}
+            if key:
+                data["idempotency_key"] = key
             event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
             created = apply(None, event).job
             if created is not None and (size := task_size(created)) > MAX_TASK_BYTES:
@@ -267,7 +270,7 @@ def _query_time(request: Request, name: str) -> str | None:
     if value is None:
         return None
     try:
-        return format_utc(parse_utc(value))  # not canonical(): its fast path trusts the shape
+        return bound_utc(value)  # not canonical(): its fast path trusts the shape
     except ValueError:
         raise Problem(422, f"{name} must be an RFC 3339 time",
                       violations=[Violation(f"/query/{name}", f"not an RFC 3339 time: {value!r}")]) from None
@@ -384,7 +387,11 @@ async def post_event(request: Request) -> Response:
         raise Problem(413, f"the task would be {size} bytes, over the {MAX_TASK_BYTES} byte limit",
                       violations=[Violation("/data", "makes the task object too large")])
     position = await publish(request, event)
-    verdict, why = verdict_at(projection_of(request), job_id, position)
+    if event.type == HEARTBEAT:  # kept out of history: ask the fold what it made of it now
+        after = apply(found(request, tenant, job_id), event)
+        verdict, why = after.verdict, after.reason
+    else:
+        verdict, why = verdict_at(projection_of(request), job_id, position)
     if verdict is Verdict.REJECTED:
         raise Problem(409, why or "not allowed now", extra={"task": task_object(found(request, tenant, job_id))})
     job = found(request, tenant, job_id)

@@ -25,9 +25,10 @@ from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.state import JobState, StateStore
+from jobwire.dispatch.timers import Timers
 from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import InvalidEvent, LogError
-from jobwire.events import Event
+from jobwire.events import HEARTBEAT, Event
 from jobwire.lifecycle import Verdict, apply
 from jobwire.log import Position, Quarantine
 from jobwire.metrics import PARKED
@@ -49,7 +50,7 @@ class PayloadTooLarge(ValueError):
 class EventIntake:
     def __init__(self, consumer: AIOKafkaConsumer, topic: str, *, state: StateStore, registry: EndpointRegistry,
                  lanes: Lanes, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
-                 commit_interval_s: float) -> None:
+                 timers: Timers, commit_interval_s: float) -> None:
         self.consumer = consumer
         self.topic = topic
         self.state = state
@@ -58,6 +59,7 @@ class EventIntake:
         self.deliverer = deliverer
         self.quarantine = quarantine
         self.outbox = outbox
+        self.timers = timers
         self.commit_interval_s = commit_interval_s
         self.tracker = OffsetTracker()
         self.listener = Rebalance(self.on_revoked, self.on_assigned)
@@ -153,6 +155,10 @@ class EventIntake:
         current = self.state.get(partition, event.subject)
         outcome = apply(current.job if current else None, event)
         job = outcome.job
+        if event.type == HEARTBEAT:  # moves the heartbeat deadline; no snapshot, no delivery
+            if outcome.verdict is Verdict.ACCEPTED and job is not None:
+                self.timers.heartbeat(job, event.time)
+            return []
         if outcome.verdict is Verdict.ACCEPTED and job is not None:
             snapshot = JobState(job, offset, event.id if outcome.became_terminal else None)
             encoded = snapshot.encode()
@@ -161,6 +167,7 @@ class EventIntake:
                                       f"{MAX_RECORD_BYTES} byte record limit")
             body = self._body(job) if outcome.became_terminal else None
             await self.state.put(partition, snapshot, encoded)
+            self.timers.arm(partition, job)
         elif outcome.verdict is Verdict.DUPLICATE and current is not None and current.terminal_event == event.id:
             body = self._body(current.job)  # replay of the finishing event after a crash: same webhook-id
         else:
@@ -206,6 +213,7 @@ class EventIntake:
             await self.commit()
         except LogError:
             log.warning("commit on revocation failed partitions=%s; the new owner replays", sorted(partitions))
+        self.timers.forget(job_id for p in partitions for job_id in self.state.jobs_of(p))
         self.state.forget(partitions)
         self.tracker.forget(partitions)
 
@@ -219,6 +227,7 @@ class EventIntake:
             self._restore_failed = exc
             self._state_ready.set()
             return
-        log.info("state restored partitions=%s jobs=%d restore_s=%.2f", partitions, restored,
+        timers = self.timers.restored(partitions)
+        log.info("state restored partitions=%s jobs=%d timers=%d restore_s=%.2f", partitions, restored, timers,
                  time.perf_counter() - started)
         self._state_ready.set()

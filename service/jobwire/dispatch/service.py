@@ -32,6 +32,7 @@ from jobwire.dispatch.policy import Tiers
 from jobwire.dispatch.senders import SenderPool
 from jobwire.dispatch.state import StateStore
 from jobwire.dispatch.tiers import TierConsumer
+from jobwire.dispatch.timers import Timers
 from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import ConfigError
 from jobwire.log import LogReader, Quarantine, client_options, make_producer
@@ -77,10 +78,12 @@ class Dispatcher:
             sender=sender or self.http, box=SecretBox(settings.secret_key), outbox=self.outbox)  # type: ignore[arg-type]
         self.pool = SenderPool(self.lanes, self.deliverer, settings.dispatch_senders)
         self.state = StateStore(settings.kafka, self.outbox, topics.state)
+        self.timers = Timers(self.state, self.outbox, topics.events)
         interval = self.options.commit_interval_s
         self.intake = EventIntake(
             self._consumer(self.group_id), topics.events, state=self.state, registry=self.registry,
-            lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, commit_interval_s=interval,
+            lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,
+            commit_interval_s=interval,
             quarantine=Quarantine(self.producer, topics.events, topics.events_invalid))
         self.tier_consumers = [
             TierConsumer(self._consumer(f"{self.group_id}.retry" if delay else f"{self.group_id}.requests"),
@@ -124,6 +127,7 @@ class Dispatcher:
                 await consumer.start()
             parts.append(asyncio.create_task(self.pool.run(), name="senders"))
             parts.append(asyncio.create_task(self.intake.run(self._stop), name="intake"))
+            parts.append(asyncio.create_task(self.timers.run(self._stop), name="deadlines"))
             parts += [asyncio.create_task(t.run(self._stop), name=t.topic) for t in self.tier_consumers]
             parts.append(asyncio.create_task(self._gauges(), name="gauges"))
             log.info("dispatcher running group=%s tiers=%s senders=%d", self.group_id,

@@ -102,6 +102,10 @@ class StateStore:
         for partition in partitions:
             self.partitions.pop(partition, None)
 
+    def jobs_of(self, partition: int) -> list[str]:
+        state = self.partitions.get(partition)
+        return list(state.jobs) if state else []
+
     def get(self, partition: int, job_id: str) -> JobState | None:
         state = self.partitions.get(partition)
         return state.jobs.get(job_id) if state else None

@@ -1,0 +1,116 @@
+"""When a job's deadlines fall, and the event that ends a job whose deadline has passed. Pure:
+no I/O; the clock is an argument.
+
+A job may carry three limits, set when it is created (``job.created`` data, the submit body):
+
+- ``timeout_s``: from creation to a terminal state;
+- ``pending_timeout_s``: from creation to a worker's first event;
+- ``heartbeat_timeout_s``: the longest a processing job may go without any event from its
+  worker (``job.heartbeat`` included).
+
+Whoever owns a job's partition (the dispatcher) asks ``next_due`` after every change and fires
+``expiry_event`` when the time comes. The expiry is an ordinary ``job.failed`` whose id is
+derived from the job and the deadline, so two deciders (or one that fires again after a crash)
+make one transition: the fold takes the first terminal event and rejects the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import NamedTuple
+
+from jobwire.events import Event, new_event
+from jobwire.ids import derived_id
+from jobwire.lifecycle import Job, Status
+from jobwire.timeutil import format_utc, parse_utc
+
+SOURCE = "/jobwire/deadlines"
+#: error.code of a job that a worker started but did not finish in time / that never started.
+TIMEOUT = "timeout"
+EXPIRED = "expired"
+
+
+class Kind(str, Enum):
+    """Which limit fell; the value is the field that set it."""
+
+    TIMEOUT = "timeout_s"
+    PENDING = "pending_timeout_s"
+    HEARTBEAT = "heartbeat_timeout_s"
+
+
+class Due(NamedTuple):
+    """A job's next deadline: unix seconds, and which limit it is."""
+
+    at: float
+    kind: Kind
+
+
+def epoch(text: str) -> float:
+    return parse_utc(text).timestamp()
+
+
+def _after(start: str, seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return format_utc(parse_utc(start) + timedelta(seconds=seconds))
+
+
+def deadline_at(job: Job) -> str | None:
+    """When the whole job's time is up (``created_at + timeout_s``), for the task object."""
+    return _after(job.created_at, job.timeout_s)
+
+
+def pending_deadline_at(job: Job) -> str | None:
+    """When a job no worker has started expires (``created_at + pending_timeout_s``)."""
+    return _after(job.created_at, job.pending_timeout_s)
+
+
+def last_sign_of_life(job: Job, heartbeat_at: float | None) -> float:
+    """The latest event that shows the worker alive: a heartbeat, or any accepted event."""
+    updated = epoch(job.updated_at)
+    return updated if heartbeat_at is None else max(updated, heartbeat_at)
+
+
+def next_due(job: Job, heartbeat_at: float | None = None) -> Due | None:
+    """The earliest deadline still ahead of ``job`` (its time may already be past); None when
+    the job is finished or has no limit that applies in its state.
+
+    ``heartbeat_at``: unix seconds of the latest heartbeat seen, which the job itself does not
+    keep (heartbeats change no state)."""
+    if job.status.terminal:
+        return None
+    candidates: list[Due] = []
+    created = None
+    if job.timeout_s is not None:
+        created = epoch(job.created_at)
+        candidates.append(Due(created + job.timeout_s, Kind.TIMEOUT))
+    if job.status is Status.PENDING and job.pending_timeout_s is not None:
+        created = epoch(job.created_at) if created is None else created
+        candidates.append(Due(created + job.pending_timeout_s, Kind.PENDING))
+    if job.status is Status.PROCESSING and job.heartbeat_timeout_s is not None:
+        candidates.append(Due(last_sign_of_life(job, heartbeat_at) + job.heartbeat_timeout_s, Kind.HEARTBEAT))
+    # On a tie the whole job's timeout names the cause: it is the limit the client chose first.
+    return min(candidates, key=lambda due: (due.at, list(Kind).index(due.kind))) if candidates else None
+
+
+def expiry_event_id(job_id: str, kind: Kind) -> str:
+    return derived_id("evt", f"{job_id}\0expiry\0{kind.value}")
+
+
+def expiry_event(job: Job, due: Due) -> Event:
+    """The ``job.failed`` that ends ``job`` because ``due`` passed. Its time is the deadline
+    itself, so every decider (and every replay) writes the same event."""
+    at = format_utc(datetime.fromtimestamp(due.at, UTC))
+    limit = getattr(job, due.kind.value)
+    never_started = job.status is Status.PENDING
+    if due.kind is Kind.PENDING:
+        message = f"no worker started the job within pending_timeout_s={limit:g} (deadline {at})"
+    elif due.kind is Kind.TIMEOUT:
+        message = f"the job did not finish within timeout_s={limit:g} (deadline {at})"
+    else:
+        message = f"no event or heartbeat from the worker within heartbeat_timeout_s={limit:g} (deadline {at})"
+    error = {"code": EXPIRED if never_started else TIMEOUT, "message": message,
+             "details": {"deadline": due.kind.value, "deadline_at": at, "limit_s": limit}}
+    return new_event("job.failed", job.id, job.tenant, {"error": error}, source=SOURCE,
+                     event_id=expiry_event_id(job.id, due.kind), time=at)
