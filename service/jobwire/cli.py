@@ -195,18 +195,33 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
 
 
 def _first_key(settings: Settings, given: str | None) -> str:
+    """--api-key, else the first of JOBWIRE_API_KEYS, else the running dev stack's key."""
+    from jobwire.dev import running_stack
+
     if given:
         return given
-    if not settings.api_keys:
-        raise SystemExit("give --api-key, or set JOBWIRE_API_KEYS")
-    return settings.api_keys[0][1]
+    if settings.api_keys:
+        return settings.api_keys[0][1]
+    stack = running_stack(settings)
+    if stack is None:
+        raise SystemExit("no API key: start the stack with `make run` (this command then finds it), "
+                         "or give --api-key, or set JOBWIRE_API_KEYS")
+    return stack.api_key
+
+
+def _api_url(settings: Settings, given: str | None) -> str:
+    """--api, else the running dev stack's URL, else the default local one."""
+    from jobwire.dev import running_stack
+
+    stack = running_stack(settings)
+    return given or (stack.url if stack else f"http://127.0.0.1:{settings.port}")
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     from jobwire.demo_receiver import serve
 
     settings = _settings()
-    asyncio.run(serve(args.api, _first_key(settings, args.api_key), "127.0.0.1", args.port))
+    asyncio.run(serve(_api_url(settings, args.api), _first_key(settings, args.api_key), "127.0.0.1", args.port))
     return 0
 
 
@@ -214,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from jobwire.demo import run_demo
 
     settings = _settings()
-    return asyncio.run(run_demo(args.api, _first_key(settings, args.api_key)))
+    return asyncio.run(run_demo(_api_url(settings, args.api), _first_key(settings, args.api_key)))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -229,7 +244,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def submit() -> dict[str, Any]:
-        async with Client(args.api, _first_key(settings, args.api_key)) as client:
+        async with Client(_api_url(settings, args.api), _first_key(settings, args.api_key)) as client:
             return await client.submit(args.operation, parameters, metadata=metadata,
                                        idempotency_key=args.idempotency_key, wait_s=args.wait,
                                        timeout_s=args.timeout_s, pending_timeout_s=args.pending_timeout_s,
@@ -301,14 +316,14 @@ def parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     receiver = sub.add_parser("receiver", help="a demo webhook receiver: registers itself, verifies with svix, prints")
-    receiver.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL")
-    receiver.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS)")
+    receiver.add_argument("--api", help="API base URL (default: the running dev stack's, or http://127.0.0.1:8000)")
+    receiver.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS, or the dev stack's)")
     receiver.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
     receiver.set_defaults(func=cmd_receiver)
 
     submit = sub.add_parser("submit", help="submit a job through the API and print its task object")
-    submit.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL")
-    submit.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS)")
+    submit.add_argument("--api", help="API base URL (default: the running dev stack's, or http://127.0.0.1:8000)")
+    submit.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS, or the dev stack's)")
     submit.add_argument("--operation", required=True, help="operation name, e.g. convert")
     submit.add_argument("--parameters", default="{}", help="the job's parameters as JSON (default {})")
     submit.add_argument("--metadata", help="free-form metadata as JSON")
@@ -321,8 +336,8 @@ def parser() -> argparse.ArgumentParser:
     submit.set_defaults(func=cmd_submit)
 
     demo = sub.add_parser("demo", help="submit demo jobs to a running stack and show them finish")
-    demo.add_argument("--api", default="http://127.0.0.1:8000", help="API base URL")
-    demo.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS)")
+    demo.add_argument("--api", help="API base URL (default: the running dev stack's, or http://127.0.0.1:8000)")
+    demo.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS, or the dev stack's)")
     demo.set_defaults(func=cmd_demo)
 
     dev = sub.add_parser("dev", help="run everything locally: broker, topics and services (what `make run` runs)")

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from jobwire.events import Event, new_event
 from jobwire.ids import derived_id
 from jobwire.lifecycle import Job, Status
-from jobwire.timeutil import format_utc, parse_utc
+from jobwire.timeutil import LATEST, format_utc, parse_utc
 
 SOURCE = "/jobwire/deadlines"
 #: error.code of a job that a worker started but did not finish in time / that never started.
@@ -53,7 +53,10 @@ def epoch(text: str) -> float:
 def _after(start: str, seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return format_utc(parse_utc(start) + timedelta(seconds=seconds))
+    try:
+        return format_utc(parse_utc(start) + timedelta(seconds=seconds))
+    except OverflowError:  # created in the year 9999: the deadline lies past the calendar
+        return LATEST
 
 
 def deadline_at(job: Job) -> str | None:

@@ -8,6 +8,7 @@ and with what exit code, and stops the rest; Ctrl-C or SIGTERM stops everything,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -16,6 +17,9 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
 
 from jobwire.config import DEV_TENANT, Settings
 from jobwire.devkafka import LocalKafka, set_parent_death_signal, terminate
@@ -44,6 +48,41 @@ def after_ready(url: str) -> list[Service]:
     jobwire = [sys.executable, "-m", "jobwire.cli"]
     port = int(url.rsplit(":", 1)[1]) + 1  # next to the API's port
     return [Service("receiver", [*jobwire, "receiver", "--api", url, "--port", str(port)])]
+
+
+#: Where ``jobwire dev`` tells the other commands (demo, submit, receiver) its URL and API key.
+STACK_FILE = "dev-stack.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RunningStack:
+    url: str
+    api_key: str
+
+
+def stack_file(settings: Settings) -> Path:
+    return settings.data_dir / STACK_FILE
+
+
+def write_stack(settings: Settings, stack: RunningStack) -> Path:
+    """Readable by this user only: it holds an API key."""
+    path = stack_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(orjson.dumps({"url": stack.url, "api_key": stack.api_key, "pid": os.getpid()}))
+    return path
+
+
+def running_stack(settings: Settings) -> RunningStack | None:
+    """The dev stack ``jobwire dev`` runs on this machine, if its file is there and its
+    supervisor still alive."""
+    try:
+        found = orjson.loads(stack_file(settings).read_bytes())
+        os.kill(int(found["pid"]), 0)
+        return RunningStack(str(found["url"]), str(found["api_key"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def dev_environment(base: dict[str, str]) -> dict[str, str]:
@@ -110,6 +149,7 @@ def run_dev(settings: Settings, *, kafka_port: int) -> int:
         print(f"Kafka ready at {broker.bootstrap} in {time.monotonic() - started:.1f}s (log: {broker.log_file})", flush=True)
         env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
     children: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    written: Path | None = None
     try:
         from jobwire.config import load_settings
 
@@ -121,6 +161,7 @@ def run_dev(settings: Settings, *, kafka_port: int) -> int:
         if wait_ready(url, 60, children):
             for service in after_ready(url):
                 children.append((service, spawn(service, env)))
+            written = write_stack(child_settings, RunningStack(url, child_settings.api_keys[0][1]))
             print(banner(url, child_settings.api_keys[0][1], time.monotonic() - started), flush=True)
         while True:
             for service, process in children:
@@ -133,6 +174,9 @@ def run_dev(settings: Settings, *, kafka_port: int) -> int:
         print("\njobwire dev: stopping ...", file=sys.stderr, flush=True)
         return 0
     finally:
+        if written is not None:
+            with contextlib.suppress(OSError):
+                written.unlink(missing_ok=True)
         for _, process in reversed(children):
             if process.poll() is None:
                 terminate(process.pid, 15.0, process)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from jobwire import events
+from jobwire.binding import STRUCTURED_HEADERS, decode_record, is_binary
 from jobwire.config import KafkaSettings, Settings
 from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.events import Event
@@ -188,7 +189,8 @@ class JobEvents:
         """Validate, write, and wait for the broker's acknowledgement; returns where it landed."""
         value = events.encode(event)
         try:
-            metadata = await self._producer.send_and_wait(self.topic, value, key=event.subject.encode())
+            metadata = await self._producer.send_and_wait(self.topic, value, key=event.subject.encode(),
+                                                          headers=STRUCTURED_HEADERS)
         except KafkaError as exc:
             raise LogError(f"publishing {event.type} for {event.subject} failed: {exc}", retriable=exc.retriable) from exc
         return Position(metadata.partition, metadata.offset)
@@ -213,7 +215,11 @@ def to_log_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord:
     position = Position(record.partition, record.offset)
     headers = tuple(record.headers or ())
     try:
-        return LogRecord(position, record.key, record.value, events.decode(record.value), None, headers)
+        event = decode_record(record.value, headers)
+        # Binary mode carries only the data in the value: keep the whole event, structured, as
+        # the record's bytes (what histories show and what the fold's readers decode).
+        raw = events.encode(event) if headers and is_binary(headers) else record.value
+        return LogRecord(position, record.key, raw, event, None, headers)
     except InvalidEvent as exc:
         return LogRecord(position, record.key, record.value, None, exc, headers)
     except Exception as exc:  # a bug in decode must not stop every consumer: set the record aside
@@ -243,12 +249,15 @@ class Quarantine:
         """Set aside a record read from an event topic; ``reason`` defaults to why it is invalid."""
         if reason is None:
             reason = str(record.invalid) if record.invalid is not None else "could not be handled"
-        await self.put_raw(record.key, record.raw, record.position, reason)
+        await self.put_raw(record.key, record.raw, record.position, reason, record.headers)
 
-    async def put_raw(self, key: bytes | None, value: bytes | None, position: Position, reason: str) -> None:
-        """Set aside a record of any topic, as it was read. ``LogError`` if the copy is not written."""
+    async def put_raw(self, key: bytes | None, value: bytes | None, position: Position, reason: str,
+                      original_headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Set aside a record of any topic, as it was read (its headers too: a binary-mode event
+        is mostly headers). ``LogError`` if the copy is not written."""
         reason = reason[:2000]
         headers = [
+            *((name, kept) for name, kept in original_headers[:64] if not name.startswith("jobwire-")),
             ("jobwire-error", reason.encode()),
             ("jobwire-source-topic", self.source_topic.encode()),
             ("jobwire-source-position", str(position).encode()),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -13,5 +15,30 @@ def setup_logging(level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("JOBWIRE_LOG_LEVEL") or "INFO").upper())
-    # aiokafka logs every refused connection at ERROR while a broker restarts: keep it to warnings.
+    # aiokafka logs every refused connection at ERROR while a broker restarts: keep it to
+    # warnings, and while the process starts (the broker and its group coordinator settling)
+    # to INFO, so a healthy start reads as one.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # On the handler: a logger's own filters never see what its child loggers propagate.
+    handler.addFilter(StartupGrace(STARTUP_GRACE_S, "aiokafka"))
+
+
+#: How long after start client-library errors are taken for the broker settling.
+STARTUP_GRACE_S = 30.0
+
+
+class StartupGrace(logging.Filter):
+    """Shows a library's warnings and errors at INFO for the first ``grace_s`` of the process,
+    and as they are after that: a failure that persists past start-up still reads as one."""
+
+    def __init__(self, grace_s: float, library: str, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._library = library
+        self._clock = clock
+        self._until = clock() + grace_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO and record.name.startswith(self._library) and self._clock() < self._until:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = f"(starting) {record.msg}"
+        return True

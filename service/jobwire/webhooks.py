@@ -6,16 +6,24 @@ They never call each other; these records are how they meet on topics.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
+from jobwire.ids import derived_id
 from jobwire.lifecycle import Job, Status
 from jobwire.task import task_object
 
 EVENT_TYPES = ("task.completed", "task.failed", "task.canceled")
 TEST_EVENT_TYPE = "webhook.test"
+#: Operational events (Svix has them too): about endpoints and deliveries, not jobs. Sent only
+#: to endpoints that list them in ``event_types``; a null filter means the task events only.
+OPERATIONAL_TYPES = ("endpoint.disabled", "endpoint.enabled", "delivery.exhausted", "delivery.failing",
+                     "delivery.recovered")
+#: A delivery that failed this many attempts in a row raises ``delivery.failing`` (as Svix does).
+FAILING_AFTER_ATTEMPTS = 4
 TYPE_FOR_STATUS = {Status.COMPLETED: "task.completed", Status.FAILED: "task.failed", Status.CANCELED: "task.canceled"}
 
 
@@ -44,7 +52,11 @@ class Endpoint:
     failing_since: str | None = None
 
     def wants(self, event_type: str) -> bool:
-        return event_type == TEST_EVENT_TYPE or self.event_types is None or event_type in self.event_types
+        if event_type == TEST_EVENT_TYPE:
+            return True
+        if self.event_types is None:
+            return event_type in EVENT_TYPES
+        return event_type in self.event_types
 
     def public(self) -> dict[str, Any]:
         """The endpoint object of the API; never the secret."""
@@ -83,6 +95,23 @@ def job_payload(job: Job) -> tuple[str, bytes]:
     """The event type and body for a terminal job; encoded once, sent to every endpoint."""
     event_type = TYPE_FOR_STATUS[job.status]
     return event_type, payload(event_type, job.finished_at or job.updated_at, task_object(job))
+
+
+def operational_deliveries(endpoints: Iterable[Endpoint], tenant: str, event_type: str, data: dict[str, Any], *,
+                           about: str, occurrence: str, at: str) -> list[Delivery]:
+    """The deliveries of one operational event to ``tenant``'s endpoints that subscribe to it.
+
+    ``about`` is the endpoint the event concerns: it never gets the event while it is disabled.
+    ``occurrence`` names this happening (a delivery id, an endpoint's change time), so the
+    event id, and with it every ``webhook-id``, is the same whoever raises it again."""
+    event_id = derived_id("evt", f"{event_type}\0{about}\0{occurrence}")
+    body = payload(event_type, at, data)
+    return [Delivery(webhook_id(event_id, e.id), e.id, tenant, event_type, event_id, None, body, at)
+            for e in endpoints if e.tenant == tenant and e.wants(event_type) and not (e.id == about and e.disabled)]
+
+
+def is_operational(event_type: str) -> bool:
+    return event_type in OPERATIONAL_TYPES
 
 
 @dataclass(frozen=True, slots=True)

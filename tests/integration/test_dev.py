@@ -44,7 +44,8 @@ def test_dev_stack_delivers_a_verified_webhook_and_stops_cleanly(kafka_broker: o
     cache.mkdir()
     (cache / cached.name).symlink_to(cached)  # a clean cache that already holds the jars
     api_port = free_port()
-    env = {**os.environ, "JOBWIRE_KAFKA_CACHE": str(cache), "JOBWIRE_PORT": str(api_port)}
+    env = {**os.environ, "JOBWIRE_KAFKA_CACHE": str(cache), "JOBWIRE_PORT": str(api_port),
+           "JOBWIRE_DATA_DIR": str(tmp_path / "data")}
     env.pop("JOBWIRE_API_KEYS", None)
     with open(tmp_path / "dev.out", "w") as out:
         dev = subprocess.Popen([sys.executable, "-m", "jobwire.cli", "dev", "--kafka-port", str(free_port())],
@@ -80,6 +81,12 @@ def test_dev_stack_delivers_a_verified_webhook_and_stops_cleanly(kafka_broker: o
             time.sleep(0.2)
         else:
             raise AssertionError(f"no verified webhook for {job_id} by {time.monotonic() - deadline + 120:.0f}s: " + (tmp_path / "dev.out").read_text()[-1500:])
+        # A newcomer's second terminal: no flags, no key in the environment; it finds the stack.
+        demo = subprocess.run([sys.executable, "-m", "jobwire.cli", "demo"], env=env, capture_output=True, text=True,
+                              timeout=150)
+        assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+        # A healthy start reads as one: the broker settling is no error.
+        assert "level=ERROR" not in (tmp_path / "dev.out").read_text()
     finally:
         family |= descendants(dev.pid)
         dev.send_signal(signal.SIGTERM)

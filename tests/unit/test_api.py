@@ -247,6 +247,7 @@ def test_system_routes(client: TestClient) -> None:
     assert spec["openapi"] == "3.1.0" and "/v1/jobs/{job_id}" in spec["paths"]
     assert "Task" in spec["components"]["schemas"]
     assert "<title>jobwire API</title>" in client.get("/docs").text
+    assert client.get("/asyncapi.json").json()["asyncapi"] == "3.0.0"
 
 
 def nested(levels: int) -> Any:

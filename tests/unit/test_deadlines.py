@@ -15,7 +15,7 @@ from jobwire import events
 from jobwire.config import load_settings
 from jobwire.deadlines import EXPIRED, TIMEOUT, Kind, epoch, expiry_event, expiry_event_id, next_due
 from jobwire.dispatch.state import JobState, PartitionState
-from jobwire.dispatch.timers import FIRE_BATCH, REFIRE_S, Timers
+from jobwire.dispatch.timers import FIRE_BATCH, RECHECK_S, REFIRE_S, Timers
 from jobwire.errors import ConfigError
 from jobwire.events import new_event
 from jobwire.lifecycle import Job, Status, Verdict, apply, fold
@@ -164,7 +164,9 @@ class FakeOutbox:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int | None, dict[str, Any]]] = []
 
-    async def send(self, topic: str, key: str, value: bytes, *, partition: int | None = None) -> None:
+    async def send(self, topic: str, key: str, value: bytes, *, partition: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+        assert headers == [("content-type", b"application/cloudevents+json")]
         self.sent.append((key, partition, orjson.loads(value)))
 
 
@@ -322,3 +324,24 @@ def test_progress_never_leaves_more_than_the_live_entries_behind(steps: list[tup
             timers.heartbeat(job, at(min(elapsed, 59)))
     assert len(timers) == 1
     assert len(timers._heap) <= 2 * len(timers) + 1024
+
+
+def test_a_deadline_past_the_calendar_is_its_last_moment() -> None:
+    job = fold([new_event("job.created", "job_late", "acme", {"operation": "ocr", "parameters": {}, "timeout_s": 86400},
+                          time="9999-12-31T12:00:00.000Z")])
+    assert job is not None and task_object(job)["deadline_at"] == LATEST
+
+
+async def test_a_deadline_waits_until_the_partition_is_read_past_it() -> None:
+    clock, read = Clock(), {0: T0}
+    state, outbox = FakeState(), FakeOutbox()
+    timers = Timers(state, outbox, "jobs.events", clock=clock,  # type: ignore[arg-type]
+                    read_through=lambda partition: read.get(partition, float("-inf")))
+    job = created(timeout_s=5)
+    state.put(0, job)
+    timers.arm(0, job)
+    clock.now = T0 + 6
+    assert await timers.fire_due() == 0, "a completion written before the deadline may still be unread"
+    read[0] = T0 + 5.5
+    clock.now = T0 + 6 + RECHECK_S
+    assert await timers.fire_due() == 1

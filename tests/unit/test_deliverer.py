@@ -60,11 +60,12 @@ def delivery(tenant: str = "acme") -> Delivery:
                     "2026-01-01T00:00:00.000Z")
 
 
-def deliverer(result: SendResult, target: Endpoint | None = None) -> tuple[Deliverer, FakeProducer, FakeSender]:
+def deliverer(result: SendResult, target: Endpoint | None = None,
+              schedule: tuple[float, ...] = SCHEDULE) -> tuple[Deliverer, FakeProducer, FakeSender]:
     producer, sender, registry = FakeProducer(), FakeSender(result), EndpointRegistry()
     if target is not None:
         registry.endpoints[target.id] = target
-    subject = Deliverer(schedule_s=SCHEDULE, tiers=Tiers.of_schedule(SCHEDULE), disable_after_s=3600,
+    subject = Deliverer(schedule_s=schedule, tiers=Tiers.of_schedule(schedule), disable_after_s=3600,
                         topics=Topics(), registry=registry, sender=sender, box=BOX, outbox=Outbox(producer))
     return subject, producer, sender
 
@@ -125,3 +126,76 @@ async def test_an_oversized_record_is_refused_before_the_broker() -> None:
     outbox = Outbox(FakeProducer())
     with pytest.raises(LogError, match="over the"):
         await outbox.send("webhooks.attempts", "k", b"x" * (2 << 20))
+
+
+# --- operational events -----------------------------------------------------------------------
+
+OPERATIONAL = ("endpoint.disabled", "endpoint.enabled", "delivery.exhausted", "delivery.failing", "delivery.recovered")
+
+
+def watcher(tenant: str = "acme", event_types: tuple[str, ...] = OPERATIONAL) -> Endpoint:
+    return endpoint(tenant).with_changes(id=f"ep_watch_{tenant}", event_types=event_types)
+
+
+def operational_on(producer: FakeProducer) -> list[Delivery]:
+    found = [Delivery.decode(raw) for raw in producer.on("webhooks.requests") if raw is not None]
+    return [d for d in found if d.event_type in OPERATIONAL]
+
+
+LONG_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000)
+
+
+def with_watchers(result: SendResult, target: Endpoint, *watchers: Endpoint) -> tuple[Deliverer, FakeProducer]:
+    subject, producer, _ = deliverer(result, target, LONG_SCHEDULE)
+    for extra in watchers:
+        subject.registry.endpoints[extra.id] = extra
+    return subject, producer
+
+
+async def test_failing_exhausted_and_recovered_reach_the_tenants_subscribers_only() -> None:
+    subject, producer = with_watchers(SendResult(500, 3.0, "HTTP 500"), endpoint(), watcher(),
+                                      watcher("globex"), endpoint().with_changes(id="ep_plain"))
+    failing = Delivery(**{**delivery().to_dict(), "body": b"{}", "attempts": 3})
+    assert await subject.attempt(failing) is Outcome.RETRYING  # the 4th attempt in a row
+    [raised] = operational_on(producer)
+    assert (raised.event_type, raised.endpoint_id, raised.job_id) == ("delivery.failing", "ep_watch_acme", None)
+    data = orjson.loads(raised.body)["data"]
+    assert data["delivery_id"] == "msg_1" and data["attempts"] == 4 and data["last_attempt"]["status_code"] == 500
+
+    last = Delivery(**{**delivery().to_dict(), "body": b"{}", "attempts": len(LONG_SCHEDULE) - 1})
+    assert await subject.attempt(last) is Outcome.FAILED
+    assert [d.event_type for d in operational_on(producer)] == ["delivery.failing", "delivery.exhausted"]
+
+    subject, producer = with_watchers(SendResult(200, 3.0), endpoint(), watcher())
+    assert await subject.attempt(Delivery(**{**delivery().to_dict(), "body": b"{}", "attempts": 5})) is Outcome.SUCCEEDED
+    assert [d.event_type for d in operational_on(producer)] == ["delivery.recovered"]
+
+
+async def test_the_same_happening_has_the_same_webhook_id() -> None:
+    first, again = (with_watchers(SendResult(500, 3.0), endpoint(), watcher()) for _ in range(2))
+    for subject, _ in (first, again):
+        await subject.attempt(Delivery(**{**delivery().to_dict(), "body": b"{}", "attempts": 3}))
+    assert operational_on(first[1])[0].id == operational_on(again[1])[0].id
+
+
+async def test_an_endpoint_disabled_by_its_failures_is_told_to_the_others_never_to_itself() -> None:
+    gone = endpoint().with_changes(event_types=OPERATIONAL)  # it subscribes to its own news
+    subject, producer = with_watchers(SendResult(410, 3.0, "HTTP 410"), gone, watcher())
+    assert await subject.attempt(delivery()) is Outcome.DISABLED
+    raised = operational_on(producer)
+    assert [(d.event_type, d.endpoint_id) for d in raised] == [("endpoint.disabled", "ep_watch_acme")]
+    assert orjson.loads(raised[0].body)["data"]["reason"]
+
+
+async def test_operational_deliveries_raise_no_operational_events() -> None:
+    subject, producer = with_watchers(SendResult(500, 3.0), endpoint(), watcher())
+    about_itself = Delivery(**{**delivery().to_dict(), "body": b"{}", "attempts": len(LONG_SCHEDULE) - 1,
+                               "event_type": "delivery.exhausted"})
+    assert await subject.attempt(about_itself) is Outcome.FAILED
+    assert operational_on(producer) == []
+
+
+def test_a_null_filter_means_task_events_only() -> None:
+    plain = endpoint()
+    assert plain.wants("task.failed") and plain.wants("webhook.test") and not plain.wants("endpoint.disabled")
+    assert watcher().wants("delivery.failing") and not watcher().wants("task.failed")

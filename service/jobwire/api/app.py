@@ -123,6 +123,7 @@ ROUTES = [
     resource("/readyz", GET=system.readyz),
     resource("/metrics", GET=system.metrics),
     resource("/openapi.json", GET=system.openapi),
+    resource("/asyncapi.json", GET=system.asyncapi),
     resource("/docs", GET=system.docs),
     resource("/portal", GET=system.portal),
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from jobwire.api.headers import header
+
 from jobwire.api.problems import Problem
 from jobwire.config import Settings
 
@@ -13,9 +15,9 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobwire"'}
 def tenant_of(request: Request) -> str:
     """The calling tenant, or a 401 problem. Keys are compared in constant time."""
     settings: Settings = request.state.settings
-    header_key = request.headers.get("x-api-key")
+    header_key = header(request, b"x-api-key")
     bearer = None
-    authorization = request.headers.get("authorization")
+    authorization = header(request, b"authorization")
     if authorization is not None:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():

@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 
 from jobwire.api.auth import tenant_of
 from jobwire.api.bodies import read_json
+from jobwire.api.headers import header
 from jobwire.api.problems import Problem, log_unavailable
 from jobwire import events
 from jobwire.errors import InvalidEvent, LogError, Violation
@@ -41,7 +42,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def accepts(request: Request, *media_types: str) -> bool:
-    accept = request.headers.get("accept")
+    accept = header(request, b"accept")
     if not accept:
         return True
     offered = {part.split(";")[0].strip().lower() for part in accept.split(",")}
@@ -58,7 +59,7 @@ def prefer_wait_s(request: Request) -> float | None:
 
     A preference the server cannot honour is ignored, as RFC 7240 asks: other preferences, and
     a wait that is no number of seconds (``Preference-Applied`` then says nothing about it)."""
-    for preference in request.headers.get("prefer", "").split(","):
+    for preference in (header(request, b"prefer") or "").split(","):
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
             text = value.strip().strip('"')
@@ -75,11 +76,11 @@ def projection_of(request: Request) -> Projection:
 
 async def wait_for_header_position(request: Request) -> None:
     """A read carrying ``Jobwire-Position`` waits (bounded) until that write is visible."""
-    header = request.headers.get("jobwire-position")
-    if header is None:
+    raw = header(request, b"jobwire-position")
+    if raw is None:
         return
     try:
-        position = Position.parse(header)
+        position = Position.parse(raw)
     except ValueError as exc:
         raise Problem(400, str(exc)) from None
     if not projection_of(request).has_partition(position.partition):
@@ -162,7 +163,7 @@ async def submit(request: Request) -> Response:
     require_json(request)
     body = await read_json(request, "api/job-submit.json")
     wait_s = prefer_wait_s(request)
-    key = request.headers.get("idempotency-key")
+    key = header(request, b"idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         raise Problem(400, "Idempotency-Key must be 1 to 255 characters")
     job_id = idempotent_job_id(tenant, key) if key else new_id("job")
@@ -220,7 +221,7 @@ async def get_job(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     job = found(request, tenant, job_id)
     wait_s = prefer_wait_s(request)
-    etag = request.headers.get("if-none-match")
+    etag = header(request, b"if-none-match")
     if wait_s and not job.status.terminal:
         # Long-poll: wait until the job is newer than the version the client already has.
         known = etag.strip().strip('W/').strip('"') if etag else str(job.version)
@@ -310,7 +311,7 @@ async def cancel(request: Request) -> Response:
     tenant = tenant_of(request)
     require_json(request)
     reason = None
-    if request.method == "POST" and request.headers.get("content-length", "0") != "0":
+    if request.method == "POST" and header(request, b"content-length") not in (None, "0"):
         reason = (await read_json(request, "api/job-cancel.json")).get("reason")
     job_id = request.path_params["job_id"]
     job = found(request, tenant, job_id)
@@ -343,7 +344,7 @@ async def job_events(request: Request) -> Response:
     await wait_for_header_position(request)
     job_id = request.path_params["job_id"]
     found(request, tenant, job_id)
-    if accepts(request, "text/event-stream") and "text/event-stream" in request.headers.get("accept", ""):
+    if accepts(request, "text/event-stream") and "text/event-stream" in (header(request, b"accept") or ""):
         from jobwire.api.streams import history_stream
 
         return history_stream(request, tenant, job_id)

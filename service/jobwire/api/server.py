@@ -124,8 +124,15 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._in_head = False
         self._head_timer = self._cancel(self._head_timer)
         self._body_timer = self._cancel(self._body_timer)
-        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+        if self._has_body():  # most requests (GET) have none: no timer to make and cancel
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
         super().on_headers_complete()
+
+    def _has_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+                return True
+        return False
 
     def on_message_complete(self) -> None:
         self._body_timer = self._cancel(self._body_timer)

@@ -1,9 +1,10 @@
-"""Liveness, readiness, metrics, the OpenAPI document and an offline docs page."""
+"""Liveness, readiness, metrics, the OpenAPI and AsyncAPI documents and an offline docs page."""
 
 from __future__ import annotations
 
+import posixpath
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import orjson
@@ -36,43 +37,58 @@ async def metrics(request: Request) -> Response:
 
 @cache
 def openapi_document() -> bytes:
-    """schemas/openapi.yaml with every $ref to a schema file moved under components/schemas,
-    so the served document is self-contained and the JSON Schemas stay the single source."""
-    spec: dict[str, Any] = yaml.safe_load((schema_dir() / "openapi.yaml").read_text())
-    components = spec["components"]["schemas"]
+    return bundled_document("openapi.yaml")
+
+
+def asyncapi_document() -> bytes:
+    return bundled_document("asyncapi.yaml")
+
+
+@cache
+def bundled_document(name: str) -> bytes:
+    """schemas/<name> (OpenAPI or AsyncAPI) with every $ref to a schema file moved under
+    components/schemas, so the served document is self-contained and the JSON Schemas in
+    schemas/ stay the single source. A relative $ref inside a schema file is read relative to
+    that file, as JSON Schema resolves it against the file's $id."""
+    spec: dict[str, Any] = yaml.safe_load((schema_dir() / name).read_text())
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
 
     def component_name(relative: str) -> str:
         stem = relative.removesuffix(".json").replace("/", "-").replace(".", "-")
         return "".join(part.capitalize() for part in stem.replace("_", "-").split("-"))
 
-    def inline(node: Any) -> Any:
+    def inline(node: Any, base: PurePosixPath) -> Any:
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str) and not ref.startswith("#"):
-                name = component_name(ref)
-                if name not in components:
-                    components[name] = {}  # placeholder first: guards against cycles
-                    schema = {k: v for k, v in load_schema(ref).items() if k not in ("$schema", "$id")}
-                    components[name] = inline(schema)
-                return {"$ref": f"#/components/schemas/{name}"}
-            return {key: inline(value) for key, value in list(node.items())}
+                relative = posixpath.normpath(str(base / ref))
+                component = component_name(relative)
+                if component not in components:
+                    components[component] = {}  # placeholder first: guards against cycles
+                    schema = {k: v for k, v in load_schema(relative).items() if k not in ("$schema", "$id")}
+                    components[component] = inline(schema, PurePosixPath(relative).parent)
+                return {"$ref": f"#/components/schemas/{component}"}
+            return {key: inline(value, base) for key, value in list(node.items())}
         if isinstance(node, list):
-            return [inline(item) for item in node]
+            return [inline(item, base) for item in node]
         return node
 
-    spec["paths"] = inline(spec["paths"])
-    for section in ("parameters", "responses"):
-        spec["components"][section] = inline(spec["components"][section])
-    done: set[str] = set()
-    while pending := [name for name in components if name not in done]:
-        for name in pending:
-            components[name] = inline(components[name])
-            done.add(name)
+    root = PurePosixPath()
+    for key in [k for k in spec if k != "components"]:
+        spec[key] = inline(spec[key], root)
+    for section in [k for k in spec["components"] if k != "schemas"]:
+        spec["components"][section] = inline(spec["components"][section], root)
+    for component in list(components):
+        components[component] = inline(components[component], root)
     return orjson.dumps(spec)
 
 
 async def openapi(request: Request) -> Response:
     return Response(openapi_document(), media_type="application/json")
+
+
+async def asyncapi(request: Request) -> Response:
+    return Response(asyncapi_document(), media_type="application/json")
 
 
 DOCS_PAGE = """<!doctype html>

@@ -23,7 +23,15 @@ from jobwire.ids import new_id
 from jobwire.log import Position
 from jobwire.secretbox import SecretBox, new_webhook_secret
 from jobwire.timeutil import bound_utc, format_utc, now_utc
-from jobwire.webhooks import TEST_EVENT_TYPE, Delivery, Endpoint, SealedSecret, payload, webhook_id
+from jobwire.webhooks import (
+    TEST_EVENT_TYPE,
+    Delivery,
+    Endpoint,
+    SealedSecret,
+    operational_deliveries,
+    payload,
+    webhook_id,
+)
 
 WRITE_VISIBLE_TIMEOUT_S = 5.0
 DEFAULT_GRACE_S = 24 * 3600
@@ -131,6 +139,16 @@ async def patch_endpoint(request: Request) -> Response:
         changes["disabled_reason"] = "disabled by the API"
     updated = endpoint.with_changes(**changes, updated_at=now_utc())
     await write_endpoint(request, updated, updated.id)
+    if updated.disabled != endpoint.disabled:
+        # Other endpoints of the tenant that asked for it hear of the change; the endpoint
+        # itself only of being enabled (never while disabled).
+        event_type = "endpoint.disabled" if updated.disabled else "endpoint.enabled"
+        data: dict[str, Any] = {"endpoint_id": updated.id, "url": updated.url}
+        data.update({"reason": updated.disabled_reason, "disabled_at": updated.updated_at} if updated.disabled
+                    else {"enabled_at": updated.updated_at})
+        others = [e for e in registry_of(request).endpoints.values() if e.id != updated.id]
+        await enqueue(request, operational_deliveries([*others, updated], tenant, event_type, data, about=updated.id,
+                                                      occurrence=updated.updated_at, at=updated.updated_at))
     return json_response(updated.public())
 
 

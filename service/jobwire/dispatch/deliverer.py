@@ -23,7 +23,14 @@ from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES
 from jobwire.secretbox import SecretBox
 from jobwire.timeutil import format_utc, now_utc, parse_utc
 from jobwire.topics import Topics
-from jobwire.webhooks import Attempt, Delivery, Endpoint
+from jobwire.webhooks import (
+    FAILING_AFTER_ATTEMPTS,
+    Attempt,
+    Delivery,
+    Endpoint,
+    is_operational,
+    operational_deliveries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +105,22 @@ class Deliverer:
         outcome = decision.outcome
         if outcome is Outcome.SUCCEEDED:
             await self.record(sent, outcome, result)
+            if sent.attempts > FAILING_AFTER_ATTEMPTS:
+                await self._about_delivery("delivery.recovered", sent, result)
         elif outcome is Outcome.RETRYING:
             retry = replace(sent, due_at_ms=decision.due_at_ms, not_before_ms=decision.not_before_ms)
             await self.outbox.send(tier_topic(self.topics, decision.tier_s), sent.endpoint_id, retry.encode())
             await self.record(sent, outcome, result, next_at=format_utc(datetime.fromtimestamp(
                 max(decision.due_at_ms, decision.not_before_ms) / 1000, UTC)))
+            if sent.attempts == FAILING_AFTER_ATTEMPTS:
+                await self._about_delivery("delivery.failing", sent, result)
         elif outcome is Outcome.DISABLED:
             gone = result.status_code == 410
             await self.bury(sent, outcome, "endpoint_gone" if gone else "endpoint_failing", result,
                             extra={"reason": decision.reason or ""})
         else:
             await self.bury(sent, Outcome.FAILED, "attempts_exhausted", result)
+            await self._about_delivery("delivery.exhausted", sent, result)
 
     async def _track_health(self, endpoint: Endpoint, decision: Decision, now_ms: int) -> None:
         """Persist when the endpoint started failing (so auto-disable survives restarts), when
@@ -129,6 +141,33 @@ class Deliverer:
             # Our own copy at once: the next attempt must not write the same change again.
             self.registry.endpoints[endpoint.id] = changed
             await self.outbox.send(self.topics.endpoints, endpoint.id, changed.encode())
+            if changed.disabled and not endpoint.disabled:
+                await self._operational("endpoint.disabled", changed, {
+                    "endpoint_id": changed.id, "url": changed.url, "reason": changed.disabled_reason,
+                    "disabled_at": changed.updated_at}, occurrence=changed.updated_at)
+
+    # --- operational events -----------------------------------------------------------------
+
+    async def _about_delivery(self, event_type: str, sent: Delivery, result: SendResult) -> None:
+        if is_operational(sent.event_type):
+            return  # never about operational deliveries themselves: a failing endpoint would feed itself
+        endpoint = self.registry.endpoints.get(sent.endpoint_id)
+        if endpoint is None:
+            return
+        await self._operational(event_type, endpoint, {
+            "delivery_id": sent.id, "endpoint_id": sent.endpoint_id, "event_type": sent.event_type,
+            "event_id": sent.event_id, "job_id": sent.job_id, "attempts": sent.previous_attempts + sent.attempts,
+            "last_attempt": {"at": now_utc(), "status_code": result.status_code, "error": result.error},
+        }, occurrence=f"{sent.id}\0{sent.previous_attempts}")
+
+    async def _operational(self, event_type: str, about: Endpoint, data: dict[str, object], *,
+                           occurrence: str) -> None:
+        """Raise an operational event: a delivery to each of the tenant's endpoints that asked
+        for it, on the requests topic like any delivery the dispatcher did not start itself."""
+        for delivery in operational_deliveries(self.registry.endpoints.values(), about.tenant, event_type, data,
+                                               about=about.id, occurrence=occurrence, at=now_utc()):
+            await self.outbox.send(self.topics.requests, delivery.endpoint_id, delivery.encode())
+        log.info("operational event event_type=%s endpoint_id=%s", event_type, about.id)
 
     # --- records ----------------------------------------------------------------------------
 

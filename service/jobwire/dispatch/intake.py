@@ -19,7 +19,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from jobwire import events
+from jobwire.binding import decode_record
 from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
 from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.lanes import Lanes, Source, Work
@@ -62,6 +62,9 @@ class EventIntake:
         self.timers = timers
         self.commit_interval_s = commit_interval_s
         self.tracker = OffsetTracker()
+        #: partition -> unix seconds of a fetch after which every record up to it was handled:
+        #: the moment this dispatcher has seen that partition's log through (deadlines wait for it).
+        self.read_through: dict[int, float] = {}
         self.listener = Rebalance(self.on_revoked, self.on_assigned)
         self._flow_paused = False
         # aiokafka fetches newly assigned partitions while the assignment listener still runs:
@@ -82,6 +85,7 @@ class EventIntake:
             fetched = await self.consumer.getmany(timeout_ms=100,
                                                   max_records=max(1, min(FETCH_RECORDS, self.lanes.room())))
             await self._handle_batch(fetched)
+            await self._note_read_through()
             # Committing waits for acknowledgements and costs a round trip: on an interval, as
             # Kafka Streams does (a crash replays at most that much, as duplicates).
             if self._state_ready.is_set() and time.monotonic() - last_commit >= self.commit_interval_s:
@@ -104,6 +108,14 @@ class EventIntake:
                     return
                 await self._handle(raw, epoch)
 
+    async def _note_read_through(self) -> None:
+        for tp in self.consumer.assignment():
+            highwater, polled_ms = self.consumer.highwater(tp), self.consumer.last_poll_timestamp(tp)
+            if tp.topic != self.topic or highwater is None or polled_ms is None:
+                continue
+            if await self.consumer.position(tp) >= highwater:
+                self.read_through[tp.partition] = polled_ms / 1000
+
     def _check_restore(self) -> None:
         if self._restore_failed is not None:
             raise LogError(f"restoring {self.state.topic} failed: {self._restore_failed}") from self._restore_failed
@@ -125,7 +137,7 @@ class EventIntake:
     async def _handle(self, raw: ConsumerRecord[bytes, bytes], epoch: int) -> None:
         partition, offset = raw.partition, raw.offset
         try:
-            event = events.decode(raw.value)
+            event = decode_record(raw.value, raw.headers or ())
             deliveries = await self._fold(partition, offset, event)
         except (InvalidEvent, PayloadTooLarge) as exc:
             await self._set_aside(raw, str(exc), epoch)
@@ -144,7 +156,8 @@ class EventIntake:
             await self.route(delivery, source)
 
     async def _set_aside(self, raw: ConsumerRecord[bytes, bytes], reason: str, epoch: int) -> None:
-        await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset), reason)
+        await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset), reason,
+                                      tuple(raw.headers or ()))
         self.tracker.skip(raw.partition, raw.offset, epoch)
 
     async def _fold(self, partition: int, offset: int, event: Event) -> list[Delivery]:
@@ -168,8 +181,12 @@ class EventIntake:
             body = self._body(job) if outcome.became_terminal else None
             await self.state.put(partition, snapshot, encoded)
             self.timers.arm(partition, job)
-        elif outcome.verdict is Verdict.DUPLICATE and current is not None and current.terminal_event == event.id:
-            body = self._body(current.job)  # replay of the finishing event after a crash: same webhook-id
+        elif (outcome.verdict is Verdict.DUPLICATE and current is not None and current.terminal_event == event.id
+              and current.offset == offset):
+            # The finishing record read again after a crash (its offset was not committed, so its
+            # deliveries may not all have been made): deliver again, same webhook-id. Another copy
+            # of that event at another offset (two deciders, a producer retry) delivers nothing.
+            body = self._body(current.job)
         else:
             return []
         if body is None or job is None:
@@ -216,6 +233,8 @@ class EventIntake:
         self.timers.forget(job_id for p in partitions for job_id in self.state.jobs_of(p))
         self.state.forget(partitions)
         self.tracker.forget(partitions)
+        for partition in partitions:
+            self.read_through.pop(partition, None)
 
     async def on_assigned(self, partitions: list[int]) -> None:
         self._state_ready.clear()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -78,8 +79,10 @@ class Dispatcher:
             sender=sender or self.http, box=SecretBox(settings.secret_key), outbox=self.outbox)  # type: ignore[arg-type]
         self.pool = SenderPool(self.lanes, self.deliverer, settings.dispatch_senders)
         self.state = StateStore(settings.kafka, self.outbox, topics.state)
-        self.timers = Timers(self.state, self.outbox, topics.events)
         interval = self.options.commit_interval_s
+        # A deadline waits until the intake has read its partition past it (see timers.py).
+        self.timers = Timers(self.state, self.outbox, topics.events,
+                             read_through=lambda partition: self.intake.read_through.get(partition, -math.inf))
         self.intake = EventIntake(
             self._consumer(self.group_id), topics.events, state=self.state, registry=self.registry,
             lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,

@@ -13,6 +13,11 @@ acknowledged before the next commit. The intake folds it back like any event, wh
 the job (or is rejected if a completion got there first) and sends the webhook. Until it comes
 back, the timer re-checks every ``REFIRE_S``, so a write lost with a crash is written again.
 
+A deadline fires only once this dispatcher has read the job's partition through to a moment
+past it (``read_through``, from the intake's fetches): while it lags behind, a heartbeat or a
+completion written before the deadline may still be in its backlog, so it waits rather than
+expire a job wrongly.
+
 Heartbeat times are not in the changelog (they change no state): after a restore, a processing
 job's last sign of life counts from the restore, so a restart can delay a heartbeat timeout by
 at most one timeout, and never fires one early.
@@ -23,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 
 from jobwire import events
+from jobwire.binding import STRUCTURED_HEADERS
 from jobwire.deadlines import Due, epoch, expiry_event, next_due
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.state import StateStore
@@ -39,14 +46,18 @@ log = logging.getLogger(__name__)
 MAX_SLEEP_S = 1.0
 #: How long a fired expiry may take to come back through the log before it is written again.
 REFIRE_S = 30.0
+#: How soon a deadline is checked again while the partition's log is not read that far yet.
+RECHECK_S = 0.2
 #: Expiries written per pass before the loop yields, so a burst of them never starves the rest.
 FIRE_BATCH = 1000
 
 
 class Timers:
     def __init__(self, state: StateStore, outbox: Outbox, events_topic: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 read_through: Callable[[int], float] = lambda partition: math.inf) -> None:
         self._state = state
+        self._read_through = read_through
         self._outbox = outbox
         self._topic = events_topic
         self._clock = clock
@@ -149,6 +160,11 @@ class Timers:
             if due.at > now:
                 self._push(job_id, partition, due.at)  # moved later (a heartbeat, a start)
                 continue
+            if self._read_through(partition) < due.at:
+                # This dispatcher has not yet read the partition as far as the deadline: a
+                # heartbeat or a completion may be waiting in its backlog. Decide once it has.
+                self._push(job_id, partition, now + RECHECK_S)
+                continue
             await self._fire(partition, job_state.job, due)
             fired += 1
             # Checked again later in case the write is lost; a folded expiry disarms it first.
@@ -157,7 +173,8 @@ class Timers:
 
     async def _fire(self, partition: int, job: Job, due: Due) -> None:
         event = expiry_event(job, due)
-        await self._outbox.send(self._topic, job.id, events.encode(event), partition=partition)
+        await self._outbox.send(self._topic, job.id, events.encode(event), partition=partition,
+                                headers=STRUCTURED_HEADERS)
         DEADLINES_FIRED.labels(deadline=due.kind.value).inc()
         log.info("deadline passed job_id=%s event_id=%s deadline=%s late_s=%.3f", job.id, event.id,
                  due.kind.value, self._clock() - due.at)
