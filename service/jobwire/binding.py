@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
-
 from jobwire.errors import InvalidEvent, Violation
-from jobwire.events import MAX_EVENT_BYTES, Event, decode, from_document
+from jobwire.events import Event, decode, from_document, json_value
 
 CONTENT_TYPE = "content-type"
 STRUCTURED = "application/cloudevents+json"
@@ -72,14 +70,7 @@ def _binary(value: bytes | None, headers: Headers) -> Event:
         raise InvalidEvent([Violation("", "binary-mode record has a ce_data or ce_datacontenttype header")])
     if content_type not in (*_JSON_TYPES, None):
         raise InvalidEvent([Violation("/datacontenttype", f"data must be application/json, not {content_type!r}")])
-    if value is None:
-        raise InvalidEvent([Violation("/data", "binary-mode record has no value (the event's data)")])
-    if len(value) > MAX_EVENT_BYTES:
-        raise InvalidEvent([Violation("/data", f"data is {len(value)} bytes, over the {MAX_EVENT_BYTES} byte limit")])
-    try:
-        data = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent([Violation("/data", f"not JSON: {exc}")]) from None
+    data = json_value(value, "/data", "binary-mode record has no value (the event's data)")
     return from_document({**attributes, "datacontenttype": "application/json", "data": data})
 
 

@@ -145,6 +145,12 @@ class Client:
         _, delivery, _ = await self._request("POST", f"/v1/webhooks/endpoints/{endpoint_id}/test")
         return dict(delivery)
 
+    async def create_webhook_link(self) -> dict[str, Any]:
+        """A one-time URL (valid for minutes) that opens the webhook portal signed in for this
+        tenant, for someone who should manage its endpoints without holding its API key."""
+        _, link, _ = await self._request("POST", "/v1/webhooks/portal-link", expect=(201,))
+        return dict(link)
+
     async def deliveries(self, endpoint_id: str, status: str | None = None) -> list[dict[str, Any]]:
         params = {"status": status} if status else None
         _, page, _ = await self._request("GET", f"/v1/webhooks/endpoints/{endpoint_id}/deliveries", params=params)

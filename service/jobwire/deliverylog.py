@@ -75,6 +75,7 @@ ATTEMPT_FIELDS: FieldChecks = {
     "response_excerpt": (_optional_text, "null or a string"),
     "next_attempt_at": (_optional_time, "null or an RFC 3339 time"), "extra": (_object, "an object"),
     "dead_letter": (_optional_object, "null or an object"),
+    "request": (_optional_object, "null or an object"),
 }
 
 
@@ -216,6 +217,17 @@ class DeliveryLog:
     def get(self, tenant: str, delivery_id: str) -> DeliveryView | None:
         row = self.store.db.execute(f"SELECT {_VIEW_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
         return self._view(row) if row is not None and row[2] == tenant else None
+
+    def health(self, endpoint_id: str, since: str) -> dict[tuple[str, str], int]:
+        """Attempts of the endpoint's deliveries made since ``since``, counted by (hour, outcome):
+        the hour as ``YYYY-MM-DDTHH``. Bounded work: one aggregate over the endpoint's rows."""
+        rows = self.store.db.execute(
+            "SELECT substr(json_extract(CAST(a.entry AS TEXT), '$.at'), 1, 13) AS hour, "
+            "json_extract(CAST(a.entry AS TEXT), '$.outcome') AS outcome, count(*) "
+            "FROM deliveries d JOIN attempts a ON a.delivery_id = d.id "
+            "WHERE d.endpoint_id = ? AND d.updated_at >= ? AND json_extract(CAST(a.entry AS TEXT), '$.at') >= ? "
+            "GROUP BY hour, outcome", (endpoint_id, since, since))
+        return {(hour, outcome): count for hour, outcome, count in rows if hour and outcome}
 
     def of_endpoint(self, endpoint_id: str, status: str | None = None, limit: int = 200) -> list[DeliveryView]:
         """The endpoint's deliveries, newest first, at most ``limit``."""

@@ -182,15 +182,21 @@ def _may_be_too_deep(raw: bytes) -> bool:
 
 def decode(raw: bytes | None) -> Event:
     """Bytes of a record value to a valid :class:`Event`, or :class:`InvalidEvent` saying why."""
+    document = json_value(raw, "", "record has no value (tombstone)")
+    return _event(document, may_be_deep=_may_be_too_deep(raw or b""))
+
+
+def json_value(raw: bytes | None, pointer: str, absent: str) -> Any:
+    """A record value as JSON, within :data:`MAX_EVENT_BYTES`; else :class:`InvalidEvent` at
+    ``pointer`` (``absent`` says what a missing value means)."""
     if raw is None:
-        raise InvalidEvent([Violation("", "record has no value (tombstone)")])
+        raise InvalidEvent([Violation(pointer, absent)])
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent([Violation("", f"event is {len(raw)} bytes, over the {MAX_EVENT_BYTES} byte limit")])
+        raise InvalidEvent([Violation(pointer, f"{len(raw)} bytes, over the {MAX_EVENT_BYTES} byte limit")])
     try:
-        document = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEvent([Violation("", f"not JSON: {exc}")]) from None
-    return _event(document, may_be_deep=_may_be_too_deep(raw))
+        raise InvalidEvent([Violation(pointer, f"not JSON: {exc}")]) from None
 
 
 def encode(event: Event) -> bytes:

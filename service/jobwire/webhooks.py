@@ -210,6 +210,9 @@ class Attempt:
     #: For outcomes that end a delivery unsent (failed, skipped, disabled): the delivery itself,
     #: so whoever reads this record can replay it without reading another topic.
     dead_letter: dict[str, Any] | None = None
+    #: On a delivery's first attempt: the request as sent, ``{"body": <payload>}`` (headers are
+    #: per attempt and derived; never a secret), for the delivery log to show.
+    request: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(self)  # orjson encodes dataclasses natively; asdict deep-copies

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,11 +35,7 @@ async def test_portal_creates_an_endpoint_and_shows_a_delivered_test_event(kafka
             async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = await browser.new_page()
-            await page.goto(f"{url}/portal")
-            await page.fill("#api-key", KEY)
-            await page.click("#connect")
-            await page.wait_for_selector("#app:not(.hidden)")
+            page = await signed_in(browser, url)
 
             await page.fill("#new-url", server.url)
             await page.fill("#new-description", "from the browser")
@@ -63,5 +61,106 @@ async def test_portal_creates_an_endpoint_and_shows_a_delivered_test_event(kafka
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "portal.png"), full_page=True)
             print(f"\nportal screenshot: {ARTIFACTS / 'portal.png'}")
+        finally:
+            await browser.close()
+
+
+async def signed_in(browser: Any, url: str) -> Any:
+    """The portal in a new page, connected with the API key as a user types it."""
+    page = await browser.new_page()
+    await page.goto(f"{url}/portal")
+    await page.fill("#api-key", KEY)
+    await page.click("#connect")
+    await page.wait_for_selector("#app:not(.hidden)")
+    return page
+
+
+async def text_becomes(page: Any, selector: str, wanted: Callable[[str], bool], timeout_s: float = 30) -> None:
+    """Polls from outside the page: its CSP allows no evaluated script (wait_for_function)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not wanted((await page.text_content(selector)) or ""):
+        assert asyncio.get_running_loop().time() < deadline, f"{selector}: {await page.text_content(selector)!r}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(240)
+async def test_portal_health_jobs_catalog_and_a_one_time_link(kafka_bootstrap: str) -> None:
+    """What the portal draws: the health bars with the right counts, a job's status changing
+    live as its events arrive, every event type in the catalog; and a portal link that signs a
+    browser in without a key, for webhooks only."""
+    assert CHROMIUM, "the portal test needs Debian's chromium (make test installs it: apt-get install chromium)"
+    from playwright.async_api import async_playwright
+
+    from jobwire.client import Client
+    from jobwire.events import EVENT_TYPES
+
+    settings = settings_for(kafka_bootstrap, JOBWIRE_API_KEYS=f"acme:{KEY}", JOBWIRE_DEV="1",
+                            JOBWIRE_SECRET_KEY="portal-secret-key-0123456789", JOBWIRE_ALLOWED_TARGETS="127.0.0.1/32",
+                            JOBWIRE_RETRY_SCHEDULE="0,0.2,0.2")
+    await ensure_topics(settings)
+    # Every delivery fails once, then succeeds: per hour, as many retrying as succeeded.
+    receiver = Receiver(plan=lambda webhook_id, n: (500, {}) if n == 1 else (200, {}))
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with ReceiverServer(receiver) as server, running_api(settings) as url, running_dispatcher(settings), \
+            Client(url, KEY) as client, async_playwright() as playwright:
+        endpoint = await client.create_endpoint(server.url)
+        receiver.secrets.append(endpoint["secret"])
+        for _ in range(2):
+            job = await client.submit("manual", {})
+            await client.cancel(job["id"])
+        await receiver.wait_for(lambda: len(receiver.received) == 2, timeout_s=30)
+        for _ in range(100):  # bounded: the API's delivery log catches up with the attempts
+            deliveries = await client.deliveries(endpoint["id"])
+            if sum(len(d["attempts"]) for d in deliveries) == 4:
+                break
+            await asyncio.sleep(0.1)
+
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = await signed_in(browser, url)
+            await page.click(f'#endpoints tr[data-endpoint="{endpoint["id"]}"] button')
+            await page.wait_for_selector("#health rect.bar")
+            bars = {await bar.get_attribute("data-kind"): await bar.get_attribute("data-count")
+                    for bar in await page.query_selector_all("#health rect.bar")}
+            assert bars == {"succeeded": "2", "retrying": "2"}, bars
+            await page.click("#deliveries tr button")
+            await page.wait_for_selector("#delivery-detail:not(.hidden)")
+            payload = await page.text_content("#delivery-payload")
+            assert payload and '"task.canceled"' in payload and "whsec_" not in (await page.content())
+            await page.screenshot(path=str(ARTIFACTS / "portal-health.png"), full_page=True)
+
+            live = await client.submit("manual", {})
+            await page.click("#tab-jobs")
+            await page.wait_for_selector(f'#jobs tr[data-job="{live["id"]}"]')
+            await page.click(f'#jobs tr[data-job="{live["id"]}"] button')
+            await text_becomes(page, "#job-status", lambda text: text == "pending")
+            await client._request("POST", f"/v1/jobs/{live['id']}/events", json={"type": "job.started"})
+            await text_becomes(page, "#job-status", lambda text: text == "processing")
+            await client._request("POST", f"/v1/jobs/{live['id']}/events",
+                                  json={"type": "job.completed", "data": {"result": {"pages": 1}}})
+            await text_becomes(page, "#job-status", lambda text: text == "completed")
+            timeline = await page.text_content("#timeline")
+            assert timeline and all(kind in timeline for kind in ("job.created", "job.started", "job.completed"))
+            await page.screenshot(path=str(ARTIFACTS / "portal-jobs.png"), full_page=True)
+
+            await page.click("#tab-catalog")
+            await page.wait_for_selector("#catalog details.event-type")
+            shown = {await d.get_attribute("data-type") for d in await page.query_selector_all("#catalog details")}
+            assert set(EVENT_TYPES) | {"task.completed", "task.failed", "delivery.exhausted"} <= shown
+            await page.screenshot(path=str(ARTIFACTS / "portal-catalog.png"), full_page=True)
+
+            link = await client.create_webhook_link()
+            guest = await browser.new_context()  # another person: no key, only the link
+            other = await guest.new_page()
+            await other.goto(link["url"])
+            await other.wait_for_selector("#app:not(.hidden)")
+            await other.wait_for_selector(f'#endpoints tr[data-endpoint="{endpoint["id"]}"]')
+            await other.click("#tab-jobs")
+            await text_becomes(other, "#jobs-note", lambda text: "webhooks only" in text)
+            await other.screenshot(path=str(ARTIFACTS / "portal-link.png"), full_page=True)
+            again = await (await browser.new_context()).new_page()
+            refused = await again.goto(link["url"])
+            assert refused is not None and refused.status == 403, "the link works once"
+            print(f"\nportal screenshots: {ARTIFACTS}/portal-{{health,jobs,catalog,link}}.png")
         finally:
             await browser.close()

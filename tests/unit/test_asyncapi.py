@@ -53,3 +53,26 @@ def test_the_topics_it_names_are_the_ones_jobwire_makes() -> None:
     made = {topics.events, topics.events_invalid, topics.attempts, topics.dead, topics.requests}
     addresses = {channel["address"] for channel in spec["channels"].values() if channel["address"]}
     assert addresses == made
+
+
+def test_every_event_and_webhook_has_an_example_the_code_accepts() -> None:
+    from jobwire.events import decode
+    from jobwire.schemas import validator
+
+    spec = orjson.loads(asyncapi_document())
+    messages = spec["components"]["messages"]
+    for channel in ("jobsEvents", "webhookEndpoint"):
+        for ref in spec["channels"][channel]["messages"].values():
+            message = messages[ref["$ref"].rsplit("/", 1)[1]]
+            if message["name"] == "job event (binary mode)":
+                continue
+            [example] = message["examples"]
+            if channel == "jobsEvents":
+                assert decode(orjson.dumps(example["payload"])).type == message["name"]
+            else:
+                payload = example["payload"]
+                assert payload["type"] == message["name"] and set(payload) == {"type", "timestamp", "data"}
+                kind = message["name"]
+                schema = "task.json" if kind.startswith("task.") else f"operational/{kind}.json"
+                if kind != "webhook.test":
+                    assert validator(schema).violations(payload["data"]) == [], kind

@@ -199,3 +199,11 @@ def test_a_null_filter_means_task_events_only() -> None:
     plain = endpoint()
     assert plain.wants("task.failed") and plain.wants("webhook.test") and not plain.wants("endpoint.disabled")
     assert watcher().wants("delivery.failing") and not watcher().wants("task.failed")
+
+
+async def test_the_first_attempt_carries_the_payload_and_later_ones_do_not() -> None:
+    subject, producer, _ = deliverer(SendResult(500, 3.0), endpoint())
+    await subject.attempt(delivery())
+    await subject.attempt(Delivery(**{**delivery().to_dict(), "body": b'{"type":"task.completed"}', "attempts": 1}))
+    first, second = (Attempt.decode(raw) for raw in producer.on("webhooks.attempts") if raw is not None)
+    assert first.request == {"body": {"type": "task.completed"}} and second.request is None

@@ -172,3 +172,31 @@ def test_a_limit_in_other_digits_is_422(setup: Any) -> None:
     endpoint_id = create(client).json()["id"]
     for path in ("/v1/jobs?limit=²", f"/v1/webhooks/endpoints/{endpoint_id}/deliveries?limit=²"):
         assert client.get(path, headers=ACME).status_code == 422, path
+
+
+def test_health_counts_attempts_per_hour_over_a_day(setup: Any) -> None:
+    from dataclasses import asdict
+    from datetime import UTC, datetime, timedelta
+
+    from jobwire.timeutil import format_utc
+
+    client, parts, _ = setup
+    endpoint_id = create(client).json()["id"]
+    now = datetime.now(UTC)
+    plan = [(2, "retrying"), (2, "retrying"), (2, "failed"), (1, "succeeded"), (30, "succeeded")]  # hours ago
+    for offset, (hours_ago, outcome) in enumerate(plan):
+        delivery = Delivery(f"msg_h{offset}", endpoint_id, "acme", "task.completed", f"evt_h{offset}", None, "{}",
+                            format_utc(now - timedelta(hours=hours_ago)))
+        record = Attempt(delivery.id, endpoint_id, "acme", delivery.event_type, delivery.event_id, None, 1,
+                         format_utc(now - timedelta(hours=hours_ago)), outcome,
+                         dead_letter=asdict(delivery) if outcome == "failed" else None)
+        parts.deliveries.apply_attempt(ConsumerRecord("a", 0, 100 + offset, 0, 0, b"", record.encode(), None, 0, 0, ()))
+    health = client.get(f"/v1/webhooks/endpoints/{endpoint_id}/health", headers=ACME)
+    assert health.status_code == 200
+    hours = health.json()["hours"]
+    assert len(hours) == 24 and hours[-1]["hour"] <= format_utc(now)
+    counted = {h["hour"][:13]: (h["succeeded"], h["retrying"], h["failed"]) for h in hours if any(
+        h[k] for k in ("succeeded", "retrying", "failed"))}
+    assert counted == {format_utc(now - timedelta(hours=2))[:13]: (0, 2, 1),
+                       format_utc(now - timedelta(hours=1))[:13]: (1, 0, 0)}, "a day ago and older is left out"
+    assert client.get(f"/v1/webhooks/endpoints/{endpoint_id}/health", headers=GLOBEX).status_code == 404

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobwire.api import jobs, system, webhooks
 from jobwire.api.limits import RequestLimits
+from jobwire.api.portal_links import PortalLinks
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
 from jobwire.config import Settings
 from jobwire.events import Event
@@ -116,9 +117,11 @@ ROUTES = [
     resource("/v1/webhooks/endpoints/{endpoint_id}/rotate-secret", POST=webhooks.rotate_secret),
     resource("/v1/webhooks/endpoints/{endpoint_id}/test", POST=webhooks.test_endpoint),
     resource("/v1/webhooks/endpoints/{endpoint_id}/deliveries", GET=webhooks.list_deliveries),
+    resource("/v1/webhooks/endpoints/{endpoint_id}/health", GET=webhooks.endpoint_health),
     resource("/v1/webhooks/endpoints/{endpoint_id}/recover", POST=webhooks.recover),
     resource("/v1/webhooks/deliveries/{delivery_id}", GET=webhooks.get_delivery),
     resource("/v1/webhooks/deliveries/{delivery_id}/retry", POST=webhooks.retry_delivery),
+    resource("/v1/webhooks/portal-link", POST=webhooks.create_portal_link),
     resource("/healthz", GET=system.healthz),
     resource("/readyz", GET=system.readyz),
     resource("/metrics", GET=system.metrics),
@@ -126,6 +129,8 @@ ROUTES = [
     resource("/asyncapi.json", GET=system.asyncapi),
     resource("/docs", GET=system.docs),
     resource("/portal", GET=system.portal),
+    resource("/portal.js", GET=system.portal_js),
+    Route("/portal/login", webhooks.portal_login, methods=["GET"], name="portal_login"),
 ]
 
 
@@ -225,6 +230,7 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
                 "deliveries": parts.deliveries,
                 "delivery_requests": parts.delivery_requests,
                 "secret_box": SecretBox(settings.secret_key) if settings.secret_key else None,
+                "portal_links": PortalLinks(settings.secret_key) if settings.secret_key else None,
                 "readiness": parts.readiness,
                 "clock": loop.time,
             }

@@ -1,20 +1,39 @@
-"""API keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; each key is one tenant's."""
+"""Who is calling: an API key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; each
+key is one tenant's), or, on webhook routes only, a portal session opened by a one-time link
+(``portal_links.py``)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 
 from jobwire.api.headers import header
-
+from jobwire.api.portal_links import COOKIE, PortalLinks
 from jobwire.api.problems import Problem
 from jobwire.config import Settings
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="jobwire"'}
 
 
+def webhook_tenant_of(request: Request) -> str:
+    """For webhook management: an API key, or else a portal session."""
+    if header(request, b"authorization") is None and header(request, b"x-api-key") is None:
+        session = request.cookies.get(COOKIE)
+        links: PortalLinks | None = request.state.portal_links
+        if session is not None and links is not None:
+            tenant = links.session_tenant(session)
+            if tenant is None:
+                raise Problem(401, "the portal session has expired; open a new portal link", headers=CHALLENGE)
+            return tenant
+    return tenant_of(request)
+
+
 def tenant_of(request: Request) -> str:
-    """The calling tenant, or a 401 problem. Keys are compared in constant time."""
+    """The calling tenant by API key, or a 401 problem. Keys are compared in constant time.
+    A portal session is refused here with 403: it manages webhooks only."""
     settings: Settings = request.state.settings
+    if (COOKIE in request.cookies and header(request, b"authorization") is None
+            and header(request, b"x-api-key") is None):
+        raise Problem(403, "a portal session may manage webhook endpoints only; use an API key")
     header_key = header(request, b"x-api-key")
     bearer = None
     authorization = header(request, b"authorization")

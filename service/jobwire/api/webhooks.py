@@ -3,17 +3,20 @@ dispatcher consumes; the API never calls the dispatcher."""
 
 from __future__ import annotations
 
+import html
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from jobwire.api.auth import tenant_of
+from jobwire.api.auth import tenant_of, webhook_tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.jobs import json_response, require_json
+from jobwire.api.portal_links import COOKIE, SESSION_TTL_S, LinkRefused, PortalLinks
 from jobwire.api.problems import Problem, log_unavailable
 from jobwire.deliverylog import REPLAYABLE, DeliveryLog
 from jobwire.ssrf import TargetRefused, check_literal
@@ -35,6 +38,8 @@ from jobwire.webhooks import (
 
 WRITE_VISIBLE_TIMEOUT_S = 5.0
 DEFAULT_GRACE_S = 24 * 3600
+
+log = logging.getLogger(__name__)
 
 
 def registry_of(request: Request) -> EndpointRegistry:
@@ -94,7 +99,7 @@ def event_types(value: list[str] | None) -> tuple[str, ...] | None:
 
 
 async def create_endpoint(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     body = await read_json(request, "api/endpoint-create.json")
     check_url(request, body["url"])
@@ -112,19 +117,19 @@ async def create_endpoint(request: Request) -> Response:
 
 
 async def list_endpoints(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     return json_response({"object": "list", "data": [e.public() for e in registry_of(request).of_tenant(tenant)]})
 
 
 async def get_endpoint(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     return json_response(found(request, tenant).public())
 
 
 async def patch_endpoint(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     endpoint = found(request, tenant)
     body = await read_json(request, "api/endpoint-patch.json")
@@ -153,14 +158,14 @@ async def patch_endpoint(request: Request) -> Response:
 
 
 async def delete_endpoint(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     endpoint = found(request, tenant)
     await write_endpoint(request, None, endpoint.id)
     return Response(status_code=204)
 
 
 async def rotate_secret(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     endpoint = found(request, tenant)
     grace_s = DEFAULT_GRACE_S
@@ -189,7 +194,7 @@ async def enqueue(request: Request, deliveries: list[Delivery]) -> None:
 
 
 async def test_endpoint(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     endpoint = found(request, tenant)
     now = now_utc()
@@ -207,7 +212,7 @@ def log_of(request: Request) -> DeliveryLog:
 
 
 async def list_deliveries(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     endpoint = found(request, tenant)
     status = request.query_params.get("status")
@@ -219,7 +224,7 @@ async def list_deliveries(request: Request) -> Response:
 
 
 async def get_delivery(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     view = log_of(request).get(tenant, request.path_params["delivery_id"])
     if view is None:
@@ -233,7 +238,7 @@ def replay(delivery: Delivery) -> Delivery:
 
 
 async def retry_delivery(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     deliveries = log_of(request)
     view = deliveries.get(tenant, request.path_params["delivery_id"])
@@ -247,7 +252,7 @@ async def retry_delivery(request: Request) -> Response:
 
 
 async def recover(request: Request) -> Response:
-    tenant = tenant_of(request)
+    tenant = webhook_tenant_of(request)
     require_json(request)
     endpoint = found(request, tenant)
     body = await read_json(request, "api/recover.json")
@@ -261,3 +266,58 @@ async def recover(request: Request) -> Response:
     await enqueue(request, [replay(d) for d in chosen])
     return json_response({"object": "recovery", "endpoint_id": endpoint.id, "since": since,
                           "deliveries": [d.id for d in chosen]}, 202)
+
+
+#: How the health chart groups attempt outcomes.
+HEALTH_GROUPS = {"succeeded": "succeeded", "retrying": "retrying", "failed": "failed", "disabled": "failed",
+                 "skipped": "failed", "dropped": "failed"}
+
+
+async def endpoint_health(request: Request) -> Response:
+    """Attempts per hour over the last 24 hours: succeeded, retrying, failed (for the portal)."""
+    tenant = webhook_tenant_of(request)
+    require_json(request)
+    endpoint = found(request, tenant)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = [now - timedelta(hours=back) for back in range(23, -1, -1)]
+    counts = log_of(request).health(endpoint.id, format_utc(hours[0]))
+    buckets = []
+    for hour in hours:
+        key = format_utc(hour)[:13]
+        bucket = {"hour": format_utc(hour), "succeeded": 0, "retrying": 0, "failed": 0}
+        for outcome, group in HEALTH_GROUPS.items():
+            bucket[group] += counts.get((key, outcome), 0)  # type: ignore[operator]
+        buckets.append(bucket)
+    return json_response({"object": "endpoint_health", "endpoint_id": endpoint.id, "hours": buckets})
+
+
+async def create_portal_link(request: Request) -> Response:
+    """A one-time link that opens the webhook portal signed in for the caller's tenant."""
+    tenant = tenant_of(request)  # an API key: a portal session cannot mint more links
+    require_json(request)
+    links: PortalLinks | None = request.state.portal_links
+    if links is None:
+        raise Problem(503, "portal links need JOBWIRE_SECRET_KEY on the API")
+    token, expires = links.mint(tenant)
+    url = str(request.url_for("portal_login").include_query_params(token=token))
+    log.info("portal link issued tenant=%s", tenant)
+    return json_response({"object": "portal_link", "url": url,
+                          "expires_at": format_utc(datetime.fromtimestamp(expires, UTC))}, 201)
+
+
+async def portal_login(request: Request) -> Response:
+    """Exchange a portal link, once, for a session cookie; then on to the portal."""
+    links: PortalLinks | None = request.state.portal_links
+    token = request.query_params.get("token", "")
+    try:
+        if links is None:
+            raise LinkRefused("portal links are not enabled on this server")
+        tenant, session = links.redeem(token)
+    except LinkRefused as refused:
+        return HTMLResponse(f"<!doctype html><title>jobwire portal</title><p>{html.escape(str(refused))}.</p>",
+                            status_code=403, headers={"Cache-Control": "no-store"})
+    log.info("portal link redeemed tenant=%s", tenant)
+    response = RedirectResponse("/portal", status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(COOKIE, session, max_age=int(SESSION_TTL_S), path="/", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return response

@@ -14,6 +14,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
+
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.policy import Decision, Outcome, SendResult, Tiers, decide
 from jobwire.dispatch.signing import sign_headers
@@ -188,10 +190,12 @@ class Deliverer:
             result.status_code if result else None, result.latency_ms if result else None,
             (result.error if result else None) or error, result.excerpt if result else None, next_at, extra or {},
             delivery.to_dict() if dead_letter else None,
+            # The payload once per delivery, with its first attempt, for the delivery log.
+            {"body": orjson.Fragment(delivery.body)} if delivery.previous_attempts + delivery.attempts == 1 else None,
         )
         encoded = attempt.encode()
         if len(encoded) > MAX_RECORD_BYTES:  # a body near the limit plus a long excerpt: keep the record
-            encoded = replace(attempt, response_excerpt=None).encode()
+            encoded = replace(attempt, response_excerpt=None, request=None).encode()
         await self.outbox.send(self.topics.attempts, delivery.id, encoded)
         DELIVERY_OUTCOMES.labels(outcome=outcome.value).inc()
         log.info("delivery attempt delivery_id=%s endpoint_id=%s event_id=%s job_id=%s attempt=%d outcome=%s "
