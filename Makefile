@@ -1,19 +1,25 @@
 # `make run` and `make test` are the two entry points; both install into .venv first
-# (`make run` the runtime dependencies only, `make test` the test tools too).
+# (`make run` the runtime dependencies only, `make test` the test tools too), from the lock
+# files in requirements/: exact versions, every file checked against its sha256.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test browser run test unit bench clean
+.PHONY: install install-test browser run test unit bench lock clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+LOCKS := requirements/run.txt requirements/build.txt
+# jobwire itself is installed without build isolation, so its build backend comes from the
+# lock too, and without deps, so nothing outside the lock is resolved.
+INSTALL_SELF := $(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes $(foreach f,$(LOCKS),-r $(f))
+	$(INSTALL_SELF)
 	touch $(STAMP)
 
 install-test: $(TEST_STAMP)
@@ -23,8 +29,8 @@ install-test: $(TEST_STAMP)
 # uses (tests/integration/test_receivers.py). Exact versions.
 NODE_TEST_PACKAGES := @asyncapi/parser@3.6.3 standardwebhooks@1.1.1
 
-$(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test]'
+$(TEST_STAMP): $(STAMP) requirements/test.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/test.txt
 	npm install --no-save --no-audit --no-fund --loglevel=error --prefix $(VENV)/node $(NODE_TEST_PACKAGES)
 	touch $(TEST_STAMP)
 
@@ -46,6 +52,22 @@ unit: install-test
 
 bench: install
 	$(BIN)/python bench/log_throughput.py
+
+# Refreshes the lock files to the newest releases within pyproject.toml's ranges (pip-tools,
+# in a throwaway venv). test.txt is resolved first; run.txt and build.txt are constrained by
+# it, so a package has one version in all three. Commit the result after `make test` passes.
+LOCK_VENV := $(VENV)-lock
+COMPILE := $(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-find-links
+
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet pip-tools
+	$(COMPILE) --extra test -o requirements/test.txt pyproject.toml
+	$(COMPILE) -c requirements/test.txt -o requirements/run.txt pyproject.toml
+	$(COMPILE) --all-build-deps --only-build-deps -c requirements/test.txt \
+	  -o requirements/build.txt pyproject.toml
+	rm -rf $(LOCK_VENV)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -189,7 +189,7 @@ async def _run_dispatcher(settings: Settings, metrics_port: int | None) -> None:
 def cmd_dispatcher(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.secret_key:
-        raise SystemExit("jobwire dispatcher: set JOBWIRE_SECRET_KEY (it decrypts endpoint secrets)")
+        raise SystemExit("jobwire dispatcher: set JOBWIRE_SECRET_KEYS (they decrypt endpoint secrets)")
     asyncio.run(_run_dispatcher(settings, args.metrics_port))
     return 0
 
@@ -257,6 +257,45 @@ def cmd_submit(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 1
     print(orjson.dumps(task, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+async def _reseal(settings: Settings) -> tuple[int, int]:
+    """Rewrite every endpoint whose secrets are not sealed with the current key (and bound to
+    their endpoint); returns (endpoints rewritten, endpoints read)."""
+    from jobwire.endpoints import EndpointWriter, read_registry
+    from jobwire.log import KeyedWriter, make_producer
+    from jobwire.secretbox import SecretBox, binding
+    from jobwire.topics import Topics
+    from jobwire.webhooks import SealedSecret
+
+    assert settings.secret_key is not None
+    box, topic = SecretBox(settings.secret_key), Topics(settings.topic_prefix).endpoints
+    registry = await read_registry(settings.kafka, topic)
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    rewritten = 0
+    try:
+        writer = EndpointWriter(KeyedWriter(producer, topic))
+        for endpoint in list(registry.endpoints.values()):
+            if all(box.is_current(s.sealed) for s in endpoint.secrets):
+                continue
+            bound_to = binding(endpoint.tenant, endpoint.id)
+            secrets = tuple(SealedSecret(box.seal(box.open(s.sealed, bound_to=bound_to), bound_to=bound_to), s.expires_at)
+                            for s in endpoint.secrets)
+            await writer.put(endpoint.with_changes(secrets=secrets))
+            rewritten += 1
+    finally:
+        await producer.stop()
+    return rewritten, len(registry.endpoints)
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if not settings.secret_key:
+        raise SystemExit("jobwire secrets rotate: set JOBWIRE_SECRET_KEYS (the new key first, then the old ones)")
+    rewritten, read = asyncio.run(_reseal(settings))
+    print(f"resealed {rewritten} of {read} endpoints with the current key")
     return 0
 
 
@@ -339,6 +378,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--api", help="API base URL (default: the running dev stack's, or http://127.0.0.1:8000)")
     demo.add_argument("--api-key", help="API key (default: the first of JOBWIRE_API_KEYS, or the dev stack's)")
     demo.set_defaults(func=cmd_demo)
+
+    keys = sub.add_parser("secrets", help="rotate: re-seal every endpoint secret under the newest of "
+                                          "JOBWIRE_SECRET_KEYS, bound to its endpoint")
+    keys.add_argument("action", choices=["rotate"])
+    keys.set_defaults(func=cmd_secrets)
 
     dev = sub.add_parser("dev", help="run everything locally: broker, topics and services (what `make run` runs)")
     dev.add_argument("--kafka-port", type=int, default=DEFAULT_KAFKA_PORT)

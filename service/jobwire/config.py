@@ -35,7 +35,8 @@ ENV_VARS = (
     "JOBWIRE_HTTP_MAX_CONNECTIONS", "JOBWIRE_HTTP_MAX_HEADER_BYTES", "JOBWIRE_HTTP_MAX_HEADERS",
     "JOBWIRE_HTTP_HEADER_TIMEOUT_S", "JOBWIRE_HTTP_BODY_TIMEOUT_S", "JOBWIRE_HTTP_KEEPALIVE_S",
     "JOBWIRE_LONG_POLLS_PER_TENANT", "JOBWIRE_STREAMS_PER_TENANT", "JOBWIRE_RATE_LIMIT_PER_S",
-    "JOBWIRE_RATE_LIMIT_BURST", "JOBWIRE_JOB_DEADLINES",
+    "JOBWIRE_RATE_LIMIT_BURST", "JOBWIRE_JOB_DEADLINES", "JOBWIRE_SECRET_KEYS",
+    "JOBWIRE_METRICS_TOKEN", "JOBWIRE_RESULT_REDIRECT_HOSTS", "JOBWIRE_RESENDS_PER_MIN",
 )
 DEV_TENANT = "dev"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -101,9 +102,17 @@ class Settings:
     #: Requests per second per API key (token bucket), and the burst; 0 means no rate limit.
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 0
+    #: Per tenant: retry, recover and test requests a minute (a token bucket holding a
+    #: minute's worth); each one can put up to 200 records on webhooks.requests.
+    resends_per_min: int = 60
     #: Deadlines a submitted job gets unless its request sets them: (operation or "*", field,
     #: seconds). An operation's own entry wins over "*".
     job_deadlines: tuple[tuple[str, str, float], ...] = ()
+    #: Hosts ``GET /v1/jobs/{id}/result`` may redirect to (https only; ``*.example.com`` for
+    #: subdomains); any other result_url is answered as JSON.
+    result_redirect_hosts: tuple[str, ...] = ()
+    #: Bearer token for the API's /metrics (every tenant's figures); None: open in dev mode only.
+    metrics_token: str | None = field(default=None, repr=False)
 
     def deadlines_for(self, operation: str) -> dict[str, float]:
         """The default deadlines of ``operation``'s jobs (``timeout_s`` and friends)."""
@@ -262,11 +271,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     prefix = env.get("JOBWIRE_TOPIC_PREFIX", "")
     if prefix and not all(c.isalnum() or c in "._-" for c in prefix):
         raise ConfigError("JOBWIRE_TOPIC_PREFIX", "may hold only letters, digits, '.', '_' and '-'")
-    secret_key = env.get("JOBWIRE_SECRET_KEY") or None
+    # JOBWIRE_SECRET_KEYS (newest first; the rest only decrypt) or one JOBWIRE_SECRET_KEY.
+    secret_key = env.get("JOBWIRE_SECRET_KEYS") or env.get("JOBWIRE_SECRET_KEY") or None
+    secret_key_var = "JOBWIRE_SECRET_KEYS" if env.get("JOBWIRE_SECRET_KEYS") else "JOBWIRE_SECRET_KEY"
     if secret_key is None and dev:
         secret_key = secrets.token_urlsafe(32)
-    if secret_key is not None and len(secret_key) < 16:
-        raise ConfigError("JOBWIRE_SECRET_KEY", "must be at least 16 characters")
+    if secret_key is not None:
+        _check_secret_keys(secret_key_var, secret_key)
     cache = env.get("JOBWIRE_KAFKA_CACHE")
     data_dir = env.get("JOBWIRE_DATA_DIR")
     # No rate limit unless configured, in dev mode or not: a bucket per replica is no tenant
@@ -308,8 +319,50 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         streams_per_tenant=_int(env, "JOBWIRE_STREAMS_PER_TENANT", 20, 1, 100_000),
         rate_limit_per_s=rate,
         rate_limit_burst=_int(env, "JOBWIRE_RATE_LIMIT_BURST", max(1, math.ceil(rate)), 1, 10_000_000) if rate else 0,
+        resends_per_min=_int(env, "JOBWIRE_RESENDS_PER_MIN", 60, 1, 100_000),
         job_deadlines=_job_deadlines(env),
+        metrics_token=_metrics_token(env),
+        result_redirect_hosts=_hosts(env, "JOBWIRE_RESULT_REDIRECT_HOSTS"),
     )
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in env.get(name, "").split(",") if h.strip())
+    for host in hosts:
+        bare = host.removeprefix("*.")
+        if not bare or "*" in bare or "/" in bare or ":" in bare or " " in bare:
+            raise ConfigError(name, f"{host!r} is not a host name (or *.domain)")
+    return hosts
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("JOBWIRE_METRICS_TOKEN") or None
+    if token is not None and (len(token) < 16 or len(set(token)) < MIN_DISTINCT_KEY_CHARACTERS):
+        raise ConfigError("JOBWIRE_METRICS_TOKEN", "must be at least 16 random characters")
+    return token
+
+
+#: Words of the deploy files' placeholders: a key still holding one is no secret.
+PLACEHOLDERS = ("replace_me", "replace-me", "changeme", "change_me", "change-me", "example")
+
+
+#: Fewer distinct characters than this is no random key ("s" * 32, "abababab…").
+MIN_DISTINCT_KEY_CHARACTERS = 8
+
+
+def _check_secret_keys(name: str, value: str) -> None:
+    """One key, or several comma-separated, newest first (the first seals, all open)."""
+    keys = [key.strip() for key in value.split(",")]
+    for position, key in enumerate(keys, start=1):
+        which = "" if len(keys) == 1 else f"key {position} "
+        if len(key) < 16:
+            raise ConfigError(name, f"{which}must be at least 16 characters")
+        if any(word in key.lower() for word in PLACEHOLDERS):
+            raise ConfigError(name, f"{which}is still a placeholder; set 32 or more random characters "
+                                    "(e.g. from `openssl rand -base64 32`)")
+        if len(set(key)) < MIN_DISTINCT_KEY_CHARACTERS:
+            raise ConfigError(name, f"{which}has too little entropy (under {MIN_DISTINCT_KEY_CHARACTERS} distinct "
+                                    "characters); use 32 or more random characters")
 
 
 DEADLINE_FIELDS = ("timeout_s", "pending_timeout_s", "heartbeat_timeout_s")

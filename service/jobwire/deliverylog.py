@@ -239,12 +239,14 @@ class DeliveryLog:
         rows = self.store.db.execute(sql + " ORDER BY rowid DESC LIMIT ?", [*args, limit]).fetchall()
         return [self._view(row) for row in rows]
 
-    def replayable(self, endpoint_id: str, since: str) -> list[Delivery]:
-        """Payloads of the endpoint's failed or skipped deliveries first attempted at or after ``since``."""
+    def replayable(self, endpoint_id: str, since: str, *, after: int = 0, limit: int = 1000) -> list[tuple[int, Delivery]]:
+        """Payloads of the endpoint's failed or skipped deliveries first attempted at or after
+        ``since``, oldest first, at most ``limit``, each with the position to page on from
+        (``after``)."""
         rows = self.store.db.execute(
-            "SELECT dead FROM deliveries WHERE endpoint_id = ? AND dead IS NOT NULL AND created_at >= ? "
-            "ORDER BY rowid", (endpoint_id, since))
-        return [Delivery.decode(dead) for (dead,) in rows]
+            "SELECT rowid, dead FROM deliveries WHERE endpoint_id = ? AND dead IS NOT NULL AND created_at >= ? "
+            "AND rowid > ? ORDER BY rowid LIMIT ?", (endpoint_id, since, after, limit))
+        return [(rowid, Delivery.decode(dead)) for rowid, dead in rows]
 
     def _view(self, row: tuple[Any, ...]) -> DeliveryView:
         entries = self.store.db.execute(

@@ -10,7 +10,8 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from jobwire.log import KeyedWriter, Position, skipped
+from jobwire.config import KafkaSettings
+from jobwire.log import KeyedWriter, LogReader, Position, skipped
 from jobwire.positions import AppliedPositions
 from jobwire.schemas import FieldChecks, checked_record
 from jobwire.timeutil import is_time
@@ -118,3 +119,19 @@ class EndpointWriter:
 
     async def delete(self, endpoint_id: str) -> Position:
         return await self._writer.send(endpoint_id, None)
+
+
+async def read_registry(kafka: KafkaSettings, topic: str) -> EndpointRegistry:
+    """Every endpoint on ``topic`` as of now: the topic read once, up to its current end."""
+    registry = EndpointRegistry()
+    async with LogReader(kafka, topic) as reader:
+        ends = await reader.end_offsets()
+        read: dict[int, int] = {}
+        if any(ends.values()):
+            async for batch in reader.raw_batches(timeout_ms=500):
+                for record in batch:
+                    registry.apply(record)
+                    read[record.partition] = record.offset + 1
+                if all(read.get(p, 0) >= end for p, end in ends.items()):
+                    break
+    return registry

@@ -15,6 +15,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -28,6 +29,15 @@ def refusal(address: Address, allowed: Sequence[Network]) -> str | None:
         address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
     if any(address in net for net in allowed if net.version == address.version):
         return None
+    if isinstance(address, ipaddress.IPv6Address):
+        # Addresses that carry an IPv4 address a relay may forward to: 6to4 (2002::/16) and
+        # Teredo; and the deprecated site-local fec0::/10, private in all but name.
+        if address.sixtofour is not None or address.teredo is not None:
+            return f"{address} embeds an IPv4 address (6to4 or Teredo)"
+        if address in NAT64:  # a NAT64 gateway would forward it to the IPv4 address inside
+            return f"{address} is a NAT64 address (allow 64:ff9b::/96 to use a NAT64 gateway)"
+        if address.is_site_local:
+            return f"{address} is a site-local address"
     for label, test in (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
                         ("link-local", address.is_link_local), ("multicast", address.is_multicast),
                         ("private", address.is_private), ("reserved", address.is_reserved)):
@@ -46,9 +56,26 @@ def parse_literal(host: str) -> Address | None:
 
 
 def check_literal(host: str, allowed: Sequence[Network]) -> None:
+    """Refuse a host that is an address the guard does not allow, or that a URL parser or
+    resolver could read as an address although it is not written as one."""
     address = parse_literal(host)
+    if address is None and _numeric(host):
+        raise TargetRefused("refused by the SSRF guard: a numeric host must be a dotted-quad IPv4 "
+                            "address (a.b.c.d) or a bracketed IPv6 address")
     if address is not None and (why := refusal(address, allowed)):
         raise TargetRefused(f"refused by the SSRF guard: {why}")
+
+
+def _numeric(host: str) -> bool:
+    """Whether ``host``'s last label is a number (decimal, octal or 0x-hex): URL parsers
+    (WHATWG) and inet_aton then read the whole host as an IPv4 address in some short or
+    non-decimal form (``167772161``, ``0x0a.1``, ``012.0.0.1``, ``10.1``), whatever
+    ``ipaddress`` makes of it."""
+    last = host.rstrip(".").rsplit(".", 1)[-1].lower()
+    if last.startswith("0x"):
+        last = last[2:]
+        return all(c in "0123456789abcdef" for c in last)
+    return last.isascii() and last.isdigit()
 
 
 class GuardedResolver(AbstractResolver):

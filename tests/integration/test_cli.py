@@ -11,9 +11,10 @@ import orjson
 from jobwire.config import Settings
 
 
-def jobwire(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def jobwire(settings: Settings, *args: str, stdin: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-           "JOBWIRE_TOPIC_PREFIX": settings.topic_prefix}
+           "JOBWIRE_TOPIC_PREFIX": settings.topic_prefix, **(env or {})}
     return subprocess.run([sys.executable, "-m", "jobwire.cli", *args], input=stdin, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -47,3 +48,38 @@ def test_bad_configuration_is_named() -> None:
                             env={**os.environ, "JOBWIRE_PORT": "eighty"}, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "JOBWIRE_PORT: must be an integer" in result.stderr
+
+
+async def test_secrets_rotate_moves_every_endpoint_secret_to_the_new_key(settings: Settings) -> None:
+    from jobwire.endpoints import EndpointWriter, read_registry
+    from jobwire.log import KeyedWriter, ensure_topics, make_producer
+    from jobwire.secretbox import SecretBox, binding
+    from jobwire.timeutil import now_utc
+    from jobwire.topics import Topics
+    from jobwire.webhooks import Endpoint, SealedSecret
+
+    old, new = "old-secret-key-0123456789", "new-secret-key-9876543210"
+    await ensure_topics(settings)
+    topic = Topics(settings.topic_prefix).endpoints
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        now = now_utc()
+        for index in range(3):
+            endpoint_id = f"ep_reseal{index}"
+            sealed = SecretBox(old).seal(f"whsec_{index}", bound_to=binding("acme", endpoint_id))
+            await EndpointWriter(KeyedWriter(producer, topic)).put(
+                Endpoint(endpoint_id, "acme", "https://hooks.example/in", now, now, (SealedSecret(sealed),)))
+    finally:
+        await producer.stop()
+
+    done = jobwire(settings, "secrets", "rotate", env={"JOBWIRE_SECRET_KEYS": f"{new},{old}"})
+    assert done.returncode == 0, done.stderr
+    assert "resealed 3 of 3" in done.stdout
+    again = jobwire(settings, "secrets", "rotate", env={"JOBWIRE_SECRET_KEYS": f"{new},{old}"})
+    assert "resealed 0 of 3" in again.stdout, "nothing left to do"
+
+    registry = await read_registry(settings.kafka, topic)
+    only_new = SecretBox(new)
+    assert {e.id: only_new.open(e.secrets[0].sealed, bound_to=binding("acme", e.id))
+            for e in registry.endpoints.values()} == {f"ep_reseal{i}": f"whsec_{i}" for i in range(3)}

@@ -15,7 +15,7 @@ from jobwire.config import Settings, load_settings
 from jobwire.endpoints import EndpointWriter
 from jobwire.events import new_event
 from jobwire.log import JobEvents, KeyedWriter, client_options, ensure_topics, make_producer
-from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.secretbox import SecretBox, binding, new_webhook_secret
 from jobwire.timeutil import now_utc
 from jobwire.topics import Topics
 from jobwire.webhooks import Endpoint, SealedSecret
@@ -79,7 +79,8 @@ async def register_undecryptable(settings: Settings, server: ReceiverServer) -> 
     await producer.start()
     try:
         now = now_utc()
-        sealed = SecretBox("a-different-secret-key-0123456789").seal(new_webhook_secret())
+        sealed = SecretBox("a-different-secret-key-0123456789").seal(new_webhook_secret(),
+                                                                     bound_to=binding("acme", "ep_foreign"))
         endpoint = Endpoint("ep_foreign", "acme", server.url, now, now, (SealedSecret(sealed),))
         await EndpointWriter(KeyedWriter(producer, Topics(settings.topic_prefix).endpoints)).put(endpoint)
     finally:

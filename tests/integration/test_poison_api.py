@@ -27,7 +27,7 @@ ACME_KEY = "key_acme_0123456789"
 
 @pytest.fixture
 async def api_settings(kafka_bootstrap: str) -> Settings:
-    settings = settings_for(kafka_bootstrap, JOBWIRE_API_KEYS=f"acme:{ACME_KEY}", JOBWIRE_SECRET_KEY="s" * 32)
+    settings = settings_for(kafka_bootstrap, JOBWIRE_API_KEYS=f"acme:{ACME_KEY}", JOBWIRE_SECRET_KEY="poison-secret-key-0123456789")
     await ensure_topics(settings)
     return settings
 

@@ -16,7 +16,7 @@ from jobwire.devkafka import set_parent_death_signal
 from jobwire.endpoints import EndpointWriter
 from jobwire.events import new_event
 from jobwire.log import JobEvents, KeyedWriter, make_producer
-from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.secretbox import SecretBox, binding, new_webhook_secret
 from jobwire.timeutil import now_utc
 from jobwire.topics import Topics
 from jobwire.webhooks import Endpoint, SealedSecret
@@ -37,7 +37,8 @@ async def register(settings: Settings, servers: list[ReceiverServer], *, tenant:
             secret = new_webhook_secret()
             server.receiver.secrets.append(secret)
             now = now_utc()
-            endpoint = Endpoint(f"{prefix}{index}", tenant, server.url, now, now, (SealedSecret(box.seal(secret)),),
+            sealed = box.seal(secret, bound_to=binding(tenant, f"{prefix}{index}"))
+            endpoint = Endpoint(f"{prefix}{index}", tenant, server.url, now, now, (SealedSecret(sealed),),
                                 **fields)
             await writer.put(endpoint)
             ids.append(endpoint.id)

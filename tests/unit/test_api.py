@@ -75,13 +75,26 @@ async def test_completed_job_has_no_retry_after_and_result(client: TestClient, l
     assert client.get(f"/v1/jobs/{job_id}/result", headers=ACME).json() == {"words": 3}
 
 
-async def test_result_url_redirects_and_409_before_completion(client: TestClient, log: MemoryLog) -> None:
+async def test_result_url_is_json_unless_its_host_may_be_redirected_to(client: TestClient, log: MemoryLog) -> None:
     job_id = submit(client).json()["id"]
     early = client.get(f"/v1/jobs/{job_id}/result", headers=ACME)
     assert early.status_code == 409 and early.headers["content-type"] == "application/problem+json"
-    await worker_event(log, job_id, "job.completed", {"result": {}, "result_url": "https://files.example/out.pdf"})
+    await worker_event(log, job_id, "job.completed", {"result": {"pages": 2}, "result_url": "https://evil.example/x"})
     done = client.get(f"/v1/jobs/{job_id}/result", headers=ACME, follow_redirects=False)
-    assert done.status_code == 303 and done.headers["location"] == "https://files.example/out.pdf"
+    assert done.status_code == 200, "no open redirect under the API's name"
+    assert done.json() == {"object": "result_link", "result_url": "https://evil.example/x", "result_url_expires_at": None,
+                           "result_checksum": None, "result": {"pages": 2}}
+
+
+@pytest.mark.parametrize(("url", "redirected"), [
+    ("https://files.example/out.pdf", True), ("https://eu.files.example/out.pdf", False),
+    ("https://cdn.example.net/out.pdf", True), ("http://files.example/out.pdf", False),
+    ("https://files.example.evil.test/out.pdf", False),
+])
+def test_allowed_hosts_redirect_over_https_only(url: str, redirected: bool) -> None:
+    from jobwire.api.jobs import redirect_allowed
+
+    assert redirect_allowed(url, ("files.example", "*.example.net")) is redirected
 
 
 def test_idempotency_key(client: TestClient) -> None:
@@ -242,7 +255,8 @@ def test_schema_violation_lists_pointers(client: TestClient) -> None:
 def test_system_routes(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
-    assert b"jobwire_http_request_seconds" in client.get("/metrics").content
+    assert client.get("/metrics").status_code == 401, "no token configured, not dev mode: closed"
+    assert "jobs" not in client.get("/readyz").json(), "no counts for anyone who asks"
     spec = client.get("/openapi.json").json()
     assert spec["openapi"] == "3.1.0" and "/v1/jobs/{job_id}" in spec["paths"]
     assert "Task" in spec["components"]["schemas"]
@@ -309,3 +323,12 @@ def too_large_is_413(client: TestClient) -> None:
     refused = client.post(f"/v1/jobs/{job_id}/events", json={"type": "job.failed", "data": details}, headers=ACME)
     assert refused.status_code == 413 and refused.json()["errors"][0]["pointer"] == "/data"
     assert client.get(f"/v1/jobs/{job_id}", headers=ACME).json()["status"] == "pending", "nothing was published"
+
+
+def test_metrics_need_their_own_token(parts: tuple[ApiComponents, MemoryLog, MemoryTopic]) -> None:
+    token = "metrics-token-0123456789"
+    settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789", "JOBWIRE_METRICS_TOKEN": token})
+    with TestClient(create_app(settings, parts[0]), raise_server_exceptions=False) as client:
+        assert b"jobwire_http_request_seconds" in client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).content
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer key_acme_0123456789"}).status_code == 401

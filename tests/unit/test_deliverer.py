@@ -13,7 +13,7 @@ from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.policy import Outcome, SendResult, Tiers
 from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import LogError
-from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.secretbox import SecretBox, binding, new_webhook_secret
 from jobwire.topics import Topics
 from jobwire.webhooks import Attempt, Delivery, Endpoint, SealedSecret
 
@@ -45,14 +45,15 @@ class FakeSender:
         self.result = result
         self.posts: list[tuple[str, bytes, dict[str, str]]] = []
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "") -> SendResult:
         self.posts.append((url, body, headers))
         return self.result
 
 
 def endpoint(tenant: str = "acme", sealed: str | None = None) -> Endpoint:
+    sealed = sealed or BOX.seal(new_webhook_secret(), bound_to=binding(tenant, "ep_1"))
     return Endpoint("ep_1", tenant, "https://hooks.example/in", "2026-01-01T00:00:00.000Z",
-                    "2026-01-01T00:00:00.000Z", (SealedSecret(sealed or BOX.seal(new_webhook_secret())),))
+                    "2026-01-01T00:00:00.000Z", (SealedSecret(sealed),))
 
 
 def delivery(tenant: str = "acme") -> Delivery:
@@ -92,12 +93,12 @@ async def test_failure_goes_to_its_tier_with_the_body_as_json_and_marks_the_endp
 
 
 async def test_an_undecryptable_secret_is_a_failed_attempt_not_a_crash() -> None:
-    foreign = SecretBox("another-secret-key-0123456789").seal(new_webhook_secret())
+    foreign = SecretBox("another-secret-key-0123456789").seal(new_webhook_secret(), bound_to=binding("acme", "ep_1"))
     subject, producer, sender = deliverer(SendResult(200, 3.0), endpoint(sealed=foreign))
     assert await subject.attempt(delivery()) is Outcome.RETRYING
     assert not sender.posts
     [record] = producer.on("webhooks.attempts")
-    assert record is not None and "cannot be decrypted" in (Attempt.decode(record).error or "")
+    assert record is not None and "cannot be opened" in (Attempt.decode(record).error or "")
 
 
 async def test_a_delivery_for_another_tenants_endpoint_is_refused() -> None:

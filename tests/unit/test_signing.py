@@ -10,7 +10,7 @@ import pytest
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from jobwire.dispatch.signing import sign_headers
-from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.secretbox import SecretBox, binding, new_webhook_secret
 
 SHARED_VECTORS = Path(__file__).parents[3] / "shared" / "webhook-test-vectors.json"
 # The published Standard Webhooks vector; shared/ (beside the repo) holds the same one.
@@ -64,9 +64,9 @@ def test_secret_format_and_sealing() -> None:
     secret = new_webhook_secret()
     assert secret.startswith("whsec_") and len(secret) == len("whsec_") + 32
     box = SecretBox("k" * 32)
-    sealed = box.seal(secret)
-    assert secret not in sealed and box.open(sealed) == secret
+    sealed = box.seal(secret, bound_to=binding("acme", "ep_1"))
+    assert secret not in sealed and box.open(sealed, bound_to=binding("acme", "ep_1")) == secret
     from jobwire.errors import JobwireError
 
     with pytest.raises(JobwireError, match="JOBWIRE_SECRET_KEY"):
-        SecretBox("x" * 32).open(sealed)
+        SecretBox("x" * 32).open(sealed, bound_to=binding("acme", "ep_1"))

@@ -11,7 +11,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from jobwire.ssrf import GuardedResolver, TargetRefused, check_literal, refusal
 
 REFUSED = ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254", "::1",
-           "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "fe80::1", "fc00::1", "::"]
+           "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "fe80::1", "fc00::1", "::",
+           "2002:7f00:1::1", "2002:5db8:d70e::1", "fec0::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+           "64:ff9b::7f00:1", "64:ff9b::a00:1"]
 
 
 @pytest.mark.parametrize("literal", REFUSED)
@@ -24,6 +26,10 @@ def test_internal_literals_are_refused(literal: str) -> None:
 @pytest.mark.parametrize("literal", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
 def test_public_addresses_pass(literal: str) -> None:
     assert refusal(ipaddress.ip_address(literal), []) is None
+
+
+def test_nat64_passes_only_when_allowed() -> None:
+    assert refusal(ipaddress.ip_address("64:ff9b::5db8:d70e"), [ipaddress.ip_network("64:ff9b::/96")]) is None
 
 
 def test_allowed_cidr_exempts_loopback_only() -> None:
@@ -54,8 +60,26 @@ async def test_names_resolving_to_internal_addresses_are_refused() -> None:
     assert [r["host"] for r in kept] == ["93.184.215.14"], "only the public address may be connected to"
 
 
+@pytest.mark.parametrize("host", [
+    "167772161", "2130706433", "0x7f000001", "0x0a.1", "012.0.0.1", "10.1", "127.1", "0177.0.0.1", "1.2.3.4.5",
+    "example.123", "example.0x7f", "10.0.0.1.", "0x7F.0.0.1", "08.1.1.1",
+])
+def test_numbers_not_written_as_an_address_are_refused(host: str) -> None:
+    # URL parsers and inet_aton read these as IPv4 addresses (some of them internal); whatever
+    # any library makes of them, a webhook host in such a form is refused outright.
+    with pytest.raises(TargetRefused, match="numeric host"):
+        check_literal(host, [])
+
+
+@pytest.mark.parametrize("host", ["hooks.example.com", "93.184.215.14", "[2606:2800:21f:cb07:6820:80da:af6b:8b2c]",
+                                  "x1.example", "123.example.com", "0x.example"])
+def test_names_and_canonical_public_addresses_pass(host: str) -> None:
+    check_literal(host, [])
+
+
 async def test_decimal_integer_host_resolves_to_loopback_and_is_refused() -> None:
-    # http://2130706433/ is http://127.0.0.1/ to getaddrinfo; aiohttp hands it to the resolver.
+    # http://2130706433/ is http://127.0.0.1/ to getaddrinfo; should such a host reach the
+    # resolver at all (check_literal refuses it first), the resolved address is refused too.
     resolver = GuardedResolver([])
     with pytest.raises(TargetRefused, match="loopback"):
         await resolver.resolve("2130706433", 80)

@@ -11,13 +11,14 @@ from starlette.testclient import TestClient
 
 from jobwire.api.app import ApiComponents, create_app
 from jobwire.config import load_settings
-from jobwire.secretbox import SecretBox
+from jobwire.secretbox import SecretBox, binding
 from jobwire.webhooks import Attempt, Delivery, Endpoint
 from tests.support.memlog import MemoryTopic, memory_components
+from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
 
 ACME = {"Authorization": "Bearer key_acme_0123456789"}
 GLOBEX = {"Authorization": "Bearer key_globex_0123456789"}
-SECRET_KEY = "s" * 32
+SECRET_KEY = "routes-secret-key-0123456789"
 
 
 def make_client(parts: ApiComponents, **env: str) -> TestClient:
@@ -45,7 +46,7 @@ def test_create_returns_the_secret_once_and_stores_it_sealed(setup: Any) -> None
     assert body["secret"].startswith("whsec_") and body["event_types"] == ["task.failed"]
     stored: Endpoint = parts.endpoints.endpoints[body["id"]]
     assert body["secret"] not in stored.encode().decode(), "only the sealed secret is on the topic"
-    assert SecretBox(SECRET_KEY).open(stored.secrets[0].sealed) == body["secret"]
+    assert SecretBox(SECRET_KEY).open(stored.secrets[0].sealed, bound_to=binding("acme", body["id"])) == body["secret"]
     got = client.get(f"/v1/webhooks/endpoints/{body['id']}", headers=ACME).json()
     assert "secret" not in got and got["url"] == "https://hooks.example/in"
 
@@ -73,7 +74,8 @@ def test_rotation_keeps_the_old_secret_for_the_grace_period(setup: Any) -> None:
     assert rotated["secret"] != first["secret"]
     secrets = parts.endpoints.endpoints[first["id"]].secrets
     box = SecretBox(SECRET_KEY)
-    assert [box.open(s.sealed) for s in secrets] == [rotated["secret"], first["secret"]]
+    assert [box.open(s.sealed, bound_to=binding("acme", first["id"])) for s in secrets] == [
+        rotated["secret"], first["secret"]]
     assert secrets[0].expires_at is None and secrets[1].expires_at is not None
 
 
@@ -135,13 +137,66 @@ def test_delivery_log_retry_and_recover(setup: Any) -> None:
     assert client.post("/v1/webhooks/deliveries/msg_a/retry", headers=ACME).status_code == 202
     resent = Delivery.decode(requests.records[-1][1])
     assert resent.id == "msg_a" and resent.attempts == 0 and resent.previous_attempts == 3
-
+    again = client.post("/v1/webhooks/deliveries/msg_a/retry", headers=ACME)
+    assert again.status_code == 409 and "already asked" in again.json()["detail"], "a double click sends once"
     recovered = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-23T00:00:00Z"},
                             headers=ACME)
-    assert recovered.status_code == 202 and recovered.json()["deliveries"] == ["msg_a"]
-    later = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-24T00:00:00Z"},
-                        headers=ACME)
-    assert later.json()["deliveries"] == []
+    assert recovered.status_code == 202 and recovered.json()["deliveries"] == [], "its request is on its way"
+    assert len(requests.records) == 1
+
+
+def test_recover_is_bounded_per_call_and_sends_each_delivery_once(setup: Any, monkeypatch: Any) -> None:
+    from jobwire.api import webhooks as routes
+
+    client, parts, requests = setup
+    monkeypatch.setattr(routes, "MAX_RECOVER", 3)
+    endpoint_id = create(client).json()["id"]
+    for n in range(5):
+        dead = Delivery(f"msg_r{n}", endpoint_id, "acme", "task.failed", f"evt_r{n}", f"job_{n}", "{}",
+                        f"2026-11-23T10:00:0{n}.000Z", 3)
+        feed_attempt(parts, "failed", dead, n + 1)
+    body = {"since": "2026-11-23T00:00:00Z"}
+    first = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json=body, headers=ACME).json()
+    assert first["deliveries"] == ["msg_r0", "msg_r1", "msg_r2"] and first["more"] is True
+    second = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json=body, headers=ACME).json()
+    assert second["deliveries"] == ["msg_r3", "msg_r4"] and second["more"] is False, \
+        "the first three are on their way: the next call passes over them"
+    third = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json=body, headers=ACME).json()
+    assert third["deliveries"] == [] and third["more"] is False
+    sent = [Delivery.decode(v).id for _, v in requests.records]
+    assert sent == [f"msg_r{n}" for n in range(5)], "each once"
+
+
+def test_retry_recover_and_test_requests_are_rate_limited_per_tenant(setup: Any) -> None:
+    parts, _, requests = memory_components()
+    with make_client(parts, JOBWIRE_DEV="1", JOBWIRE_RESENDS_PER_MIN="2") as client:
+        endpoint_id = create(client).json()["id"]
+        other = client.post("/v1/webhooks/endpoints", json={"url": "https://hooks.example/g"}, headers=GLOBEX).json()
+        test_url = f"/v1/webhooks/endpoints/{endpoint_id}/test"
+        assert client.post(test_url, headers=ACME).status_code == 202
+        recover = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-23T00:00:00Z"},
+                              headers=ACME)
+        assert recover.status_code == 202
+        refused = client.post(test_url, headers=ACME)
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+        assert "2 a minute" in refused.json()["detail"]
+        assert client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-23T00:00:00Z"},
+                           headers=ACME).status_code == 429
+        assert client.post(f"/v1/webhooks/endpoints/{other['id']}/test", headers=GLOBEX).status_code == 202, \
+            "another tenant's allowance is its own"
+        assert len(requests.records) == 2, "one test event each for acme and globex, nothing for the refused ones"
+
+
+def test_a_resend_may_be_asked_for_again_after_the_window() -> None:
+    from jobwire.api.resends import RecentResends
+
+    now = [0.0]
+    resends = RecentResends(window_s=60, clock=lambda: now[0], capacity=2)
+    assert resends.claim("msg_1") and not resends.claim("msg_1")
+    now[0] = 61
+    assert resends.claim("msg_1"), "a request lost on its way can be made again"
+    assert resends.claim("msg_2") and resends.claim("msg_3"), "bounded: the oldest is forgotten first"
+    assert resends.claim("msg_1"), "msg_1 was the oldest of three in a capacity of two"
 
 
 def test_recover_since_an_impossible_time_is_422(setup: Any) -> None:
@@ -200,3 +255,16 @@ def test_health_counts_attempts_per_hour_over_a_day(setup: Any) -> None:
     assert counted == {format_utc(now - timedelta(hours=2))[:13]: (0, 2, 1),
                        format_utc(now - timedelta(hours=1))[:13]: (1, 0, 0)}, "a day ago and older is left out"
     assert client.get(f"/v1/webhooks/endpoints/{endpoint_id}/health", headers=GLOBEX).status_code == 404
+
+
+@pytest.mark.parametrize("host", LOOPBACK_FORMS + EMBEDDING_FORMS)
+def test_every_refused_form_is_refused_at_create_and_patch(host: str) -> None:
+    parts, _, _ = memory_components()
+    with make_client(parts, JOBWIRE_DEV="1", JOBWIRE_ALLOWED_TARGETS=ALLOW_LOOPBACK) as client:
+        allowed = client.post("/v1/webhooks/endpoints", json={"url": "http://127.0.0.1:9/in"}, headers=ACME)
+        assert allowed.status_code == 201, "the control: the canonical address of the allowed range is accepted"
+        refused = client.post("/v1/webhooks/endpoints", json={"url": f"http://{host}:9/in"}, headers=ACME)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["pointer"] == "/url", refused.text
+        patched = client.patch(f"/v1/webhooks/endpoints/{allowed.json()['id']}", json={"url": f"https://{host}/in"},
+                               headers=ACME)
+        assert patched.status_code == 422 and patched.json()["errors"][0]["pointer"] == "/url", patched.text

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jobwire.api import jobs, system, webhooks
 from jobwire.api.limits import RequestLimits
 from jobwire.api.portal_links import PortalLinks
+from jobwire.api.resends import RecentResends
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
 from jobwire.config import Settings
 from jobwire.events import Event
@@ -231,6 +232,7 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
                 "delivery_requests": parts.delivery_requests,
                 "secret_box": SecretBox(settings.secret_key) if settings.secret_key else None,
                 "portal_links": PortalLinks(settings.secret_key) if settings.secret_key else None,
+                "resends": RecentResends(),
                 "readiness": parts.readiness,
                 "clock": loop.time,
             }

@@ -10,6 +10,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
@@ -361,9 +362,27 @@ async def job_result(request: Request) -> Response:
         raise Problem(409, f"job {job.id} is {job.status.value}; a result exists once it is completed",
                       headers={"Retry-After": "2"} if not job.status.terminal else None)
     if job.result_url:
-        return RedirectResponse(job.result_url, status_code=303)
+        # The URL came from whoever completed the job: redirect only to an https host the
+        # operator allows, or this route is an open redirect under the API's name.
+        if redirect_allowed(job.result_url, request.state.settings.result_redirect_hosts):
+            return RedirectResponse(job.result_url, status_code=303)
+        require_json(request)
+        return json_response({"object": "result_link", "result_url": job.result_url,
+                              "result_url_expires_at": job.result_url_expires_at,
+                              "result_checksum": job.result_checksum, "result": job.result})
     require_json(request)
     return json_response(job.result)
+
+
+def redirect_allowed(url: str, hosts: tuple[str, ...]) -> bool:
+    """An https URL whose host is listed (``*.example.com`` takes every subdomain)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and bool(host) and any(
+        host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])) for allowed in hosts)
 
 
 async def post_event(request: Request) -> Response:

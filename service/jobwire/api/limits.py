@@ -107,12 +107,23 @@ class ApiLimits:
         self.streams = ConcurrencyGate(settings.streams_per_tenant)
         self.rate = (TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst, clock)
                      if settings.rate_limit_per_s > 0 else None)
+        # Keyed by tenant, and only tenants that asked have a bucket: tenants come from the
+        # configured keys, so this is bounded by the configuration.
+        self.resends = TokenBuckets(settings.resends_per_min / 60, settings.resends_per_min, clock)
 
     def long_poll(self, tenant: str) -> Slot:
         return self._slot(self.long_polls, tenant, "Prefer: wait requests")
 
     def stream(self, tenant: str) -> Slot:
         return self._slot(self.streams, tenant, "event streams")
+
+    def resend(self, tenant: str) -> None:
+        """Take one retry, recover or test request from the tenant's allowance, or raise 429."""
+        wait_s = self.resends.take(tenant)
+        if wait_s > 0:
+            raise Problem(429, f"too many retry, recover and test requests: at most "
+                          f"{self.settings.resends_per_min} a minute per tenant",
+                          headers={"Retry-After": retry_after(wait_s)})
 
     @staticmethod
     def _slot(gate: ConcurrencyGate, tenant: str, what: str) -> Slot:

@@ -196,7 +196,7 @@ $("delete").addEventListener("click", () => act(async () => {
 $("recover").addEventListener("click", () => act(async () => {
   const since = $("recover-since").value ? new Date($("recover-since").value).toISOString() : "1970-01-01T00:00:00Z";
   const result = await api("POST", "/v1/webhooks/endpoints/" + current.id + "/recover", {since});
-  say(result.deliveries.length + " deliveries queued again.");
+  say(result.deliveries.length + " deliveries queued again" + (result.more ? "; more remain: recover again shortly." : "."));
 }, "Recovery queued."));
 $("refresh").addEventListener("click", () => act(async () => { await loadDeliveries(); await loadHealth(); }, "Refreshed."));
 

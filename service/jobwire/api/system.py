@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import secrets
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -13,7 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from jobwire.api.headers import header
 from jobwire.api.jobs import json_response
+from jobwire.api.problems import Problem
+from jobwire.config import Settings
 from jobwire.schemas import load_schema, schema_dir
 
 
@@ -28,10 +32,23 @@ async def readyz(request: Request) -> Response:
         progress = behind.pop("progress", None)
         return json_response({"status": "catching up", "behind": behind, "progress": progress}, 503,
                              {"Retry-After": "1"})
-    return json_response({"status": "ready", "jobs": request.state.projection.count()})
+    return json_response({"status": "ready"})  # no counts: anyone can ask
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus metrics, which span every tenant: only with JOBWIRE_METRICS_TOKEN as a bearer
+    token (a tenant's API key is not enough); open without one in dev mode only."""
+    settings: Settings = request.state.settings
+    if settings.metrics_token is None:
+        if not settings.dev:
+            raise Problem(401, "metrics need JOBWIRE_METRICS_TOKEN set on the server and sent as a bearer token",
+                          headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
+    else:
+        scheme, _, presented = (header(request, b"authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(presented.strip().encode(),
+                                                                     settings.metrics_token.encode()):
+            raise Problem(401, "metrics need the JOBWIRE_METRICS_TOKEN as a bearer token",
+                          headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -16,7 +16,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from jobwire.api.auth import tenant_of, webhook_tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.jobs import json_response, require_json
+from jobwire.api.limits import ApiLimits
 from jobwire.api.portal_links import COOKIE, SESSION_TTL_S, LinkRefused, PortalLinks
+from jobwire.api.resends import RecentResends
 from jobwire.api.problems import Problem, log_unavailable
 from jobwire.deliverylog import REPLAYABLE, DeliveryLog
 from jobwire.ssrf import TargetRefused, check_literal
@@ -24,7 +26,7 @@ from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import LogError, Violation
 from jobwire.ids import new_id
 from jobwire.log import Position
-from jobwire.secretbox import SecretBox, new_webhook_secret
+from jobwire.secretbox import SecretBox, binding, new_webhook_secret
 from jobwire.timeutil import bound_utc, format_utc, now_utc
 from jobwire.webhooks import (
     TEST_EVENT_TYPE,
@@ -50,7 +52,7 @@ def registry_of(request: Request) -> EndpointRegistry:
 def box_of(request: Request) -> SecretBox:
     box: SecretBox | None = request.state.secret_box
     if box is None:
-        raise Problem(503, "webhooks are not configured: set JOBWIRE_SECRET_KEY")
+        raise Problem(503, "webhooks are not configured: set JOBWIRE_SECRET_KEYS")
     return box
 
 
@@ -105,9 +107,11 @@ async def create_endpoint(request: Request) -> Response:
     check_url(request, body["url"])
     secret = new_webhook_secret()
     now = now_utc()
+    endpoint_id = new_id("ep")
     endpoint = Endpoint(
-        id=new_id("ep"), tenant=tenant, url=body["url"], created_at=now, updated_at=now,
-        secrets=(SealedSecret(box_of(request).seal(secret)),), event_types=event_types(body.get("event_types")),
+        id=endpoint_id, tenant=tenant, url=body["url"], created_at=now, updated_at=now,
+        secrets=(SealedSecret(box_of(request).seal(secret, bound_to=binding(tenant, endpoint_id))),),
+        event_types=event_types(body.get("event_types")),
         description=body.get("description"), disabled=body.get("disabled", False),
         rate_limit_per_s=body.get("rate_limit_per_s"),
     )
@@ -180,7 +184,8 @@ async def rotate_secret(request: Request) -> Response:
         if (s.expires_at is None or s.expires_at > current) and grace_s > 0
     )
     secret = new_webhook_secret()
-    updated = endpoint.with_changes(secrets=(SealedSecret(box_of(request).seal(secret)), *kept), updated_at=format_utc(now))
+    sealed = box_of(request).seal(secret, bound_to=binding(tenant, endpoint.id))
+    updated = endpoint.with_changes(secrets=(SealedSecret(sealed), *kept), updated_at=format_utc(now))
     await write_endpoint(request, updated, updated.id)
     return json_response({**updated.public(), "secret": secret})
 
@@ -197,6 +202,7 @@ async def test_endpoint(request: Request) -> Response:
     tenant = webhook_tenant_of(request)
     require_json(request)
     endpoint = found(request, tenant)
+    limits_of(request).resend(tenant)
     now = now_utc()
     event_id = new_id("evt")
     body = payload(TEST_EVENT_TYPE, now, {"endpoint_id": endpoint.id, "message": "a test event from jobwire"})
@@ -247,6 +253,10 @@ async def retry_delivery(request: Request) -> Response:
     dead = deliveries.dead.get(view.id)
     if view.status not in REPLAYABLE or dead is None:
         raise Problem(409, f"delivery {view.id} is {view.status}; only failed or skipped deliveries are retried")
+    if not resends_of(request).claim(view.id):
+        raise Problem(409, f"delivery {view.id} was already asked for again; its attempt is on its way",
+                      headers={"Retry-After": "5"})
+    limits_of(request).resend(tenant)
     await enqueue(request, [replay(dead)])
     return json_response({**view.public(with_attempts=False), "status": "pending"}, 202)
 
@@ -260,12 +270,47 @@ async def recover(request: Request) -> Response:
         since = bound_utc(body["since"])
     except ValueError as exc:  # the schema checks the shape; month 13 gets this far
         raise Problem(422, "since must be a real RFC 3339 time", violations=[Violation("/since", str(exc))]) from None
-    deliveries = log_of(request)
-    chosen = [deliveries.dead[v.id] for v in deliveries.of_endpoint(endpoint.id)
-              if v.status in REPLAYABLE and v.id in deliveries.dead and v.created_at >= since]
+    limits_of(request).resend(tenant)
+    chosen, more = recoverable(log_of(request), resends_of(request), endpoint.id, since)
     await enqueue(request, [replay(d) for d in chosen])
     return json_response({"object": "recovery", "endpoint_id": endpoint.id, "since": since,
-                          "deliveries": [d.id for d in chosen]}, 202)
+                          "deliveries": [d.id for d in chosen], "more": more}, 202)
+
+
+#: Deliveries one recover call sends again at most; ``more`` says when there were others.
+MAX_RECOVER = 200
+#: Replayable deliveries one recover call looks at, at most: those already asked for again
+#: are passed over, so the next call reaches the ones after them.
+MAX_RECOVER_SCAN = 10 * MAX_RECOVER
+
+
+def recoverable(deliveries: DeliveryLog, resends: RecentResends, endpoint_id: str,
+                since: str) -> tuple[list[Delivery], bool]:
+    """Up to MAX_RECOVER of the endpoint's dead deliveries since ``since`` not already asked
+    for again (each now claimed), and whether others remain."""
+    chosen: list[Delivery] = []
+    after, scanned = 0, 0
+    while scanned < MAX_RECOVER_SCAN:
+        page = deliveries.replayable(endpoint_id, since, after=after, limit=MAX_RECOVER)
+        for after, delivery in page:
+            scanned += 1
+            if resends.claim(delivery.id):
+                chosen.append(delivery)
+                if len(chosen) == MAX_RECOVER:
+                    return chosen, bool(deliveries.replayable(endpoint_id, since, after=after, limit=1))
+        if len(page) < MAX_RECOVER:
+            return chosen, False
+    return chosen, True
+
+
+def limits_of(request: Request) -> ApiLimits:
+    limits: ApiLimits = request.state.limits
+    return limits
+
+
+def resends_of(request: Request) -> RecentResends:
+    resends: RecentResends = request.state.resends
+    return resends
 
 
 #: How the health chart groups attempt outcomes.

@@ -22,7 +22,7 @@ from jobwire.dispatch.signing import sign_headers
 from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import JobwireError
 from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES
-from jobwire.secretbox import SecretBox
+from jobwire.secretbox import SecretBox, binding
 from jobwire.timeutil import format_utc, now_utc, parse_utc
 from jobwire.topics import Topics
 from jobwire.webhooks import (
@@ -36,9 +36,12 @@ from jobwire.webhooks import (
 
 log = logging.getLogger(__name__)
 
+#: Opened secrets kept (one per live endpoint secret; cleared whole when full).
+OPENED_CACHE = 100_000
+
 
 class Poster(Protocol):
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult: ...
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "") -> SendResult: ...
 
 
 class Deliverer:
@@ -52,20 +55,23 @@ class Deliverer:
         self.sender = sender
         self.box = box
         self.outbox = outbox
-        self._opened: dict[str, str] = {}
+        self._opened: dict[tuple[str, str], str] = {}
 
     # --- secrets ----------------------------------------------------------------------------
 
     def secrets_of(self, endpoint: Endpoint) -> list[str]:
         now = now_utc()
-        return [self._open(s.sealed) for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
+        bound_to = binding(endpoint.tenant, endpoint.id)
+        return [self._open(s.sealed, bound_to) for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
 
-    def _open(self, sealed: str) -> str:
-        # A sealed value has its own random nonce, so it names exactly one secret: cache by it
-        # rather than decrypting on every attempt.
-        secret = self._opened.get(sealed)
+    def _open(self, sealed: str, bound_to: str) -> str:
+        # A sealed value has its own random nonce, so with its binding it names exactly one
+        # secret: cache by both (a value copied to another endpoint must not open from the cache).
+        secret = self._opened.get((sealed, bound_to))
         if secret is None:
-            secret = self._opened[sealed] = self.box.open(sealed)
+            if len(self._opened) >= OPENED_CACHE:
+                self._opened.clear()
+            secret = self._opened[(sealed, bound_to)] = self.box.open(sealed, bound_to=bound_to)
         return secret
 
     # --- one attempt ------------------------------------------------------------------------
@@ -76,6 +82,8 @@ class Deliverer:
             await self.record(delivery, Outcome.DROPPED, error="the endpoint was deleted")
             return Outcome.DROPPED
         if endpoint.tenant != delivery.tenant:
+            log.warning("delivery refused: tenant mismatch delivery_id=%s endpoint_id=%s event_id=%s",
+                        delivery.id, delivery.endpoint_id, delivery.event_id)
             await self.bury(delivery, Outcome.FAILED, "tenant_mismatch",
                             error="the delivery's tenant does not own the endpoint")
             return Outcome.FAILED
@@ -97,11 +105,11 @@ class Deliverer:
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> SendResult:
         try:
             secrets = self.secrets_of(endpoint)
-        except JobwireError:
-            return SendResult(None, 0.0, "the endpoint's signing secret cannot be decrypted with this "
-                                         "JOBWIRE_SECRET_KEY; rotate the endpoint's secret")
+        except JobwireError as exc:
+            log.error("signing secret unopenable delivery_id=%s endpoint_id=%s: %s", delivery.id, endpoint.id, exc)
+            return SendResult(None, 0.0, "the endpoint's signing secret cannot be opened; rotate the endpoint's secret")
         headers = sign_headers(delivery.id, delivery.body, secrets)
-        return await self.sender.post(endpoint.url, delivery.body, headers)
+        return await self.sender.post(endpoint.url, delivery.body, headers, delivery_id=delivery.id)
 
     async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult) -> None:
         outcome = decision.outcome

@@ -7,6 +7,7 @@ set, and every connection goes through the SSRF guard's resolver.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,12 @@ from jobwire.dispatch.policy import SendResult
 from jobwire.ssrf import GuardedResolver, Network, TargetRefused, check_literal
 
 RESPONSE_EXCERPT_BYTES = 1024
+TARGET_REFUSED = "refused by the SSRF guard: the endpoint's host is not a public address"
+CONNECT_FAILED = "could not connect to the endpoint (no address for its name, or the connection was refused)"
+TLS_FAILED = "TLS error: the endpoint's certificate or handshake was refused"
+DISCONNECTED = "the endpoint closed the connection before answering"
+
+log = logging.getLogger(__name__)
 
 
 def retry_after_s(value: str | None) -> float | None:
@@ -42,6 +49,19 @@ def _refusal(exc: BaseException) -> TargetRefused | None:
     return None
 
 
+def _tenant_facing(exc: BaseException) -> str:
+    """The kind of failure, in words that name no address, port state or resolver answer."""
+    if _refusal(exc) is not None:
+        return TARGET_REFUSED
+    if isinstance(exc, aiohttp.ClientSSLError):  # before its base, ClientConnectorError
+        return TLS_FAILED
+    if isinstance(exc, aiohttp.ClientConnectorError):  # DNS failures are a kind of it
+        return CONNECT_FAILED
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return DISCONNECTED
+    return f"the request failed ({type(exc).__name__})"
+
+
 class Sender:
     def __init__(self, allowed: Sequence[Network], *, connect_timeout_s: float = 5.0, total_timeout_s: float = 15.0,
                  max_connections: int = 256) -> None:
@@ -61,7 +81,7 @@ class Sender:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "") -> SendResult:
         assert self._session is not None, "Sender.start() first"
         started = time.perf_counter()
 
@@ -81,7 +101,10 @@ class Sender:
         except (TimeoutError, asyncio.TimeoutError):
             return SendResult(None, elapsed(), "timed out")
         except Exception as exc:  # any transport failure is a failed attempt, never a crash
-            refused = _refusal(exc)
-            if refused is not None:
-                return SendResult(None, elapsed(), str(refused))
-            return SendResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500])
+            # What the tenant reads (the attempt's error) says what kind of failure it was and
+            # nothing of the network behind: no resolved address, and one answer for a name
+            # that does not resolve and a port that refuses. The operator's log has the detail.
+            error = _tenant_facing(exc)
+            log.info("webhook attempt failed delivery_id=%s host=%s error=%r detail=%r", delivery_id,
+                     urlsplit(url).hostname, error, f"{type(exc).__name__}: {exc}"[:500])
+            return SendResult(None, elapsed(), error)

@@ -1,0 +1,85 @@
+"""What a failed attempt tells the tenant: the kind of failure, nothing of the network behind
+the endpoint (no resolved address; one answer for a name that does not resolve and a port
+that refuses). Real aiohttp sessions against loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from aiohttp import web
+
+from jobwire.devkafka import free_port
+from jobwire.dispatch.sender import CONNECT_FAILED, TARGET_REFUSED, Sender
+from jobwire.ssrf import Network
+from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+
+
+async def post(allowed: Sequence[Network], url: str) -> str | None:
+    sender = Sender(allowed, connect_timeout_s=2, total_timeout_s=5)
+    await sender.start()
+    try:
+        return (await sender.post(url, b"{}", {})).error
+    finally:
+        await sender.stop()
+
+
+async def test_a_refused_target_names_no_address() -> None:
+    port = free_port()
+    for url in (f"http://127.0.0.1:{port}/", f"http://localhost:{port}/", f"http://2130706433:{port}/",
+                f"http://[::ffff:127.0.0.1]:{port}/"):
+        error = await post([], url)
+        assert error == TARGET_REFUSED, url
+        assert "127.0.0.1" not in error and "loopback" not in error
+
+
+async def test_no_such_name_and_a_closed_port_read_the_same() -> None:
+    closed = await post(LOOPBACK, f"http://127.0.0.1:{free_port()}/")
+    unknown = await post(LOOPBACK, "http://no-such-host.invalid/")
+    assert closed == unknown == CONNECT_FAILED
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[tuple[int, list[str]]]:
+    """A real HTTP server on 127.0.0.1 that records the requests that reach it."""
+    reached: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        reached.append(request.host)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port, reached
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_canonical_address_of_an_allowed_range_is_reached(listener: tuple[int, list[str]]) -> None:
+    port, reached = listener
+    sender = Sender([ipaddress.ip_network(ALLOW_LOOPBACK)], connect_timeout_s=2, total_timeout_s=5)
+    await sender.start()
+    try:
+        result = await sender.post(f"http://127.0.0.1:{port}/", b"{}", {})
+    finally:
+        await sender.stop()
+    assert result.status_code == 200 and len(reached) == 1, "the control: the listener answers when allowed"
+
+
+@pytest.mark.parametrize("host", LOOPBACK_FORMS + EMBEDDING_FORMS)
+async def test_every_refused_form_is_refused_at_send_and_never_connects(host: str, listener: tuple[int, list[str]]) -> None:
+    port, reached = listener
+    # 127.0.0.0/8 is allowed, so what refuses these is how the host is written (or the
+    # IPv4 address an IPv6 one carries), not the loopback rule; and whatever the installed
+    # aiohttp would make of the host, our check runs first.
+    error = await post([ipaddress.ip_network(ALLOW_LOOPBACK)], f"http://{host}:{port}/")
+    assert error == TARGET_REFUSED
+    assert reached == []
