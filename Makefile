@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test browser run test unit bench lock clean
+.PHONY: install install-test browser run check test unit bench lock clean
 
 install: $(STAMP)
 
@@ -44,8 +44,18 @@ browser:
 	  (apt-get update -q && apt-get install -y -q chromium) >/dev/null || \
 	  { echo "could not install chromium: run 'apt-get install chromium' as root" >&2; exit 1; }; }
 
-test: install-test browser
-	$(BIN)/pytest
+# Lint and strict types (service/ only: the package users install).
+check: install-test
+	$(BIN)/ruff check service tests bench examples
+	$(BIN)/mypy
+
+# Every test under coverage (branches, and the processes the tests start), then the report:
+# it lists what no test ran and fails below the floor in pyproject.toml.
+test: install-test browser check
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
 
 unit: install-test
 	$(BIN)/pytest tests/unit
@@ -70,4 +80,4 @@ lock:
 	rm -rf $(LOCK_VENV)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .coverage .coverage.*

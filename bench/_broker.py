@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from jobwire.devkafka import LocalKafka, free_port
+from jobwire.devtools.broker import LocalKafka, free_port
 
 
 def cache_dir() -> Path:

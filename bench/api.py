@@ -30,15 +30,16 @@ import uuid
 from pathlib import Path
 
 import orjson
-
 from _broker import bench_broker
 
+from jobwire.api.projection import Projection
 from jobwire.api.store import Store
 from jobwire.config import Settings, load_settings
-from jobwire.devkafka import free_port
+from jobwire.devtools.broker import free_port
 from jobwire.events import new_event
-from jobwire.log import LogReader, ensure_topics, make_producer
-from jobwire.projection import Projection
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import make_producer
+from jobwire.kafka.readers import LogReader
 from jobwire.topics import Topics
 
 KEY = "key_bench_0123456789"

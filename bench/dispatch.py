@@ -31,17 +31,19 @@ import orjson
 from _broker import bench_broker
 
 from jobwire.config import load_settings
-from jobwire.devkafka import free_port
+from jobwire.devtools.broker import free_port
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.state import JobState, StateStore
-from jobwire.endpoints import EndpointWriter
 from jobwire.events import new_event
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import make_producer
+from jobwire.kafka.writers import JobEvents, KeyedWriter
 from jobwire.lifecycle import fold
-from jobwire.log import JobEvents, KeyedWriter, ensure_topics, make_producer
-from jobwire.secretbox import SecretBox, new_webhook_secret
 from jobwire.timeutil import now_utc
 from jobwire.topics import Topics
-from jobwire.webhooks import Endpoint, SealedSecret, webhook_id
+from jobwire.webhooks.model import Endpoint, SealedSecret, webhook_id
+from jobwire.webhooks.registry import EndpointWriter
+from jobwire.webhooks.secretbox import SecretBox, new_webhook_secret
 
 IN_FLIGHT = 16  # the dispatcher's per-endpoint limit
 SECRET_KEY = "bench-secret-key-0123456789"

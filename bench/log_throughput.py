@@ -24,10 +24,13 @@ from _broker import bench_broker, cache_dir
 from aiokafka import AIOKafkaConsumer
 
 from jobwire.config import load_settings
-from jobwire.devkafka import LocalKafka, free_port
+from jobwire.devtools.broker import LocalKafka, free_port
 from jobwire.events import Event, new_event
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import client_options, make_producer
+from jobwire.kafka.readers import LogReader
+from jobwire.kafka.writers import JobEvents
 from jobwire.lifecycle import Job, apply
-from jobwire.log import JobEvents, LogReader, client_options, ensure_topics, make_producer
 from jobwire.topics import Topics
 
 CONCURRENCY = 500

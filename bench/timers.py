@@ -29,8 +29,9 @@ from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.state import JobState, PartitionState, StateStore
 from jobwire.dispatch.timers import Timers
 from jobwire.events import new_event
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import make_producer
 from jobwire.lifecycle import Job, apply
-from jobwire.log import ensure_topics, make_producer
 from jobwire.timeutil import format_utc
 from jobwire.topics import Topics
 

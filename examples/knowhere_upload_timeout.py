@@ -17,7 +17,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from jobwire.client import Client
+from jobwire.sdk.client import Client
 
 
 def knowhere_view(task: dict[str, Any]) -> dict[str, Any]:

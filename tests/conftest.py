@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from jobwire.config import Settings, load_settings
-from jobwire.devkafka import LocalKafka, free_port
+from jobwire.devtools.broker import LocalKafka, free_port
 from jobwire.errors import BrokerError
 
 pytest_plugins = ["pytester"]

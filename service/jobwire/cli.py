@@ -24,13 +24,13 @@ def _settings() -> Settings:
 
 
 def _broker(settings: Settings, port: int):  # type: ignore[no-untyped-def]
-    from jobwire.devkafka import LocalKafka
+    from jobwire.devtools.broker import LocalKafka
 
     return LocalKafka(settings.kafka_cache_dir, settings.kafka_cache_dir / f"run-{port}", port=port)
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from jobwire.devkafka import read_pid
+    from jobwire.devtools.broker import read_pid
 
     settings = _settings()
     broker = _broker(settings, args.port)
@@ -52,7 +52,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from jobwire.log import ensure_topics
+    from jobwire.kafka.admin import ensure_topics
 
     settings = _settings()
     created = asyncio.run(ensure_topics(settings))
@@ -79,7 +79,8 @@ def _events_from(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 async def _publish(settings: Settings, documents: list[dict[str, Any]]) -> None:
     from jobwire.events import from_document
-    from jobwire.log import JobEvents, make_producer
+    from jobwire.kafka.clients import make_producer
+    from jobwire.kafka.writers import JobEvents
     from jobwire.topics import Topics
 
     producer = make_producer(settings.kafka)
@@ -100,7 +101,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 async def _tail(settings: Settings, from_beginning: bool, job: str | None, limit: int | None) -> None:
-    from jobwire.log import LogReader
+    from jobwire.kafka.readers import LogReader
     from jobwire.topics import Topics
 
     shown = 0
@@ -143,7 +144,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 async def _run_workers(settings: Settings, handlers: dict[str, Any], concurrency: int) -> None:
-    from jobwire.worker import Worker
+    from jobwire.sdk.worker import Worker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,7 +161,7 @@ async def _run_workers(settings: Settings, handlers: dict[str, Any], concurrency
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.demo:
-        from jobwire.demo_ops import DEMO_OPERATIONS
+        from jobwire.devtools.demo_ops import DEMO_OPERATIONS
 
         handlers: dict[str, Any] = dict(DEMO_OPERATIONS)
     elif args.operation and args.handler:
@@ -196,7 +197,7 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
 
 def _first_key(settings: Settings, given: str | None) -> str:
     """--api-key, else the first of JOBWIRE_API_KEYS, else the running dev stack's key."""
-    from jobwire.dev import running_stack
+    from jobwire.devtools.stack import running_stack
 
     if given:
         return given
@@ -211,14 +212,14 @@ def _first_key(settings: Settings, given: str | None) -> str:
 
 def _api_url(settings: Settings, given: str | None) -> str:
     """--api, else the running dev stack's URL, else the default local one."""
-    from jobwire.dev import running_stack
+    from jobwire.devtools.stack import running_stack
 
     stack = running_stack(settings)
     return given or (stack.url if stack else f"http://127.0.0.1:{settings.port}")
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
-    from jobwire.demo_receiver import serve
+    from jobwire.devtools.demo_receiver import serve
 
     settings = _settings()
     asyncio.run(serve(_api_url(settings, args.api), _first_key(settings, args.api_key), "127.0.0.1", args.port))
@@ -226,14 +227,14 @@ def cmd_receiver(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from jobwire.demo import run_demo
+    from jobwire.devtools.demo import run_demo
 
     settings = _settings()
     return asyncio.run(run_demo(_api_url(settings, args.api), _first_key(settings, args.api_key)))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from jobwire.client import ApiError, Client
+    from jobwire.sdk.client import ApiError, Client
 
     try:
         parameters = orjson.loads(args.parameters)
@@ -263,11 +264,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 async def _reseal(settings: Settings) -> tuple[int, int]:
     """Rewrite every endpoint whose secrets are not sealed with the current key (and bound to
     their endpoint); returns (endpoints rewritten, endpoints read)."""
-    from jobwire.endpoints import EndpointWriter, read_registry
-    from jobwire.log import KeyedWriter, make_producer
-    from jobwire.secretbox import SecretBox, binding
+    from jobwire.kafka.clients import make_producer
+    from jobwire.kafka.writers import KeyedWriter
     from jobwire.topics import Topics
-    from jobwire.webhooks import SealedSecret
+    from jobwire.webhooks.model import SealedSecret
+    from jobwire.webhooks.registry import EndpointWriter, read_registry
+    from jobwire.webhooks.secretbox import SecretBox, binding
 
     assert settings.secret_key is not None
     box, topic = SecretBox(settings.secret_key), Topics(settings.topic_prefix).endpoints
@@ -300,7 +302,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from jobwire.dev import run_dev
+    from jobwire.devtools.stack import run_dev
 
     return run_dev(_settings(), kafka_port=args.kafka_port)
 
@@ -396,7 +398,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobwire.logs import setup_logging
+    from jobwire.logging_setup import setup_logging
 
     args = parser().parse_args(argv)
     setup_logging()

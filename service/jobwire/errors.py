@@ -5,7 +5,14 @@
      ├── InvalidEvent           a record or request body breaks the event schema
      ├── LogError               the Kafka log could not be reached or written
      ├── BrokerError            the local dev broker could not be fetched, started or stopped
-     └── StoreError             the API's local store cannot be opened (data dir in use, unwritable)
+     ├── StoreError             the API's local store cannot be opened (data dir in use, unwritable)
+     ├── SecretBoxError         a sealed secret cannot be opened (wrong key, moved between records)
+     ├── TargetRefused          a webhook target the SSRF policy refuses
+     ├── PayloadTooLarge        a task object or state snapshot over its size limit (dispatcher)
+     ├── Problem                an HTTP error answered as problem+json (api)
+     ├── LinkRefused            a portal link that is used, expired or forged (api)
+     ├── ApiError               an HTTP error the client SDK received
+     └── JobFailed, JobExpired  a worker handler's failure, a job a deadline already ended (SDK)
 
 Lower layers' exceptions (aiokafka, aiohttp) are translated at the boundary with
 ``raise ... from exc`` so the core never sees them.

@@ -16,8 +16,8 @@ import orjson
 
 from jobwire.errors import InvalidEvent, Violation
 from jobwire.ids import new_id
-from jobwire.schemas import SchemaValidator, depth_violation, load_schema, validator
 from jobwire.timeutil import check_time, now_utc
+from jobwire.validation import SchemaValidator, depth_violation, load_schema, validator
 
 CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPES = (

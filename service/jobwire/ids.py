@@ -8,8 +8,8 @@ one process in order too (list pages break created_at ties by id).
 from __future__ import annotations
 
 import hashlib
-import secrets
 import itertools
+import secrets
 import time
 
 _sequence = itertools.count()

@@ -1,14 +1,33 @@
-"""How far a reader has applied a topic, and waiting for a given position (read-your-writes)."""
+"""Positions in a topic (``partition:offset``, the ``Jobwire-Position`` token), how far a
+reader has applied a topic, and waiting for a given position (read-your-writes).
+
+Standard library only: the client SDK parses positions with it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from aiokafka import ConsumerRecord
 
-from jobwire.log import LogReader, Position, skipped
+class Position(NamedTuple):
+    """Where a record sits in a topic: the ``Jobwire-Position`` header is ``partition:offset``.
+    A NamedTuple, as LogRecord: one is made per record read, and a frozen dataclass costs
+    several times more to build."""
+
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        partition, sep, offset = text.strip().partition(":")
+        # isascii too: isdigit alone takes "²", which int() refuses.
+        if not sep or not all(part.isascii() and part.isdigit() for part in (partition, offset)):
+            raise ValueError(f"not a log position (partition:offset): {text!r}")
+        return cls(int(partition), int(offset))
 
 
 @dataclass
@@ -51,29 +70,3 @@ class AppliedPositions:
         except TimeoutError:
             return False
         return True
-
-
-async def follow_raw(
-    reader: LogReader,
-    apply: Callable[[ConsumerRecord[bytes, bytes]], None],
-    positions: AppliedPositions,
-    stop: asyncio.Event,
-) -> None:
-    """Feed every record of a non-event topic to ``apply``, in order, until ``stop``.
-
-    ``apply`` skips the records it finds malformed; should it raise all the same, the record is
-    skipped here (counted and logged): one record must never end a replica's view of a topic.
-    No quarantine copy either way: every replica reads every record, so each would write one.
-    """
-    async for batch in reader.raw_batches(timeout_ms=100):
-        for record in batch:
-            position = Position(record.partition, record.offset)
-            try:
-                apply(record)
-            except Exception as exc:
-                skipped(reader.topic, position, f"{type(exc).__name__}: {exc}")
-            positions.advance(position)
-        if batch:
-            positions.wake()
-        if stop.is_set():
-            return

@@ -10,12 +10,13 @@ import aiohttp
 import orjson
 import pytest
 
-from jobwire.client import ApiError, Client
 from jobwire.config import Settings
-from jobwire.demo_ops import DEMO_OPERATIONS
-from jobwire.log import ensure_topics
-from jobwire.worker import JobContext
+from jobwire.devtools.demo_ops import DEMO_OPERATIONS
+from jobwire.kafka.admin import ensure_topics
+from jobwire.sdk.client import ApiError, Client
+from jobwire.sdk.worker import JobContext
 from tests.conftest import another_replica, settings_for
+from tests.support.eventually import eventually
 from tests.support.servers import running_api, running_worker
 
 ACME_KEY = "key_acme_0123456789"
@@ -59,13 +60,19 @@ async def test_sse_streams_live_until_terminal(api_settings: Settings) -> None:
                 received.append(frame["event"]["type"])
 
         listener = asyncio.create_task(listen())
-        await asyncio.sleep(0.3)
+        # The stream is open once its history (job.created) has arrived. Each event after that
+        # is posted only when the previous one came through: a frame can then only have come
+        # live, never from a replay of history.
+        await eventually(lambda: received == ["job.created"], "the stream's history")
         async with aiohttp.ClientSession() as http:
             for body in ({"type": "job.started"}, {"type": "job.progress", "data": {"total": 2, "processed": 1}},
                          {"type": "job.completed", "data": {"result": {"ok": True}}}):
+                seen = len(received)
                 async with http.post(f"{url}/v1/jobs/{task['id']}/events", json=body,
                                      headers={"X-API-Key": ACME_KEY}) as response:
                     assert response.status == 202, await response.text()
+                await eventually(lambda: len(received) > seen, f"{body['type']} on the open stream")
+                assert received[-1] == body["type"]
         await asyncio.wait_for(listener, 15)
         assert received == ["job.created", "job.started", "job.progress", "job.completed"]
 

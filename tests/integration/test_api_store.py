@@ -19,8 +19,8 @@ import pytest
 
 from jobwire.api.app import kafka_components
 from jobwire.config import load_settings
-from jobwire.devkafka import free_port
-from jobwire.log import ensure_topics
+from jobwire.devtools.broker import free_port
+from jobwire.kafka.admin import ensure_topics
 from jobwire.topics import Topics
 from tests.conftest import another_replica, env_for, settings_for
 from tests.support.stores import caught_up, log_ends, publish_histories, ready, store_digest, stored_offsets

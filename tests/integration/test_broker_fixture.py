@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from jobwire.devkafka import LocalKafka, answers_metadata, free_port
+from jobwire.devtools.broker import LocalKafka, free_port
+from jobwire.kafka.admin import answers_metadata
 
 INNER_TESTS = '''
-from jobwire.devkafka import answers_metadata
+from jobwire.kafka.admin import answers_metadata
 
 def test_fails_while_using_the_broker(kafka_bootstrap):
     assert answers_metadata(kafka_bootstrap)

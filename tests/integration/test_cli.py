@@ -51,12 +51,14 @@ def test_bad_configuration_is_named() -> None:
 
 
 async def test_secrets_rotate_moves_every_endpoint_secret_to_the_new_key(settings: Settings) -> None:
-    from jobwire.endpoints import EndpointWriter, read_registry
-    from jobwire.log import KeyedWriter, ensure_topics, make_producer
-    from jobwire.secretbox import SecretBox, binding
+    from jobwire.kafka.admin import ensure_topics
+    from jobwire.kafka.clients import make_producer
+    from jobwire.kafka.writers import KeyedWriter
     from jobwire.timeutil import now_utc
     from jobwire.topics import Topics
-    from jobwire.webhooks import Endpoint, SealedSecret
+    from jobwire.webhooks.model import Endpoint, SealedSecret
+    from jobwire.webhooks.registry import EndpointWriter, read_registry
+    from jobwire.webhooks.secretbox import SecretBox, binding
 
     old, new = "old-secret-key-0123456789", "new-secret-key-9876543210"
     await ensure_topics(settings)

@@ -12,8 +12,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from cloudevents.v1.http import CloudEvent
 from cloudevents.v1.kafka import from_structured, to_binary, to_structured
 
-from jobwire.client import Client
-from jobwire.log import client_options, ensure_topics, make_producer
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import client_options, make_producer
+from jobwire.sdk.client import Client
 from jobwire.topics import Topics
 from tests.integration.test_dispatch import ACME_KEY, endpoint_for, hook_settings, running_dispatcher
 from tests.integration.test_dispatch_poison import set_aside

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from jobwire.devkafka import free_port, kafka_version, pid_alive
+from jobwire.devtools.broker import free_port, kafka_version, pid_alive
 
 
 def descendants(pid: int) -> set[int]:

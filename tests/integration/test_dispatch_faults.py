@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from jobwire.config import load_settings
-from jobwire.devkafka import LocalKafka, free_port
-from jobwire.log import ensure_topics
-from jobwire.webhooks import webhook_id
+from jobwire.devtools.broker import LocalKafka, free_port
+from jobwire.kafka.admin import ensure_topics
+from jobwire.webhooks.model import webhook_id
 from tests.conftest import env_for
 from tests.support.dispatching import publish_jobs, register, start_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer

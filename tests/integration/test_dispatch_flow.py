@@ -13,9 +13,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobwire.config import Settings, load_settings
-from jobwire.log import client_options, ensure_topics
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import client_options
 from jobwire.topics import Topics
-from jobwire.webhooks import Delivery, webhook_id
+from jobwire.webhooks.model import Delivery, webhook_id
 from tests.conftest import env_for
 from tests.integration.test_dispatch import running_dispatcher
 from tests.support.dispatching import publish_jobs, register, start_dispatcher

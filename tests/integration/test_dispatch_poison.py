@@ -12,13 +12,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobwire.config import Settings, load_settings
-from jobwire.endpoints import EndpointWriter
 from jobwire.events import new_event
-from jobwire.log import JobEvents, KeyedWriter, client_options, ensure_topics, make_producer
-from jobwire.secretbox import SecretBox, binding, new_webhook_secret
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import client_options, make_producer
+from jobwire.kafka.writers import JobEvents, KeyedWriter
 from jobwire.timeutil import now_utc
 from jobwire.topics import Topics
-from jobwire.webhooks import Endpoint, SealedSecret
+from jobwire.webhooks.model import Endpoint, SealedSecret
+from jobwire.webhooks.registry import EndpointWriter
+from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 from tests.conftest import env_for
 from tests.support.dispatching import publish_jobs, register, start_dispatcher
 from tests.support.poison import deep_json, poison_events
@@ -55,7 +57,7 @@ async def write_poison(settings: Settings) -> int:
     await producer.start()
     count = 0
     try:
-        for name, value in poison_events("job_poison").items():
+        for value in poison_events("job_poison").values():
             await producer.send_and_wait(topics.events, value, key=b"job_poison")
             count += 1
         # Valid events each, but the failed job's task object would be over the size limit.

@@ -17,16 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobwire.client import Client
 from jobwire.config import Settings, load_settings
 from jobwire.deadlines import expiry_event, next_due
-from jobwire.devkafka import set_parent_death_signal
+from jobwire.devtools.broker import set_parent_death_signal
 from jobwire.events import new_event
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import make_producer
+from jobwire.kafka.writers import JobEvents
 from jobwire.lifecycle import fold
-from jobwire.log import JobEvents, ensure_topics, make_producer
+from jobwire.sdk.client import Client
+from jobwire.sdk.worker import JobContext
 from jobwire.timeutil import parse_utc
 from jobwire.topics import Topics
-from jobwire.worker import JobContext
 from tests.conftest import env_for
 from tests.integration.test_dispatch import ACME_KEY, endpoint_for, running_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from jobwire.api import jobs
-from jobwire.log import ensure_topics
+from jobwire.kafka.admin import ensure_topics
 from tests.conftest import settings_for
 from tests.support.servers import running_api
 

@@ -15,13 +15,17 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from jobwire.config import Settings
 from jobwire.errors import LogError
 from jobwire.events import Event, new_event
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import client_options, make_producer
+from jobwire.kafka.quarantine import Quarantine
+from jobwire.kafka.readers import GroupConsumer, LogReader
+from jobwire.kafka.writers import JobEvents
 from jobwire.lifecycle import Status, fold
-from jobwire.log import (
-    GroupConsumer, JobEvents, LogReader, LogRecord, Position, Quarantine, client_options, consume,
-    ensure_topics, make_producer,
-)
+from jobwire.positions import Position
+from jobwire.records import LogRecord
 from jobwire.topics import Topics, TopicSpec, topic_specs
 from tests.conftest import settings_for
+from tests.support.consume import consume
 
 
 def job_history(job_id: str, tenant: str = "acme") -> list[Event]:
@@ -176,14 +180,14 @@ async def test_a_topic_the_broker_refuses_is_a_log_error_naming_it(settings: Set
     sound = topic_specs(settings)
     broken = [TopicSpec(s.name, s.partitions, {**s.config, "retention.ms": "a fortnight"})
               if s.name == topics.attempts else s for s in sound]
-    monkeypatch.setattr("jobwire.log.topic_specs", lambda _: broken)
+    monkeypatch.setattr("jobwire.kafka.admin.topic_specs", lambda _: broken)
     with pytest.raises(LogError, match=re.escape(topics.attempts)) as caught:
         await ensure_topics(settings)
     assert "InvalidConfigurationError" in str(caught.value) and not caught.value.retriable
     async with asyncio.timeout(30):  # the sound topics of the request were created
         while topics.events not in await topic_names(settings):
             await asyncio.sleep(0.05)
-    monkeypatch.setattr("jobwire.log.topic_specs", lambda _: sound)
+    monkeypatch.setattr("jobwire.kafka.admin.topic_specs", lambda _: sound)
     assert await ensure_topics(settings) == [topics.attempts], "a fixed config creates only what is missing"
 
 

@@ -12,15 +12,16 @@ from typing import Any
 import orjson
 import pytest
 import schemathesis
-from schemathesis.config import SchemathesisConfig
 from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from jobwire.api.system import openapi_document
 from jobwire import events
+from jobwire.api.system import openapi_document
 from jobwire.config import Settings
 from jobwire.events import new_event
-from jobwire.log import ensure_topics, make_producer
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import make_producer
 from jobwire.topics import Topics
 from tests.conftest import settings_for
 from tests.support.servers import api_in_thread

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from jobwire.client import Client
-from jobwire.log import ensure_topics
+from jobwire.kafka.admin import ensure_topics
+from jobwire.sdk.client import Client
 from tests.integration.test_dispatch import ACME_KEY, endpoint_for, finish_a_job, hook_settings, running_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer
 from tests.support.servers import running_api

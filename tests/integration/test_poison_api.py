@@ -11,13 +11,19 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from jobwire.client import ApiError, Client
 from jobwire.config import Settings
-from jobwire.log import client_options, ensure_topics
+from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.clients import client_options
+from jobwire.sdk.client import ApiError, Client
 from jobwire.topics import Topics
 from tests.conftest import another_replica, settings_for
 from tests.support.poison import (
-    attempt_document, endpoint_document, event_document, invalid_count, poison_attempts, poison_endpoints,
+    attempt_document,
+    endpoint_document,
+    event_document,
+    invalid_count,
+    poison_attempts,
+    poison_endpoints,
     poison_events,
 )
 from tests.support.servers import running_api

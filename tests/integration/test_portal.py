@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobwire.log import ensure_topics
+from jobwire.kafka.admin import ensure_topics
 from tests.conftest import settings_for
 from tests.integration.test_dispatch import running_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer
@@ -91,8 +91,8 @@ async def test_portal_health_jobs_catalog_and_a_one_time_link(kafka_bootstrap: s
     assert CHROMIUM, "the portal test needs Debian's chromium (make test installs it: apt-get install chromium)"
     from playwright.async_api import async_playwright
 
-    from jobwire.client import Client
     from jobwire.events import EVENT_TYPES
+    from jobwire.sdk.client import Client
 
     settings = settings_for(kafka_bootstrap, JOBWIRE_API_KEYS=f"acme:{KEY}", JOBWIRE_DEV="1",
                             JOBWIRE_SECRET_KEY="portal-secret-key-0123456789", JOBWIRE_ALLOWED_TARGETS="127.0.0.1/32",

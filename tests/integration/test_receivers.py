@@ -17,10 +17,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from jobwire.client import Client
-from jobwire.devkafka import free_port, set_parent_death_signal
+from jobwire.devtools.broker import free_port, set_parent_death_signal
 from jobwire.dispatch.signing import sign_headers
-from jobwire.log import ensure_topics
+from jobwire.kafka.admin import ensure_topics
+from jobwire.sdk.client import Client
 from tests.integration.test_dispatch import ACME_KEY, finish_a_job, hook_settings, running_dispatcher
 from tests.support.servers import running_api
 

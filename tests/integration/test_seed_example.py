@@ -7,9 +7,9 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from jobwire.client import Client
 from jobwire.config import Settings
-from jobwire.log import ensure_topics
+from jobwire.kafka.admin import ensure_topics
+from jobwire.sdk.client import Client
 from tests.integration.test_dispatch import ACME_KEY, endpoint_for, hook_settings, running_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer
 from tests.support.servers import running_api

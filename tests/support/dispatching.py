@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from jobwire.config import Settings
-from jobwire.devkafka import set_parent_death_signal
-from jobwire.endpoints import EndpointWriter
+from jobwire.devtools.broker import set_parent_death_signal
 from jobwire.events import new_event
-from jobwire.log import JobEvents, KeyedWriter, make_producer
-from jobwire.secretbox import SecretBox, binding, new_webhook_secret
+from jobwire.kafka.clients import make_producer
+from jobwire.kafka.writers import JobEvents, KeyedWriter
 from jobwire.timeutil import now_utc
 from jobwire.topics import Topics
-from jobwire.webhooks import Endpoint, SealedSecret
+from jobwire.webhooks.model import Endpoint, SealedSecret
+from jobwire.webhooks.registry import EndpointWriter
+from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 from tests.support.receiver import ReceiverServer
 
 

@@ -9,13 +9,13 @@ from aiokafka import ConsumerRecord
 
 from jobwire import events
 from jobwire.api.app import ApiComponents
+from jobwire.api.deliverylog import DeliveryLog
+from jobwire.api.projection import Projection
 from jobwire.api.store import Store
-from jobwire.deliverylog import DeliveryLog
-from jobwire.endpoints import EndpointRegistry, EndpointWriter
 from jobwire.events import Event
-from jobwire.log import LogRecord, Position
-from jobwire.positions import AppliedPositions
-from jobwire.projection import Projection
+from jobwire.positions import AppliedPositions, Position
+from jobwire.records import LogRecord
+from jobwire.webhooks.registry import EndpointRegistry, EndpointWriter
 
 
 class MemoryLog:
@@ -61,7 +61,7 @@ def memory_components() -> tuple[ApiComponents, MemoryLog, MemoryTopic]:
     requests = MemoryTopic("webhooks.requests")
     components = ApiComponents(
         projection, log, registry,
-        EndpointWriter(MemoryTopic("webhooks.endpoints", registry.apply, registry.positions)),  # type: ignore[arg-type]
+        EndpointWriter(MemoryTopic("webhooks.endpoints", registry.apply, registry.positions)),
         DeliveryLog(store), requests,
     )
     return components, log, requests

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from jobwire.devkafka import free_port
+from jobwire.devtools.broker import free_port
 
 Plan = Callable[[str, int], tuple[int, dict[str, str]]]  # (webhook-id, attempt n) -> (status, headers)
 
@@ -25,6 +25,8 @@ class Received:
     data: dict[str, Any]
     at: float
     attempt: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,7 +56,8 @@ class Receiver:
             await asyncio.sleep(self.delay_s)
         if 200 <= status < 300:
             document = orjson.loads(body)
-            self.received.append(Received(webhook_id, document["type"], document["data"], time.monotonic(), len(times)))
+            self.received.append(Received(webhook_id, document["type"], document["data"], time.monotonic(), len(times),
+                                          body, headers))
         return web.Response(status=status, headers=extra, text="ok" if status < 300 else "no")
 
     @staticmethod

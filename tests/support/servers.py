@@ -13,8 +13,8 @@ import uvicorn
 from jobwire.api.app import create_app
 from jobwire.api.server import server_config
 from jobwire.config import Settings
-from jobwire.devkafka import free_port
-from jobwire.worker import Handler, Worker
+from jobwire.devtools.broker import free_port
+from jobwire.sdk.worker import Handler, Worker
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from jobwire.worker import JobContext
+from jobwire.sdk.worker import JobContext
 
 
 async def never_finishes(job: JobContext) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from jobwire.api.app import ApiComponents
 from jobwire.api.store import FILE_NAME
 from jobwire.config import Settings
 from jobwire.events import new_event
-from jobwire.log import JobEvents, LogReader, make_producer
+from jobwire.kafka.clients import make_producer
+from jobwire.kafka.readers import LogReader
+from jobwire.kafka.writers import JobEvents
 from jobwire.topics import Topics
 
 

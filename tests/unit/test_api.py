@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -252,9 +253,22 @@ def test_schema_violation_lists_pointers(client: TestClient) -> None:
     assert {e["pointer"] for e in response.json()["errors"]} == {"/operation", "/parameters", "/extra"}
 
 
+def test_readyz_is_503_while_behind_and_200_once_caught_up(parts: tuple[ApiComponents, MemoryLog, MemoryTopic]) -> None:
+    behind = {"jobs.events:0": 120, "progress": 0.25}
+    components = dataclasses.replace(parts[0], readiness=lambda: dict(behind))
+    settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789"})
+    with TestClient(create_app(settings, components), raise_server_exceptions=False) as client:
+        catching_up = client.get("/readyz")
+        assert catching_up.status_code == 503 and catching_up.headers["Retry-After"] == "1"
+        assert catching_up.json() == {"status": "catching up", "behind": {"jobs.events:0": 120}, "progress": 0.25}
+        behind.clear()
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
 def test_system_routes(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").status_code == 200
+    assert client.get("/readyz").json() == {"status": "ready"}
     assert client.get("/metrics").status_code == 401, "no token configured, not dev mode: closed"
     assert "jobs" not in client.get("/readyz").json(), "no counts for anyone who asks"
     spec = client.get("/openapi.json").json()

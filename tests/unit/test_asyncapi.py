@@ -57,7 +57,7 @@ def test_the_topics_it_names_are_the_ones_jobwire_makes() -> None:
 
 def test_every_event_and_webhook_has_an_example_the_code_accepts() -> None:
     from jobwire.events import decode
-    from jobwire.schemas import validator
+    from jobwire.validation import validator
 
     spec = orjson.loads(asyncapi_document())
     messages = spec["components"]["messages"]

@@ -11,11 +11,11 @@ import pytest
 from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.policy import Outcome, SendResult, Tiers
-from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import LogError
-from jobwire.secretbox import SecretBox, binding, new_webhook_secret
 from jobwire.topics import Topics
-from jobwire.webhooks import Attempt, Delivery, Endpoint, SealedSecret
+from jobwire.webhooks.model import Attempt, Delivery, Endpoint, SealedSecret
+from jobwire.webhooks.registry import EndpointRegistry
+from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 
 BOX = SecretBox("unit-secret-key-0123456789")
 SCHEDULE = (0, 5, 300)

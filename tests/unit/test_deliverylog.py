@@ -8,8 +8,8 @@ import uuid
 import orjson
 import pytest
 
+from jobwire.api.deliverylog import DeliveryLog
 from jobwire.api.store import Store
-from jobwire.deliverylog import DeliveryLog
 from tests.support.poison import attempt_document, consumer_record, invalid_count, poison_attempts
 
 

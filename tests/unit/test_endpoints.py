@@ -8,8 +8,8 @@ import uuid
 import orjson
 import pytest
 
-from jobwire.endpoints import EndpointRegistry, decode_endpoint
-from jobwire.webhooks import Endpoint, SealedSecret
+from jobwire.webhooks.model import Endpoint, SealedSecret
+from jobwire.webhooks.registry import EndpointRegistry, decode_endpoint
 from tests.support.poison import consumer_record, endpoint_document, invalid_count, poison_endpoints
 
 

@@ -35,7 +35,7 @@ def test_round_trip() -> None:
 
 @pytest.mark.parametrize("event_type", events.EVENT_TYPES)
 def test_every_type_has_a_data_schema(event_type: str) -> None:
-    from jobwire.schemas import load_schema
+    from jobwire.validation import load_schema
 
     assert load_schema(f"data/{event_type}.json")["type"] == "object"
 

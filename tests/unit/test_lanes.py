@@ -7,7 +7,7 @@ import asyncio
 
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.offsets import OffsetTracker
-from jobwire.webhooks import Delivery
+from jobwire.webhooks.model import Delivery
 
 TRACKER = OffsetTracker()
 

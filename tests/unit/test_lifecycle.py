@@ -190,7 +190,7 @@ def test_cancel_requested_flag_and_reason() -> None:
 
 
 def test_task_object_matches_schema() -> None:
-    from jobwire.schemas import validator
+    from jobwire.validation import validator
 
     for state in ("pending", "processing", "completed", "failed", "canceled"):
         job = job_in(state)

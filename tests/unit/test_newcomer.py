@@ -4,7 +4,6 @@ prints no client-library errors."""
 from __future__ import annotations
 
 import logging
-import os
 import stat
 import subprocess
 import sys
@@ -14,8 +13,8 @@ import pytest
 
 from jobwire.cli import _api_url, _first_key
 from jobwire.config import load_settings
-from jobwire.dev import RunningStack, running_stack, stack_file, write_stack
-from jobwire.logs import StartupGrace
+from jobwire.devtools.stack import RunningStack, running_stack, stack_file, write_stack
+from jobwire.logging_setup import StartupGrace
 
 
 def test_the_dev_stack_file_is_private_and_found_while_its_supervisor_lives(tmp_path: Path) -> None:

@@ -18,14 +18,15 @@ from aiokafka import ConsumerRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobwire import events, webhooks
+from jobwire import events
+from jobwire.api.projection import ListQuery, Projection
+from jobwire.api.store import Store
 from jobwire.dispatch.state import JobState
 from jobwire.errors import InvalidEvent
+from jobwire.kafka.readers import to_log_record
 from jobwire.lifecycle import Job, apply
-from jobwire.log import to_log_record
-from jobwire.api.store import Store
-from jobwire.projection import ListQuery, Projection
 from jobwire.task import task_object
+from jobwire.webhooks import model as webhooks
 
 PROPERTY = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import ConsumerRecord
 
-from jobwire.log import Position
-from jobwire.positions import AppliedPositions, follow_raw
+from jobwire.kafka.readers import follow_raw
+from jobwire.positions import AppliedPositions, Position
 from tests.support.poison import consumer_record, invalid_count
 
 

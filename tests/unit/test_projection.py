@@ -11,10 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
-from jobwire import projection as projection_module
-from jobwire.log import LogRecord, Position, to_log_record
+from jobwire.api import projection as projection_module
+from jobwire.api.projection import ListQuery, Projection
 from jobwire.api.store import Store, feed
-from jobwire.projection import ListQuery, Projection
+from jobwire.kafka.readers import to_log_record
+from jobwire.positions import Position
+from jobwire.records import LogRecord
 from tests.support.poison import consumer_record, event_document, invalid_count, poison_events
 
 

@@ -10,7 +10,9 @@ import pytest
 from aiokafka.errors import NotLeaderForPartitionError
 
 from jobwire.errors import InvalidEvent, LogError, Violation
-from jobwire.log import LogRecord, Position, Quarantine
+from jobwire.kafka.quarantine import Quarantine
+from jobwire.positions import Position
+from jobwire.records import LogRecord
 from tests.support.poison import invalid_count
 
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from jobwire.config import load_settings
 from jobwire.errors import ConfigError
-from jobwire.secretbox import SecretBox, SecretBoxError, binding, key_id
+from jobwire.webhooks.secretbox import SecretBox, SecretBoxError, binding, key_id
 
 OLD, NEW = "old-secret-key-0123456789", "new-secret-key-9876543210"
 HERE = binding("acme", "ep_1")

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from aiohttp import web
 
-from jobwire.devkafka import free_port
+from jobwire.devtools.broker import free_port
 from jobwire.dispatch.sender import CONNECT_FAILED, TARGET_REFUSED, Sender
-from jobwire.ssrf import Network
+from jobwire.webhooks.ssrf import Network
 from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]

@@ -10,7 +10,7 @@ import pytest
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from jobwire.dispatch.signing import sign_headers
-from jobwire.secretbox import SecretBox, binding, new_webhook_secret
+from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 
 SHARED_VECTORS = Path(__file__).parents[3] / "shared" / "webhook-test-vectors.json"
 # The published Standard Webhooks vector; shared/ (beside the repo) holds the same one.

@@ -8,7 +8,8 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from jobwire.ssrf import GuardedResolver, TargetRefused, check_literal, refusal
+from jobwire.dispatch.resolver import GuardedResolver
+from jobwire.webhooks.ssrf import TargetRefused, check_literal, refusal
 
 REFUSED = ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254", "::1",
            "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "fe80::1", "fc00::1", "::",

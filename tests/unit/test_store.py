@@ -11,13 +11,15 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from jobwire.api.app import progress
+from jobwire.api.deliverylog import DeliveryLog
+from jobwire.api.projection import ListQuery, Projection, decode_job, encode_job
 from jobwire.api.store import Store, stale_reason
-from jobwire.deliverylog import DeliveryLog
 from jobwire.errors import StoreError
 from jobwire.events import encode, new_event
+from jobwire.kafka.readers import to_log_record
 from jobwire.lifecycle import Status
-from jobwire.log import LogRecord, Position, to_log_record
-from jobwire.projection import ListQuery, Projection, decode_job, encode_job
+from jobwire.positions import Position
+from jobwire.records import LogRecord
 from tests.support.poison import attempt_document, consumer_record
 
 TOPIC = "jobs.events"
@@ -69,7 +71,7 @@ async def test_retention_removes_old_jobs_of_every_status_with_their_history() -
 
 
 async def test_jobs_kept_in_memory_follow_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("jobwire.projection.HOT_JOBS", 2)
+    monkeypatch.setattr("jobwire.api.projection.HOT_JOBS", 2)
     projection = Projection(Store(None))
     finished_jobs(projection)
     assert projection.get("acme", "job_running").status is Status.PROCESSING  # type: ignore[union-attr]

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from jobwire.api.app import ApiComponents, create_app
 from jobwire.config import load_settings
-from jobwire.secretbox import SecretBox, binding
-from jobwire.webhooks import Attempt, Delivery, Endpoint
+from jobwire.webhooks.model import Attempt, Delivery, Endpoint
+from jobwire.webhooks.secretbox import SecretBox, binding
 from tests.support.memlog import MemoryTopic, memory_components
 from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
 

@@ -12,8 +12,10 @@ import pytest
 from jobwire import events
 from jobwire.config import load_settings
 from jobwire.events import Event
-from jobwire.log import LogRecord, Position, to_log_record
-from jobwire.worker import JobContext, Result, Worker
+from jobwire.kafka.readers import to_log_record
+from jobwire.positions import Position
+from jobwire.records import LogRecord
+from jobwire.sdk.worker import JobContext, Result, Worker
 from tests.support.poison import consumer_record, event_document, invalid_count, poison_events
 
 

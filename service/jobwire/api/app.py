@@ -19,31 +19,30 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobwire.api import jobs, system, webhooks
+from jobwire.api.deliverylog import DeliveryLog
 from jobwire.api.limits import RequestLimits
 from jobwire.api.portal_links import PortalLinks
-from jobwire.api.resends import RecentResends
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
+from jobwire.api.projection import Projection
+from jobwire.api.resends import RecentResends
+from jobwire.api.store import Store, feed
 from jobwire.config import Settings
 from jobwire.events import Event
-from jobwire.api.store import Store, feed
-from jobwire.deliverylog import DeliveryLog
-from jobwire.endpoints import EndpointRegistry, EndpointWriter
-from jobwire.log import JobEvents, KeyedWriter, LogReader, Position, make_producer
-from jobwire.positions import AppliedPositions, follow_raw
-from jobwire.secretbox import SecretBox
+from jobwire.kafka.clients import make_producer
+from jobwire.kafka.readers import LogReader, follow_raw
+from jobwire.kafka.writers import JobEvents, KeyedWriter
 from jobwire.metrics import HTTP_LATENCY
-from jobwire.projection import Projection
+from jobwire.positions import AppliedPositions, Position
+from jobwire.records import RecordSink
 from jobwire.topics import Topics
+from jobwire.webhooks.registry import EndpointRegistry, EndpointWriter
+from jobwire.webhooks.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
     async def publish(self, event: Event) -> Position: ...
-
-
-class Writer(Protocol):
-    async def send(self, key: str, value: bytes | None) -> Position: ...
 
 
 @dataclass
@@ -53,9 +52,9 @@ class ApiComponents:
     projection: Projection
     publisher: Publisher
     endpoints: EndpointRegistry
-    endpoint_writer: Writer
+    endpoint_writer: EndpointWriter
     deliveries: DeliveryLog
-    delivery_requests: Writer
+    delivery_requests: RecordSink
     #: What is still behind the log ends seen at start-up ("topic:partition" -> records, and
     #: "progress" as a share of the catch-up); empty when ready.
     readiness: Callable[[], dict[str, Any]] = dict
@@ -220,7 +219,8 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with contextlib.AsyncExitStack() as stack:
-            parts = components or await stack.enter_async_context(kafka_components(settings))
+            parts = components if components is not None else await stack.enter_async_context(
+                kafka_components(settings))
             loop = asyncio.get_running_loop()
             yield {
                 "settings": settings,

@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 
 from jobwire.api.problems import Problem
-from jobwire.schemas import validator
+from jobwire.validation import validator
 
 
 async def read_json(request: Request, schema: str) -> dict[str, Any]:

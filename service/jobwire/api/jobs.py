@@ -16,43 +16,26 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from jobwire import events
 from jobwire.api.auth import tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.headers import header
 from jobwire.api.problems import Problem, log_unavailable
-from jobwire import events
+from jobwire.api.projection import ListQuery, Projection
+from jobwire.api.responses import accepts, json_response, require_json
 from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.events import HEARTBEAT, Event, new_event
 from jobwire.ids import idempotent_job_id, new_id
 from jobwire.lifecycle import Job, Status, Verdict, apply
-from jobwire.log import Position
-from jobwire.projection import ListQuery, Projection
-from jobwire.schemas import validator
+from jobwire.positions import Position
 from jobwire.task import MAX_TASK_BYTES, task_object, task_size
 from jobwire.timeutil import bound_utc
+from jobwire.validation import validator
 
 log = logging.getLogger(__name__)
 
 WAIT_CAP_S = 60.0
 READ_YOUR_WRITES_TIMEOUT_S = 5.0
-JSON_TYPES = ("application/json", "application/problem+json", "application/*", "*/*")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
-def accepts(request: Request, *media_types: str) -> bool:
-    accept = header(request, b"accept")
-    if not accept:
-        return True
-    offered = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    return bool(offered & set(media_types))
-
-
-def require_json(request: Request) -> None:
-    if not accepts(request, *JSON_TYPES):
-        raise Problem(406, "this resource is available as application/json")
 
 
 def prefer_wait_s(request: Request) -> float | None:

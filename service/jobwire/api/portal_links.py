@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from jobwire.errors import JobwireError
+
 COOKIE = "jobwire_portal"
 LINK_TTL_S = 600.0
 SESSION_TTL_S = 3600.0
@@ -31,7 +33,7 @@ SESSION_TTL_S = 3600.0
 MAX_REDEEMED = 100_000
 
 
-class LinkRefused(Exception):
+class LinkRefused(JobwireError):
     """The link is malformed, forged, expired or already used (the reason says which)."""
 
 

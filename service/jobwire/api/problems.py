@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobwire.errors import Violation
+from jobwire.errors import JobwireError, Violation
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _shortened(message: str) -> str:
     return message if len(message) <= MAX_VIOLATION_CHARS else message[:MAX_VIOLATION_CHARS - 1] + "…"
 
 
-class Problem(Exception):
+class Problem(JobwireError):
     """Raised anywhere in a route; the handler turns it into an ``application/problem+json``."""
 
     def __init__(

@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from jobwire.api.problems import MEDIA_TYPE, TITLES
 from jobwire.config import Settings
+from jobwire.errors import JobwireError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def raw_problem(status: int, detail: str, *extra: bytes) -> bytes:
     ])
 
 
-class _Refused(Exception):
+class _Refused(JobwireError):
     """Raised in a parser callback to stop parsing; the refusal itself is in ``_refusal``."""
 
 

@@ -24,9 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from jobwire.timeutil import format_utc
-
 from jobwire.errors import StoreError
+from jobwire.timeutil import format_utc
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from jobwire.api.limits import Slot
-from jobwire.log import Position
-from jobwire.projection import Projection
+from jobwire.api.projection import Projection
+from jobwire.positions import Position
 
 KEEPALIVE_S = 15.0
 

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from jobwire.api.headers import header
-from jobwire.api.jobs import json_response
 from jobwire.api.problems import Problem
+from jobwire.api.responses import json_response
 from jobwire.config import Settings
-from jobwire.schemas import load_schema, schema_dir
+from jobwire.validation import load_schema, schema_dir
 
 
 async def healthz(request: Request) -> Response:

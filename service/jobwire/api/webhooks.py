@@ -15,20 +15,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from jobwire.api.auth import tenant_of, webhook_tenant_of
 from jobwire.api.bodies import read_json
-from jobwire.api.jobs import json_response, require_json
+from jobwire.api.deliverylog import REPLAYABLE, DeliveryLog
 from jobwire.api.limits import ApiLimits
 from jobwire.api.portal_links import COOKIE, SESSION_TTL_S, LinkRefused, PortalLinks
-from jobwire.api.resends import RecentResends
 from jobwire.api.problems import Problem, log_unavailable
-from jobwire.deliverylog import REPLAYABLE, DeliveryLog
-from jobwire.ssrf import TargetRefused, check_literal
-from jobwire.endpoints import EndpointRegistry
+from jobwire.api.resends import RecentResends
+from jobwire.api.responses import json_response, require_json
 from jobwire.errors import LogError, Violation
 from jobwire.ids import new_id
-from jobwire.log import Position
-from jobwire.secretbox import SecretBox, binding, new_webhook_secret
+from jobwire.positions import Position
 from jobwire.timeutil import bound_utc, format_utc, now_utc
-from jobwire.webhooks import (
+from jobwire.webhooks.model import (
     TEST_EVENT_TYPE,
     Delivery,
     Endpoint,
@@ -37,6 +34,9 @@ from jobwire.webhooks import (
     payload,
     webhook_id,
 )
+from jobwire.webhooks.registry import EndpointRegistry
+from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
+from jobwire.webhooks.ssrf import TargetRefused, check_literal
 
 WRITE_VISIBLE_TIMEOUT_S = 5.0
 DEFAULT_GRACE_S = 24 * 3600

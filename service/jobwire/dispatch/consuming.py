@@ -7,10 +7,9 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-
 from jobwire.dispatch.outbox import Outbox
-from jobwire.log import commit_owned
+from jobwire.kafka.consumers import Consumer, RebalanceListener, TopicPartition
+from jobwire.kafka.readers import commit_owned
 from jobwire.metrics import CONSUMER_LAG, PAUSED_PARTITIONS
 from jobwire.offsets import OffsetTracker
 
@@ -18,7 +17,7 @@ from jobwire.offsets import OffsetTracker
 class LagGauge:
     """Records not yet read on the consumer's partitions, refreshed every few seconds."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str, every_s: float = 5.0) -> None:
+    def __init__(self, consumer: Consumer, topic: str, every_s: float = 5.0) -> None:
         self._consumer = consumer
         self._gauge = CONSUMER_LAG.labels(topic=topic)
         self._every_s = every_s
@@ -37,7 +36,7 @@ class LagGauge:
         self._gauge.set(total)
 
 
-def hold(consumer: AIOKafkaConsumer, topic: str, paused: set[TopicPartition]) -> None:
+def hold(consumer: Consumer, topic: str, paused: set[TopicPartition]) -> None:
     """Pause exactly ``paused`` among the consumer's partitions, resume the rest."""
     assigned = consumer.assignment()
     wanted = paused & assigned
@@ -49,7 +48,7 @@ def hold(consumer: AIOKafkaConsumer, topic: str, paused: set[TopicPartition]) ->
     PAUSED_PARTITIONS.labels(topic=topic).set(len(wanted))
 
 
-async def commit(consumer: AIOKafkaConsumer, topic: str, outbox: Outbox, tracker: OffsetTracker) -> dict[int, int]:
+async def commit(consumer: Consumer, topic: str, outbox: Outbox, tracker: OffsetTracker) -> dict[int, int]:
     """The offsets finished so far, committed once everything written so far is acknowledged
     (read first: work that finishes during the flush waits for the next commit)."""
     offsets = tracker.to_commit()
@@ -60,7 +59,7 @@ async def commit(consumer: AIOKafkaConsumer, topic: str, outbox: Outbox, tracker
     return committed
 
 
-class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+class Rebalance(RebalanceListener):
     def __init__(self, revoked: Callable[[set[int]], Awaitable[None]],
                  assigned: Callable[[list[int]], Awaitable[None]] | None = None) -> None:
         self._revoked = revoked

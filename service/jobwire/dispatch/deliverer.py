@@ -19,13 +19,11 @@ import orjson
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.policy import Decision, Outcome, SendResult, Tiers, decide
 from jobwire.dispatch.signing import sign_headers
-from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import JobwireError
 from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES
-from jobwire.secretbox import SecretBox, binding
 from jobwire.timeutil import format_utc, now_utc, parse_utc
 from jobwire.topics import Topics
-from jobwire.webhooks import (
+from jobwire.webhooks.model import (
     FAILING_AFTER_ATTEMPTS,
     Attempt,
     Delivery,
@@ -33,6 +31,8 @@ from jobwire.webhooks import (
     is_operational,
     operational_deliveries,
 )
+from jobwire.webhooks.registry import EndpointRegistry
+from jobwire.webhooks.secretbox import SecretBox, binding
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,6 @@ import asyncio
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-
 from jobwire.binding import decode_record
 from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
 from jobwire.dispatch.deliverer import Deliverer
@@ -26,16 +24,18 @@ from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.state import JobState, StateStore
 from jobwire.dispatch.timers import Timers
-from jobwire.endpoints import EndpointRegistry
-from jobwire.errors import InvalidEvent, LogError
+from jobwire.errors import InvalidEvent, JobwireError, LogError
 from jobwire.events import HEARTBEAT, Event
+from jobwire.kafka.consumers import Consumer, ConsumerRecord, TopicPartition
+from jobwire.kafka.quarantine import Quarantine
 from jobwire.lifecycle import Verdict, apply
-from jobwire.log import Position, Quarantine
 from jobwire.metrics import PARKED
 from jobwire.offsets import OffsetTracker
+from jobwire.positions import Position
 from jobwire.task import MAX_TASK_BYTES
 from jobwire.timeutil import now_utc
-from jobwire.webhooks import Delivery, job_payload, webhook_id
+from jobwire.webhooks.model import Delivery, job_payload, webhook_id
+from jobwire.webhooks.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,12 @@ FETCH_RECORDS = 500
 REVOKE_GRACE_S = 10.0
 
 
-class PayloadTooLarge(ValueError):
+class PayloadTooLarge(JobwireError):
     pass
 
 
 class EventIntake:
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str, *, state: StateStore, registry: EndpointRegistry,
+    def __init__(self, consumer: Consumer, topic: str, *, state: StateStore, registry: EndpointRegistry,
                  lanes: Lanes, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
                  timers: Timers, commit_interval_s: float) -> None:
         self.consumer = consumer
@@ -219,7 +219,9 @@ class EventIntake:
         self._state_ready.clear()
         # Queued work of those partitions is let go unsent: the new owner re-reads the records.
         # The commit below stays under it, since those offsets never finish here.
-        ours = lambda w: w.source.tracker is self.tracker and w.source.partition in partitions  # noqa: E731
+        def ours(w: Work) -> bool:
+            return w.source.tracker is self.tracker and w.source.partition in partitions
+
         self.lanes.drop(ours)
         # Attempts under way get a moment to end, so their offsets commit and the new owner
         # does not send them again.

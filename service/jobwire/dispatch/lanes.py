@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from jobwire.offsets import OffsetTracker
-from jobwire.webhooks import Delivery
+from jobwire.webhooks.model import Delivery
 
 #: Longest a delivery should wait in memory for its endpoint: a lane whose queue would take
 #: longer to work off has no room, and further deliveries are parked. Queued deliveries hold
@@ -193,9 +193,9 @@ class Lanes:
 
     def drop(self, doomed: Callable[[Work], bool]) -> list[Work]:
         """Remove queued (not in-flight) work matching ``doomed``; returns it."""
-        removed = []
+        removed: list[Work] = []
         for lane in self.lanes.values():
-            kept = deque()
+            kept: deque[Work] = deque()
             for work in lane.queue:
                 (removed if doomed(work) else kept).append(work)
             lane.queue = kept

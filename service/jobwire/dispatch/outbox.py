@@ -11,6 +11,7 @@ commit, which can duplicate a webhook (same webhook-id) but never lose one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from jobwire.errors import LogError
@@ -21,8 +22,9 @@ MAX_RECORD_BYTES = 1000 * 1024
 
 
 class Producer(Protocol):
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                   partition: int | None = None, headers: Any = None) -> asyncio.Future[Any]: ...
+    async def send(self, topic: str, value: bytes | None = None, *, key: bytes | None = None,
+                   partition: int | None = None,
+                   headers: Sequence[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]: ...
 
 
 class Outbox:

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from jobwire.dispatch.policy import SendResult
-from jobwire.ssrf import GuardedResolver, Network, TargetRefused, check_literal
+from jobwire.dispatch.resolver import GuardedResolver
+from jobwire.webhooks.ssrf import Network, TargetRefused, check_literal
 
 RESPONSE_EXCERPT_BYTES = 1024
 TARGET_REFUSED = "refused by the SSRF guard: the endpoint's host is not a public address"
@@ -98,7 +99,7 @@ class Sender:
                                   excerpt or None, after)
         except asyncio.CancelledError:
             raise
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return SendResult(None, elapsed(), "timed out")
         except Exception as exc:  # any transport failure is a failed attempt, never a crash
             # What the tenant reads (the attempt's error) says what kind of failure it was and

@@ -21,26 +21,26 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
-
 from jobwire.config import Settings
 from jobwire.dispatch.deliverer import Deliverer, Poster, tier_topic
-from jobwire.dispatch.sender import Sender
 from jobwire.dispatch.intake import EventIntake
 from jobwire.dispatch.lanes import Lanes
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.policy import Tiers
+from jobwire.dispatch.sender import Sender
 from jobwire.dispatch.senders import SenderPool
 from jobwire.dispatch.state import StateStore
 from jobwire.dispatch.tiers import TierConsumer
 from jobwire.dispatch.timers import Timers
-from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import ConfigError
-from jobwire.log import LogReader, Quarantine, client_options, make_producer
+from jobwire.kafka.clients import make_producer
+from jobwire.kafka.consumers import Consumer, group_consumer
+from jobwire.kafka.quarantine import Quarantine
+from jobwire.kafka.readers import LogReader, follow_raw
 from jobwire.metrics import DISPATCH_HELD, DISPATCH_HELD_BYTES, ENDPOINT_OLDEST_AGE, ENDPOINT_QUEUE_DEPTH
-from jobwire.positions import follow_raw
-from jobwire.secretbox import SecretBox
 from jobwire.topics import Topics
+from jobwire.webhooks.registry import EndpointRegistry
+from jobwire.webhooks.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,8 @@ class Dispatcher:
         ]
         self._stop = asyncio.Event()
 
-    def _consumer(self, group_id: str) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(**client_options(self.settings.kafka), group_id=group_id, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    def _consumer(self, group_id: str) -> Consumer:
+        return group_consumer(self.settings.kafka, group_id)
 
     def stop(self) -> None:
         self._stop.set()
@@ -159,7 +158,7 @@ class Dispatcher:
                 task.result()  # a part's failure, raised here
                 raise RuntimeError(f"dispatcher part {task.get_name()} ended unexpectedly")
 
-    async def _shutdown(self, parts: list[asyncio.Task[None]], consumers: list[AIOKafkaConsumer],
+    async def _shutdown(self, parts: list[asyncio.Task[None]], consumers: list[Consumer],
                         endpoints: LogReader, *, clean: bool) -> None:
         loops = [p for p in parts if p.get_name() not in ("senders", "gauges")]
         if loops:  # they watch the stop flag; cancel only what has not ended by itself
@@ -173,7 +172,8 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await part
         if clean:
-            for committer in (self.intake, *self.tier_consumers):
+            committers: list[EventIntake | TierConsumer] = [self.intake, *self.tier_consumers]
+            for committer in committers:
                 with contextlib.suppress(Exception):
                     await committer.commit()
         closers: list[Callable[[], Awaitable[None]]] = [c.stop for c in consumers]

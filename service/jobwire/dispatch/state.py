@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from jobwire.config import KafkaSettings
 from jobwire.dispatch.outbox import Outbox
+from jobwire.kafka.readers import read_to_end
 from jobwire.lifecycle import Job, Status
-from jobwire.log import client_options
 from jobwire.metrics import INVALID_RECORDS
 
 log = logging.getLogger(__name__)
@@ -63,31 +62,22 @@ class StateStore:
 
     async def restore(self, partitions: list[int]) -> int:
         """Load the changelog of ``partitions``; returns how many live jobs were restored."""
-        consumer = AIOKafkaConsumer(**client_options(self._kafka), enable_auto_commit=False,
-                                    max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
-        await consumer.start()
+        for partition in partitions:
+            self.partitions[partition] = PartitionState()
+        async for record in read_to_end(self._kafka, self.topic, partitions):
+            state = self.partitions[record.partition]
+            job_id = (record.key or b"").decode()
+            if record.value is None:
+                state.jobs.pop(job_id, None)
+            else:
+                self._restore_one(state, job_id, record.value, record.offset)
         restored = 0
-        try:
-            tps = [TopicPartition(self.topic, p) for p in partitions]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                state = self.partitions[tp.partition] = PartitionState()
-                while (await consumer.position(tp)) < ends[tp]:
-                    fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-                    for record in fetched.get(tp, []):
-                        job_id = (record.key or b"").decode()
-                        if record.value is None:
-                            state.jobs.pop(job_id, None)
-                        else:
-                            self._restore_one(state, job_id, record.value, record.offset)
-                for job_id, job_state in state.jobs.items():
-                    if job_state.job.status.terminal:
-                        state.finished.append((job_state.offset, job_id))
-                restored += len(state.jobs)
-        finally:
-            await consumer.stop()
+        for partition in partitions:
+            state = self.partitions[partition]
+            for job_id, job_state in state.jobs.items():
+                if job_state.job.status.terminal:
+                    state.finished.append((job_state.offset, job_id))
+            restored += len(state.jobs)
         return restored
 
     def _restore_one(self, state: PartitionState, job_id: str, raw: bytes, offset: int) -> None:

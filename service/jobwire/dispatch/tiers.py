@@ -15,19 +15,19 @@ import logging
 import time
 from dataclasses import replace
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-
 from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
 from jobwire.dispatch.deliverer import Deliverer, tier_topic
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.policy import Route, Tiers, on_read
-from jobwire.endpoints import EndpointRegistry
 from jobwire.errors import LogError
-from jobwire.log import Position, Quarantine
+from jobwire.kafka.consumers import Consumer, ConsumerRecord, TopicPartition
+from jobwire.kafka.quarantine import Quarantine
 from jobwire.metrics import HOPS
 from jobwire.offsets import OffsetTracker
-from jobwire.webhooks import Delivery
+from jobwire.positions import Position
+from jobwire.webhooks.model import Delivery
+from jobwire.webhooks.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ MAX_TRACKED_HOPS = 10_000
 
 
 class TierConsumer:
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str, tier_s: float, *, tiers: Tiers, lanes: Lanes,
+    def __init__(self, consumer: Consumer, topic: str, tier_s: float, *, tiers: Tiers, lanes: Lanes,
                  registry: EndpointRegistry, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
                  commit_interval_s: float) -> None:
         self.consumer = consumer
@@ -93,7 +93,7 @@ class TierConsumer:
             if tp not in self.consumer.assignment() or self.tracker.epoch(tp.partition) != epoch:
                 return  # revoked meanwhile (maybe handed back): the rest is read again
             try:
-                delivery = Delivery.decode(raw.value)
+                delivery = Delivery.decode(raw.value or b"")
             except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is set aside
                 await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset),
                                               f"not a delivery record: {type(exc).__name__}: {exc}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from jobwire.worker import Handler, JobContext, JobFailed, Result
+from jobwire.sdk.worker import Handler, JobContext, JobFailed, Result
 
 
 async def sleep(job: JobContext) -> dict[str, Any]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka import ConsumerRecord
-
 from jobwire.config import KafkaSettings
-from jobwire.log import KeyedWriter, LogReader, Position, skipped
-from jobwire.positions import AppliedPositions
-from jobwire.schemas import FieldChecks, checked_record
+from jobwire.kafka.readers import LogReader
+from jobwire.positions import AppliedPositions, Position
+from jobwire.records import RawRecord, RecordSink, skipped
 from jobwire.timeutil import is_time
-from jobwire.webhooks import Endpoint
+from jobwire.validation import FieldChecks, checked_record
+from jobwire.webhooks.model import Endpoint
 
 
 def _text(value: Any) -> bool:
@@ -83,7 +82,7 @@ class EndpointRegistry:
         self.endpoints: dict[str, Endpoint] = {}
         self.positions = AppliedPositions()
 
-    def apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    def apply(self, record: RawRecord) -> None:
         """Apply one record of the topic. A malformed one is skipped (counted and logged): the
         endpoint keeps its previous snapshot."""
         if record.value is None:
@@ -111,7 +110,7 @@ class EndpointRegistry:
 class EndpointWriter:
     """Endpoint snapshots, and tombstones for deleted endpoints, on the compacted topic."""
 
-    def __init__(self, writer: KeyedWriter) -> None:
+    def __init__(self, writer: RecordSink) -> None:
         self._writer = writer
 
     async def put(self, endpoint: Endpoint) -> Position:

@@ -13,16 +13,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
-from aiokafka import ConsumerRecord
 
 from jobwire.api.store import Store
 from jobwire.events import MAX_DEPTH
-from jobwire.log import Position, skipped
-from jobwire.positions import AppliedPositions
-from jobwire.schemas import FieldChecks, checked_record
+from jobwire.positions import AppliedPositions, Position
+from jobwire.records import RawRecord, skipped
 from jobwire.timeutil import is_time
-from jobwire.webhooks import Attempt, Delivery
-
+from jobwire.validation import FieldChecks, checked_record
+from jobwire.webhooks.model import Attempt, Delivery
 
 #: An attempt's fields as its entry in a delivery's list of attempts shows them.
 ENTRY_FIELDS = tuple(f.name for f in fields(Attempt) if f.name not in {
@@ -174,7 +172,7 @@ class DeliveryLog:
         self.positions.applied = dict(start)
         return start
 
-    def apply_batch(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+    def apply_batch(self, records: Sequence[RawRecord]) -> None:
         """Apply records of ``webhooks.attempts`` in one transaction with their offsets. A
         malformed one is skipped (counted and logged) before it changes anything."""
         if not records:
@@ -194,11 +192,11 @@ class DeliveryLog:
         self.positions.applied.update(offsets)
         self.positions.wake()
 
-    def apply_attempt(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    def apply_attempt(self, record: RawRecord) -> None:
         self.apply_batch([record])
 
     @staticmethod
-    def _rows(record: ConsumerRecord[bytes, bytes]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    def _rows(record: RawRecord) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
         if record.value is None:
             return None
         try:
@@ -251,7 +249,9 @@ class DeliveryLog:
     def _view(self, row: tuple[Any, ...]) -> DeliveryView:
         entries = self.store.db.execute(
             "SELECT entry FROM attempts WHERE delivery_id = ? ORDER BY log_partition, log_offset", (row[0],))
-        return DeliveryView(*row, attempts=[orjson.loads(entry) for (entry,) in entries])
+        id_, endpoint_id, tenant, event_type, event_id, job_id, status, created_at, updated_at = row
+        return DeliveryView(id_, endpoint_id, tenant, event_type, event_id, job_id, status, created_at, updated_at,
+                            attempts=[orjson.loads(entry) for (entry,) in entries])
 
     async def evict_before(self, cutoff: str) -> int:
         """Remove deliveries last updated before ``cutoff`` with their attempts; returns how many."""

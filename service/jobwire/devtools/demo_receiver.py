@@ -9,7 +9,7 @@ import sys
 from aiohttp import web
 from svix.webhooks import Webhook, WebhookVerificationError
 
-from jobwire.client import Client
+from jobwire.sdk.client import Client
 
 
 class DemoReceiver:

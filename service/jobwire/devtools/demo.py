@@ -10,7 +10,7 @@ import asyncio
 import time
 from typing import Any
 
-from jobwire.client import Client
+from jobwire.sdk.client import Client
 
 JOBS: list[tuple[str, dict[str, Any]]] = [
     ("wordcount", {"text": "to be or not to be"}),

@@ -23,9 +23,9 @@ import orjson
 from jobwire.api.store import Store
 from jobwire.events import HEARTBEAT, Event
 from jobwire.lifecycle import Applied, Job, Status, Verdict, apply
-from jobwire.log import LogRecord, Position, skipped
 from jobwire.metrics import EVENTS_APPLIED, PROJECTION_JOBS
-from jobwire.positions import AppliedPositions
+from jobwire.positions import AppliedPositions, Position
+from jobwire.records import LogRecord, skipped
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Projection:
         #: The log's partitions; a position naming another can never be applied.
         self.partitions: frozenset[int] | None = None
         store.db.executescript(SCHEMA)
-        self._count = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        self._count: int = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
         PROJECTION_JOBS.set(self._count)
         self._changed: dict[str, tuple[asyncio.Event, list[int]]] = {}
         self._verdicts: dict[Verdict, int] = dict.fromkeys(Verdict, 0)

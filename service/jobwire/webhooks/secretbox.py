@@ -47,7 +47,7 @@ class SecretBox:
     def __init__(self, secret_keys: str) -> None:
         keys = [key.strip() for key in secret_keys.split(",") if key.strip()]
         if not keys:
-            raise JobwireError("a SecretBox needs at least one key")
+            raise SecretBoxError("a SecretBox needs at least one key")
         # Derived keys, so JOBWIRE_SECRET_KEY may be any strings of 16+ characters.
         self._keys = {key_id(key): AESGCM(hashlib.sha256(_CONTEXT + key.encode()).digest()) for key in keys}
         self.current = key_id(keys[0])
@@ -62,7 +62,7 @@ class SecretBox:
             kid, _, body = sealed[len(_PREFIX):].partition(".")
             aead = self._keys.get(kid)
             if aead is None:
-                raise SecretBoxError(f"an endpoint secret was sealed with key {kid}, which JOBWIRE_SECRET_KEY "
+                raise SecretBoxError(f"an endpoint secret was sealed with key {kid}, which JOBWIRE_SECRET_KEYS "
                                      "does not list: add that key back (after the current one)")
             return self._decrypt([aead], body, _BOUND + bound_to.encode())
         return self._decrypt(list(self._keys.values()), sealed, _CONTEXT)  # sealed before binding
@@ -82,7 +82,7 @@ class SecretBox:
                 return aead.decrypt(raw[:12], raw[12:], associated).decode()
             except (InvalidTag, ValueError):
                 continue
-        raise SecretBoxError("an endpoint secret does not open: JOBWIRE_SECRET_KEY changed, or the sealed "
+        raise SecretBoxError("an endpoint secret does not open: its key is not in JOBWIRE_SECRET_KEYS, or the sealed "
                              "value belongs to another endpoint")
 
 

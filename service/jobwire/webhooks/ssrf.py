@@ -1,25 +1,21 @@
-"""Refuse webhook targets on internal networks, checked on the addresses actually connected to.
-
-The check runs in the resolver aiohttp uses for every connection, so a name that resolves
-to 127.0.0.1 (or re-resolves there later: DNS rebinding) is refused like the literal is.
-aiohttp never resolves IP literals, so ``check_literal`` covers those before connecting.
+"""The SSRF policy: which addresses a webhook may reach, and which ways of writing a host are
+refused outright. Pure: the API checks URLs with it, and the dispatcher's resolver
+(dispatch/resolver.py) checks every address it connects to.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Sequence
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+from jobwire.errors import JobwireError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class TargetRefused(Exception):
+class TargetRefused(JobwireError):
     """A webhook target resolves to an address the guard does not allow."""
 
 
@@ -76,27 +72,3 @@ def _numeric(host: str) -> bool:
         last = last[2:]
         return all(c in "0123456789abcdef" for c in last)
     return last.isascii() and last.isdigit()
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default resolver, then drops every refused address."""
-
-    def __init__(self, allowed: Sequence[Network], inner: AbstractResolver | None = None) -> None:
-        self._allowed = tuple(allowed)
-        self._inner = inner or DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        kept, reasons = [], []
-        for result in results:
-            why = refusal(ipaddress.ip_address(result["host"]), self._allowed)
-            if why is None:
-                kept.append(result)
-            else:
-                reasons.append(why)
-        if not kept:
-            raise TargetRefused(f"refused by the SSRF guard: {host} resolves to {'; '.join(reasons)}")
-        return kept
-
-    async def close(self) -> None:
-        await self._inner.close()

@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 
 from jobwire.config import DEV_TENANT, Settings
-from jobwire.devkafka import LocalKafka, set_parent_death_signal, terminate
-from jobwire.log import ensure_topics
+from jobwire.devtools.broker import LocalKafka, set_parent_death_signal, terminate
+from jobwire.kafka.admin import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ binds to 127.0.0.1 only. Nothing here is used when ``KAFKA_BOOTSTRAP_SERVERS`` n
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import ctypes
@@ -20,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,8 +34,8 @@ _PR_SET_PDEATHSIG = 1
 
 def recipe_dir() -> Path:
     """pom.xml, server.properties and log4j2.xml: in the wheel, or in the source checkout."""
-    packaged = Path(__file__).with_name("kafka_recipe")
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "deploy" / "kafka"
+    packaged = Path(__file__).parent.parent / "kafka_recipe"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "deploy" / "kafka"
 
 
 def kafka_version(recipe: Path | None = None) -> str:
@@ -101,37 +99,6 @@ def port_taken(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when the broker at ``bootstrap`` answers a metadata request naming a live broker.
-
-    Runs aiokafka on a private thread and loop, so it works from sync and async callers alike.
-    """
-    from aiokafka import AIOKafkaClient  # imported late: `jobwire kafka` should start fast
-
-    host, _, port = bootstrap.rpartition(":")
-    try:  # a plain connect first: aiokafka logs an ERROR line for every refused connection
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError:
-        return False
-    outcome = [False]
-
-    async def probe() -> None:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
-        try:
-            await asyncio.wait_for(client.bootstrap(), timeout_s)
-            metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
-            outcome[0] = bool(metadata.brokers())
-        except Exception:  # any failure means "not ready yet"
-            outcome[0] = False
-        finally:
-            await client.close()
-
-    thread = threading.Thread(target=lambda: asyncio.run(probe()), daemon=True)
-    thread.start()
-    thread.join(timeout_s * 3)
-    return outcome[0]
 
 
 def set_parent_death_signal() -> None:
@@ -237,6 +204,8 @@ class LocalKafka:
         )
         stdout.close()
         self.pid_file.write_text(f"{self._process.pid} {self.port}\n")
+        from jobwire.kafka.admin import answers_metadata  # late: `jobwire kafka` should start fast
+
         while time.monotonic() - started_at < timeout_s:
             code = self._process.poll()
             if code is not None:

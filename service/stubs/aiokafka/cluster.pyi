@@ -1,0 +1,4 @@
+from typing import Any
+
+class ClusterMetadata:
+    def brokers(self) -> set[Any]: ...
