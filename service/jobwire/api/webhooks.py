@@ -253,10 +253,12 @@ async def retry_delivery(request: Request) -> Response:
     dead = deliveries.dead.get(view.id)
     if view.status not in REPLAYABLE or dead is None:
         raise Problem(409, f"delivery {view.id} is {view.status}; only failed or skipped deliveries are retried")
+    # The allowance first: a retry refused with 429 must not leave the delivery claimed, or
+    # asking again would answer 409 for a delivery nobody sent.
+    limits_of(request).resend(tenant)
     if not resends_of(request).claim(view.id):
         raise Problem(409, f"delivery {view.id} was already asked for again; its attempt is on its way",
                       headers={"Retry-After": "5"})
-    limits_of(request).resend(tenant)
     await enqueue(request, [replay(dead)])
     return json_response({**view.public(with_attempts=False), "status": "pending"}, 202)
 
