@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test browser run check test unit bench lock clean
+.PHONY: install install-test browser run check test test-cluster unit bench lock clean
 
 install: $(STAMP)
 
@@ -49,13 +49,18 @@ check: install-test
 	$(BIN)/ruff check service tests bench examples
 	$(BIN)/mypy
 
-# Every test under coverage (branches, and the processes the tests start), then the report:
-# it lists what no test ran and fails below the floor in pyproject.toml.
+# Every test but the cluster's under coverage (branches, and the processes the tests start),
+# then the report: it lists what no test ran and fails below the floor in pyproject.toml.
 test: install-test browser check
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage run -m pytest --ignore=tests/cluster
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
+
+# Fault tests on a local 3-broker KRaft cluster: broker failover, dispatcher rebalancing, API
+# replicas behind a round-robin proxy (tests/cluster/, docs/scaling.md). CI runs them too.
+test-cluster: install-test
+	$(BIN)/pytest tests/cluster
 
 unit: install-test
 	$(BIN)/pytest tests/unit

@@ -30,6 +30,8 @@ def _broker(settings: Settings, port: int):  # type: ignore[no-untyped-def]
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
+    if args.brokers > 1:
+        return _kafka_cluster(args)
     from jobwire.devtools.broker import read_pid
 
     settings = _settings()
@@ -51,12 +53,37 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_topics(args: argparse.Namespace) -> int:
-    from jobwire.kafka.admin import ensure_topics
+def _kafka_cluster(args: argparse.Namespace) -> int:
+    from jobwire.devtools.cluster import LocalCluster
 
     settings = _settings()
+    run_dir = settings.kafka_cache_dir / f"cluster-{args.port}x{args.brokers}"
+    cluster = LocalCluster(settings.kafka_cache_dir, run_dir, brokers=args.brokers, first_port=args.port)
+    running = cluster.running()
+    if args.action == "start":
+        if len(running) == args.brokers:
+            print(f"already running: {cluster.bootstrap}")
+            return 0
+        cluster.start(die_with_parent=False)
+        print(f"Kafka cluster of {args.brokers} is up: KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap} (data {run_dir})")
+    elif args.action == "stop":
+        cluster.stop()
+        print("stopped" if running else "not running")
+    else:
+        print(f"running nodes {running} of {args.brokers}: {cluster.bootstrap}" if running else "not running")
+        return 0 if len(running) == args.brokers else 3
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from jobwire.kafka.admin import ensure_topics, replication_of
+
+    settings = _settings()
+    brokers, replication = asyncio.run(replication_of(settings))
     created = asyncio.run(ensure_topics(settings))
     print("created: " + ", ".join(created) if created else "all topics already exist")
+    print(f"replication factor {replication.factor}, min.insync.replicas {replication.min_insync} "
+          f"(the cluster has {brokers} broker{'s' if brokers != 1 else ''})")
     return 0
 
 
@@ -317,7 +344,10 @@ def parser() -> argparse.ArgumentParser:
 
     kafka = sub.add_parser("kafka", help="start, stop or check the local development Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status"])
-    kafka.add_argument("--port", type=int, default=DEFAULT_KAFKA_PORT, help="broker port on 127.0.0.1 (default 9092)")
+    kafka.add_argument("--port", type=int, default=DEFAULT_KAFKA_PORT,
+                       help="broker port on 127.0.0.1 (default 9092); a cluster's nodes take the next ones too")
+    kafka.add_argument("--brokers", type=int, default=1, choices=range(1, 10), metavar="N",
+                       help="nodes in the local cluster (default 1; 3 gives replication factor 3, min.insync 2)")
     kafka.set_defaults(func=cmd_kafka)
 
     topics = sub.add_parser("topics", help="create jobwire's topics (idempotent)")

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ ENV_VARS = (
     "JOBWIRE_LONG_POLLS_PER_TENANT", "JOBWIRE_STREAMS_PER_TENANT", "JOBWIRE_RATE_LIMIT_PER_S",
     "JOBWIRE_RATE_LIMIT_BURST", "JOBWIRE_JOB_DEADLINES", "JOBWIRE_SECRET_KEYS",
     "JOBWIRE_METRICS_TOKEN", "JOBWIRE_RESULT_REDIRECT_HOSTS", "JOBWIRE_RESENDS_PER_MIN",
+    "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S",
 )
 DEV_TENANT = "dev"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -69,8 +71,10 @@ class Settings:
     topic_prefix: str = ""
     retention_days: float = 30.0
     events_partitions: int = 6
-    replication_factor: int = 1
-    min_insync_replicas: int = 1
+    #: None: from the cluster at topic creation (3 on three brokers or more, else their count).
+    replication_factor: int | None = None
+    #: None: 2 when the replication factor is 3 or more, else 1.
+    min_insync_replicas: int | None = None
     max_body_bytes: int = 1 << 20
     #: An endpoint whose every attempt failed for this long is disabled (Svix's default: 5 days).
     endpoint_disable_after_s: float = 5 * 86400.0
@@ -82,6 +86,12 @@ class Settings:
     dispatch_max_bytes: int = 64 << 20
     #: Senders: how many attempts may be in flight in all.
     dispatch_senders: int = 256
+    #: Static membership of the dispatcher's consumer groups (Kafka's group.instance.id):
+    #: a member restarted under the same id within the session timeout gets its partitions
+    #: back without a rebalance of the group. None: dynamic membership.
+    instance_id: str | None = None
+    #: How long a silent group member keeps its partitions before the group moves them.
+    group_session_timeout_s: float = 10.0
     #: Per endpoint: attempts in flight, and deliveries queued in memory (more are parked).
     endpoint_in_flight: int = 16
     endpoint_max_queued: int = 5000
@@ -140,6 +150,22 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _instance_id(env: Mapping[str, str]) -> str | None:
+    raw = env.get("JOBWIRE_INSTANCE_ID", "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", raw):
+        raise ConfigError("JOBWIRE_INSTANCE_ID", "may hold only letters, digits, '.', '_' and '-' (1 to 200)")
+    return raw
+
+
+def _auto_int(env: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+    """An integer setting whose default, ``auto`` or unset, is worked out later (None)."""
+    if env.get(name, "").strip().lower() in ("", "auto"):
+        return None
+    return _int(env, name, lo, lo, hi)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, lo: float) -> float:
@@ -286,6 +312,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # legitimate batch submitters (bench/api.py submits thousands a second on one key). The
     # process protects itself with the connection, long-poll and stream bounds instead.
     rate = _capped(env, "JOBWIRE_RATE_LIMIT_PER_S", 0.0, 0.0, 1e6)
+    replication_factor = _auto_int(env, "JOBWIRE_REPLICATION_FACTOR", 1, 32)
+    min_insync_replicas = _auto_int(env, "JOBWIRE_MIN_INSYNC_REPLICAS", 1, 32)
+    if replication_factor and min_insync_replicas and min_insync_replicas > replication_factor:
+        raise ConfigError("JOBWIRE_MIN_INSYNC_REPLICAS", f"{min_insync_replicas} is more than the replication "
+                          f"factor {replication_factor}: every write would be refused")
     return Settings(
         kafka=_kafka(env),
         api_keys=_api_keys(env, dev),
@@ -297,8 +328,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         topic_prefix=prefix,
         retention_days=_float(env, "JOBWIRE_RETENTION_DAYS", 30.0, 0.0),
         events_partitions=_int(env, "JOBWIRE_EVENTS_PARTITIONS", 6, 1, 10_000),
-        replication_factor=_int(env, "JOBWIRE_REPLICATION_FACTOR", 1, 1, 32),
-        min_insync_replicas=_int(env, "JOBWIRE_MIN_INSYNC_REPLICAS", 1, 1, 32),
+        replication_factor=replication_factor,
+        min_insync_replicas=min_insync_replicas,
         max_body_bytes=_int(env, "JOBWIRE_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
         endpoint_disable_after_s=_float(env, "JOBWIRE_ENDPOINT_DISABLE_AFTER_S", 5 * 86400.0, 1.0),
         kafka_cache_dir=Path(cache) if cache else Path.home() / ".cache" / "jobwire",
@@ -306,6 +337,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dispatch_max_deliveries=_int(env, "JOBWIRE_DISPATCH_MAX_DELIVERIES", 10_000, 100, 10_000_000),
         dispatch_max_bytes=_int(env, "JOBWIRE_DISPATCH_MAX_BYTES", 64 << 20, 1 << 20, 1 << 40),
         dispatch_senders=_int(env, "JOBWIRE_DISPATCH_SENDERS", 256, 1, 10_000),
+        instance_id=_instance_id(env),
+        # Kafka brokers accept 6 s to 30 min by default (group.min/max.session.timeout.ms).
+        group_session_timeout_s=_capped(env, "JOBWIRE_GROUP_SESSION_TIMEOUT_S", 10.0, 6.0, 1800.0),
         endpoint_in_flight=_int(env, "JOBWIRE_ENDPOINT_IN_FLIGHT", 16, 1, 1000),
         endpoint_max_queued=_int(env, "JOBWIRE_ENDPOINT_MAX_QUEUED", 5000, 1, 1_000_000),
         data_dir=Path(data_dir) if data_dir else DEFAULT_DATA_DIR,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from jobwire.config import Settings
+from jobwire.errors import ConfigError
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -14,6 +16,34 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str]
+    replication_factor: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """How many copies of each partition, and how many must acknowledge a write."""
+
+    factor: int
+    min_insync: int
+
+
+def replication_plan(settings: Settings, brokers: int) -> Replication:
+    """The replication of jobwire's topics on a cluster of ``brokers``.
+
+    Unset, it follows the cluster: 3 copies with 2 in sync from three brokers on, so a write
+    acknowledged by ``acks=all`` survives losing any one broker and writes go on while one is
+    down; one copy on a single broker. A configured factor the cluster cannot hold is refused
+    here, naming the setting, before any topic is created with it.
+    """
+    factor = settings.replication_factor or min(3, brokers)
+    if factor > brokers:
+        raise ConfigError("JOBWIRE_REPLICATION_FACTOR", f"{factor} copies need at least {factor} brokers; "
+                          f"the cluster has {brokers}")
+    min_insync = settings.min_insync_replicas or (2 if factor >= 3 else 1)
+    if min_insync > factor:
+        raise ConfigError("JOBWIRE_MIN_INSYNC_REPLICAS", f"{min_insync} is more than the replication factor "
+                          f"{factor}: every write would be refused")
+    return Replication(factor, min_insync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +109,11 @@ def retry_delays(settings: Settings) -> list[float]:
     return sorted({d for d in settings.retry_schedule_s[1:] if d > 0}) or [1.0]
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
+def topic_specs(settings: Settings, replication: Replication = Replication(1, 1)) -> list[TopicSpec]:
     """Every topic jobwire needs, with partitions and configs; later parts append theirs here."""
     topics = Topics(settings.topic_prefix)
     retention_ms = str(int(settings.retention_days * DAY_MS)) if settings.retention_days else "-1"
-    common = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    common = {"min.insync.replicas": str(replication.min_insync)}
     compacted = {**common, "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
                  "segment.ms": str(3600 * 1000)}
     # Retry tiers and requests keep records at least a day past the longest delay.
@@ -93,7 +123,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     tiers = [topics.retry(d) for d in retry_delays(settings)]
     # One partition each: quarantined records are rare and read by people, not consumers.
     quarantines = [topics.events, topics.endpoints, topics.attempts, topics.requests, *tiers]
-    return [
+    specs = [
         TopicSpec(topics.events, partitions, {**common, "retention.ms": retention_ms}),
         # Same partition count as jobs.events: a job's state lives in the partition its events do.
         TopicSpec(topics.state, partitions, compacted),
@@ -104,3 +134,4 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         *(TopicSpec(tier, partitions, {**common, "retention.ms": tier_retention}) for tier in tiers),
         *(TopicSpec(topics.invalid(topic), 1, {**common, "retention.ms": retention_ms}) for topic in quarantines),
     ]
+    return [dataclasses.replace(spec, replication_factor=replication.factor) for spec in specs]

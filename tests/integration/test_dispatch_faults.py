@@ -15,9 +15,8 @@ import pytest
 from jobwire.config import load_settings
 from jobwire.devtools.broker import LocalKafka, free_port
 from jobwire.kafka.admin import ensure_topics
-from jobwire.webhooks.model import webhook_id
 from tests.conftest import env_for
-from tests.support.dispatching import publish_jobs, register, start_dispatcher
+from tests.support.dispatching import check_deliveries, publish_jobs, register, start_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer
 
 SECRET_KEY = "fault-test-secret-key-0123456789"
@@ -27,23 +26,6 @@ JOBS = 2000
 def fault_env(bootstrap: str) -> dict[str, str]:
     return env_for(bootstrap, JOBWIRE_SECRET_KEY=SECRET_KEY, JOBWIRE_ALLOWED_TARGETS="127.0.0.1/32",
                    JOBWIRE_RETRY_SCHEDULE="0,0.5,1,2,4", JOBWIRE_DEV="1", JOBWIRE_LOG_LEVEL=os.environ.get("FAULT_LOG_LEVEL", "WARNING"))
-
-
-def check(receivers: list[Receiver], endpoint_ids: list[str], finishing: dict[str, str]) -> int:
-    """Everything arrived exactly as expected; returns the number of duplicates."""
-    duplicates = 0
-    for receiver, endpoint_id in zip(receivers, endpoint_ids, strict=True):
-        expected = {webhook_id(event_id, endpoint_id): job_id for job_id, event_id in finishing.items()}
-        got: dict[str, set[str]] = {}
-        for r in receiver.received:
-            got.setdefault(r.webhook_id, set()).add(r.data["id"])
-        missing = set(expected) - set(got)
-        assert not missing, f"{len(missing)} deliveries lost for {endpoint_id}: jobs {sorted(expected[m] for m in missing)[:10]}"
-        assert set(got) == set(expected), "no delivery that should not exist"
-        assert all(jobs == {expected[wid]} for wid, jobs in got.items()), "a webhook-id always means the same job"
-        assert receiver.rejected == 0
-        duplicates += len(receiver.received) - len(got)
-    return duplicates
 
 
 def all_arrived(receivers: list[Receiver], count: int) -> bool:
@@ -72,12 +54,12 @@ async def test_sigkill_of_the_dispatcher_loses_nothing(kafka_bootstrap: str, tmp
                 dispatcher.wait()
                 kills += 1
                 dispatcher = start_dispatcher(env, tmp_path / "dispatcher.log")
-            with contextlib.suppress(AssertionError):  # check() below says what is missing
+            with contextlib.suppress(AssertionError):  # check_deliveries() below says what is missing
                 await receivers[0].wait_for(lambda: all_arrived(receivers, JOBS), timeout_s=120)
         finally:
             dispatcher.terminate()
             dispatcher.wait(30)
-        duplicates = check(receivers, endpoint_ids, finishing)
+        duplicates = check_deliveries(receivers, endpoint_ids, finishing)
     with capsys.disabled():
         print(f"\n[faults] SIGKILL x{kills}: {JOBS * 2} (event, endpoint) pairs, 0 lost, {duplicates} duplicates "
               "(each with its original webhook-id)")
@@ -109,7 +91,7 @@ async def test_broker_restart_mid_run_loses_nothing(kafka_broker: LocalKafka | N
             finally:
                 dispatcher.terminate()
                 dispatcher.wait(30)
-            duplicates = check(receivers, endpoint_ids, finishing)
+            duplicates = check_deliveries(receivers, endpoint_ids, finishing)
     finally:
         await asyncio.to_thread(broker.stop)
     with capsys.disabled():

@@ -13,9 +13,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from jobwire.config import Settings
-from jobwire.errors import LogError
+from jobwire.errors import ConfigError, LogError
 from jobwire.events import Event, new_event
-from jobwire.kafka.admin import ensure_topics
+from jobwire.kafka.admin import ensure_topics, replication_of
 from jobwire.kafka.clients import client_options, make_producer
 from jobwire.kafka.quarantine import Quarantine
 from jobwire.kafka.readers import GroupConsumer, LogReader
@@ -23,7 +23,7 @@ from jobwire.kafka.writers import JobEvents
 from jobwire.lifecycle import Status, fold
 from jobwire.positions import Position
 from jobwire.records import LogRecord
-from jobwire.topics import Topics, TopicSpec, topic_specs
+from jobwire.topics import Replication, Topics, TopicSpec, topic_specs
 from tests.conftest import settings_for
 from tests.support.consume import consume
 
@@ -180,22 +180,28 @@ async def test_a_topic_the_broker_refuses_is_a_log_error_naming_it(settings: Set
     sound = topic_specs(settings)
     broken = [TopicSpec(s.name, s.partitions, {**s.config, "retention.ms": "a fortnight"})
               if s.name == topics.attempts else s for s in sound]
-    monkeypatch.setattr("jobwire.kafka.admin.topic_specs", lambda _: broken)
+    monkeypatch.setattr("jobwire.kafka.admin.topic_specs", lambda *_: broken)
     with pytest.raises(LogError, match=re.escape(topics.attempts)) as caught:
         await ensure_topics(settings)
     assert "InvalidConfigurationError" in str(caught.value) and not caught.value.retriable
     async with asyncio.timeout(30):  # the sound topics of the request were created
         while topics.events not in await topic_names(settings):
             await asyncio.sleep(0.05)
-    monkeypatch.setattr("jobwire.kafka.admin.topic_specs", lambda _: sound)
+    monkeypatch.setattr("jobwire.kafka.admin.topic_specs", lambda *_: sound)
     assert await ensure_topics(settings) == [topics.attempts], "a fixed config creates only what is missing"
 
 
 async def test_too_few_brokers_for_the_replication_factor_is_named(kafka_bootstrap: str) -> None:
     settings = settings_for(kafka_bootstrap, JOBWIRE_REPLICATION_FACTOR="3")
-    with pytest.raises(LogError, match="InvalidReplicationFactorError") as caught:
+    with pytest.raises(ConfigError, match="3 copies need at least 3 brokers; the cluster has 1") as caught:
         await ensure_topics(settings)
-    assert Topics(settings.topic_prefix).events in str(caught.value)
+    assert caught.value.variable == "JOBWIRE_REPLICATION_FACTOR"
+    assert not set(await topic_names(settings)) & {s.name for s in topic_specs(settings)}, "nothing half-created"
+
+
+async def test_replication_follows_a_single_broker_cluster(kafka_bootstrap: str) -> None:
+    settings = settings_for(kafka_bootstrap)  # replication unset: from the cluster
+    assert await replication_of(settings) == (1, Replication(1, 1))
 
 
 async def test_publish_refuses_invalid_events_before_the_log(settings: Settings) -> None:

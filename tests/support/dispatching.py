@@ -18,10 +18,10 @@ from jobwire.kafka.clients import make_producer
 from jobwire.kafka.writers import JobEvents, KeyedWriter
 from jobwire.timeutil import now_utc
 from jobwire.topics import Topics
-from jobwire.webhooks.model import Endpoint, SealedSecret
+from jobwire.webhooks.model import Endpoint, SealedSecret, webhook_id
 from jobwire.webhooks.registry import EndpointWriter
 from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
-from tests.support.receiver import ReceiverServer
+from tests.support.receiver import Receiver, ReceiverServer
 
 
 async def register(settings: Settings, servers: list[ReceiverServer], *, tenant: str = "acme",
@@ -79,3 +79,20 @@ def start_dispatcher(env: dict[str, str], log_file: Path) -> subprocess.Popen[by
         return subprocess.Popen([sys.executable, "-m", "jobwire.cli", "dispatcher", "--metrics-port", "0"],
                                 env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=set_parent_death_signal)
+
+
+def check_deliveries(receivers: list[Receiver], endpoint_ids: list[str], finishing: dict[str, str]) -> int:
+    """Everything arrived exactly as expected; returns the number of duplicates."""
+    duplicates = 0
+    for receiver, endpoint_id in zip(receivers, endpoint_ids, strict=True):
+        expected = {webhook_id(event_id, endpoint_id): job_id for job_id, event_id in finishing.items()}
+        got: dict[str, set[str]] = {}
+        for r in receiver.received:
+            got.setdefault(r.webhook_id, set()).add(r.data["id"])
+        missing = set(expected) - set(got)
+        assert not missing, f"{len(missing)} deliveries lost for {endpoint_id}: jobs {sorted(expected[m] for m in missing)[:10]}"
+        assert set(got) == set(expected), "no delivery that should not exist"
+        assert all(jobs == {expected[wid]} for wid, jobs in got.items()), "a webhook-id always means the same job"
+        assert receiver.rejected == 0
+        duplicates += len(receiver.received) - len(got)
+    return duplicates

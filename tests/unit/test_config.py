@@ -62,6 +62,11 @@ def test_dev_mode_generates_a_key_and_secret() -> None:
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_MECHANISM": "GSSAPI"},
          "KAFKA_SASL_MECHANISM"),
         ({"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "KAFKA_SSL_CAFILE"),
+        ({"JOBWIRE_REPLICATION_FACTOR": "three"}, "JOBWIRE_REPLICATION_FACTOR"),
+        ({"JOBWIRE_INSTANCE_ID": "pod 1"}, "JOBWIRE_INSTANCE_ID"),
+        ({"JOBWIRE_GROUP_SESSION_TIMEOUT_S": "1"}, "JOBWIRE_GROUP_SESSION_TIMEOUT_S"),
+        ({"JOBWIRE_REPLICATION_FACTOR": "0"}, "JOBWIRE_REPLICATION_FACTOR"),
+        ({"JOBWIRE_REPLICATION_FACTOR": "2", "JOBWIRE_MIN_INSYNC_REPLICAS": "3"}, "JOBWIRE_MIN_INSYNC_REPLICAS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

@@ -81,5 +81,32 @@ def test_k8s_containers_run_real_commands_on_matching_ports(container: dict[str,
 def test_k8s_has_disruption_budgets_for_each_deployment() -> None:
     kinds = [(d["kind"], d["metadata"]["name"]) for d in k8s_documents()]
     for kind, name in kinds:
-        if kind == "Deployment":
+        if kind in ("Deployment", "StatefulSet"):
             assert ("PodDisruptionBudget", name) in kinds
+
+
+def test_the_three_broker_variants_form_one_quorum() -> None:
+    base = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    cluster = yaml.safe_load((DEPLOY / "docker-compose.cluster.yml").read_text())["services"]
+    nodes = {name: {**base.get(name, {}).get("environment", {}), **svc["environment"]}
+             for name, svc in cluster.items() if name.startswith("kafka")}
+    assert sorted(env["KAFKA_NODE_ID"] for env in nodes.values()) == ["1", "2", "3"]
+    assert len({env["KAFKA_CONTROLLER_QUORUM_VOTERS"] for env in nodes.values()}) == 1
+    assert len({env["CLUSTER_ID"] for env in nodes.values()}) == 1
+    assert {env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] for env in nodes.values()} == {"3"}
+    for name in ("topics", "api", "dispatcher", "worker"):
+        assert cluster[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"].count(":9092") == 3, name
+    k8s = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "kafka" / "kafka-3-brokers.yaml").read_text()) if d]
+    [kafka] = [d for d in k8s if d["kind"] == "StatefulSet"]
+    env = {e["name"]: e["value"] for e in kafka["spec"]["template"]["spec"]["containers"][0]["env"]}
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    assert len(voters) == kafka["spec"]["replicas"] == 3
+    config = next(d for d in k8s_documents() if d["kind"] == "ConfigMap")["data"]
+    assert sorted(config["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == [f"kafka-{i}.kafka:9092" for i in range(3)]
+
+
+def test_dispatchers_are_static_members_with_stable_names() -> None:
+    [dispatcher] = [d for d in k8s_documents() if d["kind"] == "StatefulSet" and "dispatcher" in d["metadata"]["name"]]
+    [container] = dispatcher["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["JOBWIRE_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from jobwire.config import load_settings
-from jobwire.topics import Topics, topic_specs
+from jobwire.errors import ConfigError
+from jobwire.topics import Replication, Topics, replication_plan, topic_specs
 
 
 def test_invalid_companions() -> None:
@@ -18,3 +21,32 @@ def test_invalid_companions() -> None:
         assert companion.partitions == 1
         assert companion.config == specs[topics.events_invalid].config
     assert not any(name.endswith(".invalid.invalid") for name in specs)
+
+
+@pytest.mark.parametrize(("brokers", "env", "expected"), [
+    (1, {}, Replication(1, 1)),
+    (2, {}, Replication(2, 1)),
+    (3, {}, Replication(3, 2)),
+    (5, {}, Replication(3, 2)),
+    (5, {"JOBWIRE_REPLICATION_FACTOR": "5"}, Replication(5, 2)),
+    (5, {"JOBWIRE_REPLICATION_FACTOR": "auto", "JOBWIRE_MIN_INSYNC_REPLICAS": "3"}, Replication(3, 3)),
+    (3, {"JOBWIRE_REPLICATION_FACTOR": "1"}, Replication(1, 1)),
+])
+def test_replication_follows_the_cluster_unless_set(brokers: int, env: dict[str, str], expected: Replication) -> None:
+    assert replication_plan(load_settings(env), brokers) == expected
+
+
+@pytest.mark.parametrize(("brokers", "env", "variable"), [
+    (1, {"JOBWIRE_REPLICATION_FACTOR": "3"}, "JOBWIRE_REPLICATION_FACTOR"),
+    (2, {"JOBWIRE_REPLICATION_FACTOR": "3"}, "JOBWIRE_REPLICATION_FACTOR"),
+    (1, {"JOBWIRE_MIN_INSYNC_REPLICAS": "2"}, "JOBWIRE_MIN_INSYNC_REPLICAS"),
+])
+def test_a_plan_the_cluster_cannot_hold_names_the_setting(brokers: int, env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        replication_plan(load_settings(env), brokers)
+    assert caught.value.variable == variable
+
+
+def test_every_topic_gets_the_plan() -> None:
+    specs = topic_specs(load_settings({}), Replication(3, 2))
+    assert {(s.replication_factor, s.config["min.insync.replicas"]) for s in specs} == {(3, "2")}

@@ -1,4 +1,5 @@
-"""A real single-node Apache Kafka (KRaft) broker for development and tests.
+"""A real Apache Kafka (KRaft) node for development and tests: alone, a single-node cluster;
+three of them make a cluster that survives losing one (``devtools/cluster.py``).
 
 The broker jars come from Maven Central through ``deploy/kafka/pom.xml``, fetched once into a
 cache outside the repository (``~/.cache/jobwire/kafka-<version>/lib`` by default). The broker
@@ -109,16 +110,26 @@ def set_parent_death_signal() -> None:
 
 @dataclass
 class LocalKafka:
-    """One broker process: ``start()``, ``stop()``, and ``bootstrap`` for clients.
+    """One node, broker and controller in one process: ``start()``, ``stop()``, and
+    ``bootstrap`` for clients.
 
     ``run_dir`` holds ``data/``, ``logs/``, ``server.properties`` and ``broker.pid``; reusing it
-    keeps topics across restarts (the tests restart a broker mid-run that way).
+    keeps topics across restarts (the tests restart a broker mid-run that way). Alone, it is
+    its own controller quorum; in a cluster, ``voters`` names every node's controller and the
+    cluster gives each node the same ``cluster_id`` and its ``controller_port``.
     """
 
     cache_dir: Path
     run_dir: Path
     port: int = 9092
     heap: str = "1g"
+    node_id: int = 1
+    controller_port: int = 0  # 0: a free port, remembered in run_dir for restarts
+    voters: str = ""  # controller.quorum.voters; empty: this node alone
+    cluster_id: str = ""  # empty: a new one when the data dir is formatted
+    #: Replication of Kafka's internal topics (consumer offsets, transactions).
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     def __post_init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
@@ -146,21 +157,28 @@ class LocalKafka:
         data = self.run_dir / "data"
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         data.mkdir(parents=True, exist_ok=True)
-        controller_file = self.run_dir / "controller.port"
-        if controller_file.exists():
-            controller_port = int(controller_file.read_text())
-        else:
-            controller_port = free_port()
-            controller_file.write_text(str(controller_port))
-        template = (recipe_dir() / "server.properties").read_text()
-        config = (
-            template.replace("${port}", str(self.port))
-            .replace("${controller_port}", str(controller_port))
-            .replace("${data_dir}", str(data))
-        )
+        controller_port = self.controller_port or self._remembered_controller_port()
+        values = {
+            "node_id": str(self.node_id),
+            "voters": self.voters or f"{self.node_id}@127.0.0.1:{controller_port}",
+            "port": str(self.port),
+            "controller_port": str(controller_port),
+            "data_dir": str(data),
+            "replication_factor": str(self.replication_factor),
+            "min_insync_replicas": str(self.min_insync_replicas),
+        }
+        config = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], (recipe_dir() / "server.properties").read_text())
         path = self.run_dir / "server.properties"
         path.write_text(config)
         return path
+
+    def _remembered_controller_port(self) -> int:
+        controller_file = self.run_dir / "controller.port"
+        if controller_file.exists():
+            return int(controller_file.read_text())
+        port = free_port()
+        controller_file.write_text(str(port))
+        return port
 
     def _java(self, lib: Path, *args: str) -> list[str]:
         return [
@@ -172,8 +190,13 @@ class LocalKafka:
 
     def start(self, *, timeout_s: float = 90.0, die_with_parent: bool = True) -> None:
         """Fetch jars if needed, format once, start, and wait until a metadata request answers."""
-        if shutil.which("java") is None:
-            raise BrokerError("Java 17+ is needed to run the local Kafka broker: `java` is not on PATH")
+        started_at = time.monotonic()
+        self.launch(die_with_parent=die_with_parent)
+        self.wait_ready(started_at, timeout_s)
+
+    def launch(self, *, die_with_parent: bool = True) -> None:
+        """Fetch jars if needed, format once, and start the process without waiting for it."""
+        require_java()
         if port_taken(self.port):
             raise BrokerError(
                 f"port {self.port} on 127.0.0.1 is taken; stop what uses it, or choose another port "
@@ -182,7 +205,7 @@ class LocalKafka:
         lib = ensure_jars(self.cache_dir)
         properties = self._configure()
         if not (self.run_dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = self.cluster_id or new_cluster_id()
             formatted = subprocess.run(
                 # "--cluster-id=": a base64url id starts with "-" one time in 64, and the tool's
                 # argument parser would read it as an option.
@@ -193,7 +216,6 @@ class LocalKafka:
             if formatted.returncode != 0:
                 raise BrokerError(f"formatting the KRaft data dir failed: {formatted.stderr.strip()[-1500:]}")
         stdout = open(self.run_dir / "logs" / "stdout.log", "ab")
-        started_at = time.monotonic()
         self._process = subprocess.Popen(
             self._java(lib, "kafka.Kafka", str(properties)),
             stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -204,15 +226,19 @@ class LocalKafka:
         )
         stdout.close()
         self.pid_file.write_text(f"{self._process.pid} {self.port}\n")
+
+    def wait_ready(self, started_at: float, timeout_s: float, *, brokers: int = 1) -> None:
+        """Wait until this node answers a metadata request naming ``brokers`` live brokers."""
         from jobwire.kafka.admin import answers_metadata  # late: `jobwire kafka` should start fast
 
+        assert self._process is not None, "launch() first"
         while time.monotonic() - started_at < timeout_s:
             code = self._process.poll()
             if code is not None:
                 raise BrokerError(f"the Kafka broker exited with code {code} while starting; its log ends:\n{self.log_tail()}")
-            if answers_metadata(self.bootstrap, timeout_s=2.0):
-                log.info("kafka broker ready bootstrap=%s pid=%s start_s=%.1f",
-                         self.bootstrap, self._process.pid, time.monotonic() - started_at)
+            if answers_metadata(self.bootstrap, timeout_s=2.0, brokers=brokers):
+                log.info("kafka broker ready bootstrap=%s node=%s pid=%s start_s=%.1f",
+                         self.bootstrap, self.node_id, self._process.pid, time.monotonic() - started_at)
                 return
             time.sleep(0.25)
         self.stop()
@@ -237,6 +263,15 @@ class LocalKafka:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else read_pid(self.pid_file)
+
+
+def require_java() -> None:
+    if shutil.which("java") is None:
+        raise BrokerError("Java 17+ is needed to run the local Kafka broker: `java` is not on PATH")
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def read_pid(pid_file: Path) -> int | None:

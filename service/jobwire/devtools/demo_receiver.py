@@ -4,6 +4,7 @@ every request with the svix library, as a customer's server would, and prints wh
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 
 from aiohttp import web
@@ -45,8 +46,17 @@ async def serve(api_url: str, api_key: str, host: str, port: int) -> None:
     app.router.add_post("/webhooks", receiver.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    url = f"http://{host}:{port}/webhooks"
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as error:
+        if port == 0 or error.errno != errno.EADDRINUSE:
+            raise
+        # The port next to the API's is a convenience, not a contract: the receiver registers
+        # whatever URL it ends up on, so a taken port must not stop the dev stack.
+        print(f"demo receiver: port {port} is taken; using a free one", file=sys.stderr, flush=True)
+        await web.TCPSite(runner, host, 0).start()
+    bound_port = runner.addresses[0][1]
+    url = f"http://{host}:{bound_port}/webhooks"
     async with Client(api_url, api_key) as client:
         endpoint = await client.create_endpoint(url, description="jobwire dev demo receiver")
         receiver.secret = endpoint["secret"]

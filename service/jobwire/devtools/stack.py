@@ -134,7 +134,7 @@ Try it:
   curl -s {url}/v1/jobs/<job id>/events -H '{auth}'
   .venv/bin/jobwire demo      (in another terminal: a few jobs, live, with their webhooks)
 
-The demo receiver (API port + 1) verifies every webhook with svix and prints it here.
+The demo receiver (API port + 1, or a free one) verifies every webhook with svix and prints it here.
 Ctrl-C stops everything.
 """
 

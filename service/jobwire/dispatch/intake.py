@@ -216,6 +216,8 @@ class EventIntake:
     # --- rebalancing ------------------------------------------------------------------------
 
     async def on_revoked(self, partitions: set[int]) -> None:
+        # Every rebalance of the group revokes, an empty set included: one line each shows them.
+        log.info("partitions revoked partitions=%s", sorted(partitions))
         self._state_ready.clear()
         # Queued work of those partitions is let go unsent: the new owner re-reads the records.
         # The commit below stays under it, since those offsets never finish here.

@@ -100,7 +100,10 @@ class Dispatcher:
         self._stop = asyncio.Event()
 
     def _consumer(self, group_id: str) -> Consumer:
-        return group_consumer(self.settings.kafka, group_id)
+        # Heartbeats at a third of the session, as Kafka advises, so one late beat is no eviction.
+        session_ms = int(self.settings.group_session_timeout_s * 1000)
+        return group_consumer(self.settings.kafka, group_id, group_instance_id=self.settings.instance_id,
+                              session_timeout_ms=session_ms, heartbeat_interval_ms=session_ms // 3)
 
     def stop(self) -> None:
         self._stop.set()

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from jobwire.config import Settings
 from jobwire.errors import LogError
 from jobwire.kafka.clients import client_options
-from jobwire.topics import TopicSpec, topic_specs
+from jobwire.topics import Replication, TopicSpec, replication_plan, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,24 @@ TOPICS_VISIBLE_TIMEOUT_S = 30.0
 async def ensure_topics(settings: Settings, *, visible_within_s: float = TOPICS_VISIBLE_TIMEOUT_S) -> list[str]:
     """Create every missing topic with its configuration; returns the names this call created.
 
-    Existing topics are left as they are. Safe to run concurrently: a topic another creator
-    made first counts as existing. Returns only once every topic is in the cluster metadata
-    with a leader for each partition, so readers and writers started next find them. A topic
-    the broker refuses (a bad config, too few brokers) raises :class:`LogError` naming it.
+    The replication follows the cluster (``topics.replication_plan``): a factor the cluster
+    cannot hold raises :class:`ConfigError` before anything is created. Existing topics are
+    left as they are; one with fewer copies than the plan is named in a warning (Kafka changes
+    a replication factor only by partition reassignment, an operator's decision). Safe to run
+    concurrently: a topic another creator made first counts as existing. Returns only once
+    every topic is in the cluster metadata with a leader for each partition, so readers and
+    writers started next find them. A topic the broker refuses raises :class:`LogError`.
     """
-    specs = topic_specs(settings)
     admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     try:
         await admin.start()
+        replication = replication_plan(settings, len((await admin.describe_cluster())["brokers"]))
+        specs = topic_specs(settings, replication)
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
-        created = await _create_topics(admin, missing, settings.replication_factor) if missing else []
-        await _wait_until_visible(admin, [spec.name for spec in specs], visible_within_s)
+        created = await _create_topics(admin, missing) if missing else []
+        described = await _wait_until_visible(admin, [spec.name for spec in specs], visible_within_s)
+        _warn_underreplicated(described, replication)
     except KafkaError as exc:
         raise LogError(f"could not create topics on {settings.kafka.bootstrap_servers}: {exc}",
                        retriable=exc.retriable) from exc
@@ -49,14 +54,36 @@ async def ensure_topics(settings: Settings, *, visible_within_s: float = TOPICS_
     return created
 
 
-async def _create_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec], replication_factor: int) -> list[str]:
+async def replication_of(settings: Settings) -> tuple[int, Replication]:
+    """(brokers in the cluster, the replication jobwire's topics get there)."""
+    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
+    try:
+        await admin.start()
+        brokers = len((await admin.describe_cluster())["brokers"])
+    except KafkaError as exc:
+        raise LogError(f"could not describe the cluster at {settings.kafka.bootstrap_servers}: {exc}",
+                       retriable=exc.retriable) from exc
+    finally:
+        await admin.close()
+    return brokers, replication_plan(settings, brokers)
+
+
+def _warn_underreplicated(described: dict[str, dict[str, Any]], replication: Replication) -> None:
+    for name, topic in sorted(described.items()):
+        copies = min((len(p["replicas"]) for p in topic["partitions"]), default=replication.factor)
+        if copies < replication.factor:
+            log.warning("topic has fewer copies than planned topic=%s replication_factor=%s planned=%s "
+                        "(reassign its partitions to add replicas)", name, copies, replication.factor)
+
+
+async def _create_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
     """One CreateTopics request for all of ``specs``; returns the names it created.
 
     The broker answers with an error code per topic instead of failing the request, so each
     is checked here: 36 (already exists) means someone else won the race, which is fine.
     """
     response = await admin.create_topics(
-        [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=spec.config) for spec in specs]
+        [NewTopic(spec.name, spec.partitions, spec.replication_factor, topic_configs=spec.config) for spec in specs]
     )
     created, refused = [], []
     for entry in response.topic_errors:  # (topic, error_code) and, from v1 on, error_message
@@ -77,8 +104,10 @@ async def _create_topics(admin: AIOKafkaAdminClient, specs: list[TopicSpec], rep
     return created
 
 
-async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
-    """Poll the metadata until every topic in ``names`` has a leader for each partition."""
+async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str],
+                              timeout_s: float) -> dict[str, dict[str, Any]]:
+    """Poll the metadata until every topic in ``names`` has a leader for each partition;
+    returns their metadata entries."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     pause = 0.05
@@ -89,7 +118,7 @@ async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str], time
         waiting = {name: _not_ready(described.get(name)) for name in names}
         waiting = {name: why for name, why in waiting.items() if why}
         if not waiting:
-            return
+            return {name: described[name] for name in names}
         if loop.time() + pause > deadline:
             details = ", ".join(f"{name} ({why})" for name, why in sorted(waiting.items()))
             raise LogError(f"topics not ready in the cluster metadata after {timeout_s:g} s: {details}")
@@ -110,8 +139,9 @@ def _not_ready(topic: dict[str, Any] | None) -> str | None:
     return f"no leader for partitions {leaderless[:10]}" if leaderless else None
 
 
-def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when the broker at ``bootstrap`` answers a metadata request naming a live broker.
+def answers_metadata(bootstrap: str, timeout_s: float = 3.0, *, brokers: int = 1) -> bool:
+    """True when the broker at ``bootstrap`` answers a metadata request naming at least
+    ``brokers`` live brokers (a cluster's node answers before its peers have joined).
 
     Runs aiokafka on a private thread and loop, so it works from sync and async callers alike.
     """
@@ -127,7 +157,7 @@ def answers_metadata(bootstrap: str, timeout_s: float = 3.0) -> bool:
         try:
             await asyncio.wait_for(client.bootstrap(), timeout_s)
             metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
-            outcome[0] = bool(metadata.brokers())
+            outcome[0] = len(metadata.brokers()) >= brokers
         except Exception:  # any failure means "not ready yet"
             outcome[0] = False
         finally:
