@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from jobwire.config import Settings
 from jobwire.devtools.broker import set_parent_death_signal
 from jobwire.events import new_event
@@ -49,10 +51,13 @@ async def register(settings: Settings, servers: list[ReceiverServer], *, tenant:
 
 
 async def publish_jobs(settings: Settings, first: int, count: int, *, tenant: str = "acme",
-                       prefix: str = "job_f") -> dict[str, str]:
-    """``count`` jobs, each created then completed (every 5th failed); job id -> finishing event id."""
-    producer = make_producer(settings.kafka)
-    await producer.start()
+                       prefix: str = "job_f", producer: AIOKafkaProducer | None = None) -> dict[str, str]:
+    """``count`` jobs, each created then completed (every 5th failed); job id -> finishing event id.
+    With ``producer``, through it (a steady flow without a client start per call)."""
+    own = producer is None
+    producer = producer or make_producer(settings.kafka)
+    if own:
+        await producer.start()
     finishing: dict[str, str] = {}
     try:
         publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
@@ -70,7 +75,8 @@ async def publish_jobs(settings: Settings, first: int, count: int, *, tenant: st
         for chunk in range(first, first + count, 2000):
             await asyncio.gather(*(one(i) for i in range(chunk, min(chunk + 2000, first + count))))
     finally:
-        await producer.stop()
+        if own:
+            await producer.stop()
     return finishing
 
 

@@ -38,7 +38,7 @@ from jobwire.kafka.consumers import Consumer, group_consumer
 from jobwire.kafka.quarantine import Quarantine
 from jobwire.kafka.readers import LogReader, follow_raw
 from jobwire.metrics import DISPATCH_HELD, DISPATCH_HELD_BYTES, ENDPOINT_OLDEST_AGE, ENDPOINT_QUEUE_DEPTH
-from jobwire.topics import Topics
+from jobwire.topics import Topics, delay_label
 from jobwire.webhooks.registry import EndpointRegistry
 from jobwire.webhooks.secretbox import SecretBox
 
@@ -84,12 +84,13 @@ class Dispatcher:
         self.timers = Timers(self.state, self.outbox, topics.events,
                              read_through=lambda partition: self.intake.read_through.get(partition, -math.inf))
         self.intake = EventIntake(
-            self._consumer(self.group_id), topics.events, state=self.state, registry=self.registry,
+            self._consumer(self.group_id, "events"), topics.events, state=self.state, registry=self.registry,
             lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,
             commit_interval_s=interval,
             quarantine=Quarantine(self.producer, topics.events, topics.events_invalid))
         self.tier_consumers = [
-            TierConsumer(self._consumer(f"{self.group_id}.retry" if delay else f"{self.group_id}.requests"),
+            TierConsumer(self._consumer(f"{self.group_id}.retry" if delay else f"{self.group_id}.requests",
+                                        f"retry-{delay_label(delay)}" if delay else "requests"),
                          tier_topic(topics, delay), delay, tiers=self.tiers, lanes=self.lanes,
                          registry=self.registry, deliverer=self.deliverer, outbox=self.outbox,
                          commit_interval_s=interval,
@@ -99,11 +100,16 @@ class Dispatcher:
         ]
         self._stop = asyncio.Event()
 
-    def _consumer(self, group_id: str) -> Consumer:
-        # Heartbeats at a third of the session, as Kafka advises, so one late beat is no eviction.
+    def _consumer(self, group_id: str, member: str) -> Consumer:
+        """A member of ``group_id``; ``member`` tells this process's consumers apart, since the
+        retry tiers share one group and a static id may be held by one consumer only."""
+        instance = self.settings.instance_id
+        # A member learns of a rebalance from its next heartbeat, and the group waits for every
+        # member to rejoin: beats every 3 s at most (Kafka's default), however long the session.
         session_ms = int(self.settings.group_session_timeout_s * 1000)
-        return group_consumer(self.settings.kafka, group_id, group_instance_id=self.settings.instance_id,
-                              session_timeout_ms=session_ms, heartbeat_interval_ms=session_ms // 3)
+        return group_consumer(self.settings.kafka, group_id,
+                              group_instance_id=f"{instance}.{member}" if instance else None,
+                              session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3))
 
     def stop(self) -> None:
         self._stop.set()
