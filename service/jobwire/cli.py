@@ -210,7 +210,9 @@ async def _run_dispatcher(settings: Settings, metrics_port: int | None) -> None:
     if metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr=settings.host)
+        from jobwire.metrics import DISPATCHER_METRICS, registry_of
+
+        start_http_server(metrics_port, addr=settings.host, registry=registry_of(DISPATCHER_METRICS))
     await dispatcher.run()
 
 

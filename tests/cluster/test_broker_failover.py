@@ -134,7 +134,12 @@ async def test_sigkill_of_the_leading_broker_loses_no_webhook(kafka_cluster: Loc
                 # Jobs go on being accepted on two brokers (min.insync.replicas 2), then it returns.
                 await accepted(60, "jobs accepted with a broker down")
                 down_s = time.monotonic() - killed_at
-                await asyncio.to_thread(kafka_cluster.restart, victim)
+                # Launched from this thread, which outlives the test: the node dies with the
+                # thread that started it (PR_SET_PDEATHSIG), so not from a worker thread.
+                node = kafka_cluster.node(victim)
+                launched_at = time.monotonic()
+                node.launch()
+                await asyncio.to_thread(node.wait_ready, launched_at, 120.0, brokers=3)
                 restarted_at = time.monotonic()
                 await accepted(60, "jobs accepted after the restart")
                 enough.set()

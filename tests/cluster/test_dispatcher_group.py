@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def assigned(log_file: Path) -> bool:
     return restorations(log_file) >= 1
 
 
-async def run_group(kafka_cluster: LocalCluster, tmp_path: Path, *, static: bool) -> dict[str, object]:
+async def run_group(kafka_cluster: LocalCluster, tmp_path: Path, *, static: bool) -> GroupRun:
     env = cluster_env(kafka_cluster.bootstrap, JOBWIRE_EVENTS_PARTITIONS=str(PARTITIONS),
                       # Static members keep their partitions this long while away; dynamic ones
                       # are replaced after the shortest session brokers accept.
@@ -125,35 +126,43 @@ async def run_group(kafka_cluster: LocalCluster, tmp_path: Path, *, static: bool
                 process.wait(30)
     duplicates = check_deliveries(receivers, endpoint_ids, finishing)
     arrivals = [(r.at, r.data["id"]) for r in receivers[0].received]
-    return {"duplicates": duplicates, "rebalanced": rebalanced, "jobs": expected,
-            # per partition, from the kill until the member was back or replaced and the flow went on
-            "gaps": longest_gaps(arrivals, PARTITIONS, killed_at, added_at),
-            # the whole group, while a member was added
-            "join": longest_gaps([(at, "any") for at, _ in arrivals], 1, added_at, flow_ended)[0]}
+    return GroupRun(jobs=expected, duplicates=duplicates, rebalanced=rebalanced,
+                    gaps=longest_gaps(arrivals, PARTITIONS, killed_at, added_at),
+                    join=longest_gaps([(at, "any") for at, _ in arrivals], 1, added_at, flow_ended)[0])
+
+
+@dataclass(frozen=True)
+class GroupRun:
+    jobs: int
+    duplicates: int
+    #: Revocations the other members logged while the killed one was away (static runs only).
+    rebalanced: dict[str, int]
+    #: Per partition, the longest time without a delivery from the kill until the member was
+    #: back or replaced and the flow went on.
+    gaps: dict[int, float]
+    #: The longest the whole group delivered nothing while a member was added.
+    join: float
+
+    def figures(self) -> str:
+        pauses = ", ".join(f"{p}: {g:.2f} s" for p, g in sorted(self.gaps.items()))
+        return (f"{self.jobs} jobs x 2 endpoints, lost 0, duplicates {self.duplicates}; longest pause per "
+                f"partition after the kill: {pauses}; longest the group delivered nothing while a member "
+                f"joined: {self.join:.2f} s")
 
 
 @pytest.mark.timeout(600)
 async def test_a_member_killed_and_one_added_loses_nothing(kafka_cluster: LocalCluster, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    figures = await run_group(kafka_cluster, tmp_path, static=False)
-    gaps: dict[int, float] = figures["gaps"]  # type: ignore[assignment]
+    run = await run_group(kafka_cluster, tmp_path, static=False)
     with capsys.disabled():
-        print(f"\ndispatcher group (dynamic membership, session 6 s): 1 of 3 SIGKILLed, 1 added; "
-              f"{figures['jobs']} jobs x 2 endpoints, lost 0, duplicates {figures['duplicates']}; "
-              f"longest pause per partition after the kill: "
-              f"{', '.join(f'{p}: {g:.2f} s' for p, g in sorted(gaps.items()))}; longest the group delivered nothing while a member joined: "
-              f"{figures['join']:.2f} s")
+        print(f"\ndispatcher group (dynamic membership, session 6 s): 1 of 3 SIGKILLed, 1 added; {run.figures()}")
 
 
 @pytest.mark.timeout(600)
 async def test_a_static_member_restarted_keeps_the_group_running(kafka_cluster: LocalCluster, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    figures = await run_group(kafka_cluster, tmp_path, static=True)
-    assert figures["rebalanced"] == {"d2": 0, "d3": 0}, "the others kept their partitions through the restart"
-    gaps: dict[int, float] = figures["gaps"]  # type: ignore[assignment]
+    run = await run_group(kafka_cluster, tmp_path, static=True)
+    assert run.rebalanced == {"d2": 0, "d3": 0}, "the others kept their partitions through the restart"
     with capsys.disabled():
         print(f"\ndispatcher group (static membership): 1 of 3 SIGKILLed and restarted under its id, 1 added; "
-              f"{figures['jobs']} jobs x 2 endpoints, lost 0, duplicates {figures['duplicates']}; "
-              f"others revoked nothing during the restart; longest pause per partition after the kill: "
-              f"{', '.join(f'{p}: {g:.2f} s' for p, g in sorted(gaps.items()))}; longest the group delivered nothing while a member joined: "
-              f"{figures['join']:.2f} s")
+              f"the others revoked nothing during the restart; {run.figures()}")

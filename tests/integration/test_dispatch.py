@@ -116,6 +116,10 @@ async def test_a_failing_receiver_gets_the_third_attempt_with_the_same_webhook_i
             (1, 500, "retrying"), (2, 500, "retrying"), (3, 200, "succeeded")]
 
 
+async def disabled(client: Client, endpoint_id: str) -> bool:
+    return bool((await client.endpoint(endpoint_id))["disabled"])
+
+
 async def test_410_disables_the_endpoint_and_later_events_are_kept_as_skipped(hooks: Settings) -> None:
     gone = Receiver(plan=lambda webhook_id, n: (410, {}))
     async with ReceiverServer(gone) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
@@ -123,14 +127,11 @@ async def test_410_disables_the_endpoint_and_later_events_are_kept_as_skipped(ho
         endpoint = await endpoint_for(client, server)
         await finish_a_job(client)
         await gone.wait_for(lambda: len(gone.seen) == 1)
-        async with asyncio.timeout(15):
-            while not (await client.endpoint(endpoint["id"]))["disabled"]:
-                await asyncio.sleep(0.1)
+        await eventually(lambda: disabled(client, endpoint["id"]), "the endpoint disabled", timeout_s=15)
         assert "410" in (await client.endpoint(endpoint["id"]))["disabled_reason"]
         await finish_a_job(client)
-        async with asyncio.timeout(15):
-            while len(await client.deliveries(endpoint["id"], status="skipped")) < 1:
-                await asyncio.sleep(0.1)
+        await eventually(lambda: client.deliveries(endpoint["id"], status="skipped"), "a skipped delivery",
+                         timeout_s=15)
         assert len(gone.seen) == 1, "nothing was sent to the disabled endpoint"
 
 
@@ -141,9 +142,7 @@ async def test_exhausted_deliveries_go_dead_and_recover_delivers_them(hooks: Set
             running_dispatcher(hooks):
         endpoint = await endpoint_for(client, server)
         await finish_a_job(client)
-        async with asyncio.timeout(20):
-            while not await client.deliveries(endpoint["id"], status="failed"):
-                await asyncio.sleep(0.1)
+        await eventually(lambda: client.deliveries(endpoint["id"], status="failed"), "a dead delivery", timeout_s=20)
         (dead,) = await client.deliveries(endpoint["id"], status="failed")
         assert dead["attempt_count"] == 3 and len(down.seen[dead["id"]]) == 3
         healthy[0] = True
@@ -201,9 +200,7 @@ async def test_an_endpoint_failing_for_too_long_is_disabled(kafka_bootstrap: str
             running_dispatcher(settings):
         endpoint = await endpoint_for(client, server)
         await finish_a_job(client)
-        async with asyncio.timeout(30):
-            while not (await client.endpoint(endpoint["id"]))["disabled"]:
-                await asyncio.sleep(0.2)
+        await eventually(lambda: disabled(client, endpoint["id"]), "the endpoint disabled", timeout_s=30)
         assert "every attempt failed" in (await client.endpoint(endpoint["id"]))["disabled_reason"]
         attempts = len(next(iter(broken.seen.values())))
         assert 2 <= attempts < 7, "disabled by time, before the schedule ran out"

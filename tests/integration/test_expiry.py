@@ -31,6 +31,8 @@ from jobwire.timeutil import parse_utc
 from jobwire.topics import Topics
 from tests.conftest import env_for
 from tests.integration.test_dispatch import ACME_KEY, endpoint_for, running_dispatcher
+from tests.support.eventually import eventually
+from tests.support.groups import dispatcher_idle
 from tests.support.receiver import Receiver, ReceiverServer
 from tests.support.servers import running_api, running_worker
 
@@ -158,8 +160,8 @@ async def test_completion_racing_expiry_makes_one_terminal_state_and_one_webhook
         await asyncio.gather(*(complete_at(job, offset) for job, offset in zip(jobs, offsets_s, strict=True)))
         finals = [await client.wait(job["id"], timeout_s=30) for job in jobs]
         await receiver.wait_for(lambda: all(webhooks_for(receiver, job["id"]) for job in jobs))
-        for _ in range(10):  # bounded: a second webhook for any of them would arrive by now
-            await asyncio.sleep(0.1)
+        # Every record handled and committed: a second webhook for any of them would be here.
+        await eventually(lambda: dispatcher_idle(settings), "the dispatcher idle", timeout_s=60)
         for final in finals:
             hooks = webhooks_for(receiver, final["id"])
             assert len({h.webhook_id for h in hooks}) == 1, hooks
@@ -192,8 +194,7 @@ async def test_two_deciders_writing_the_same_expiry_make_one_transition(kafka_bo
             failed = await status_becomes(client, task["id"], "failed")
             assert failed["version"] == task["version"] + 1
             await receiver.wait_for(lambda: webhooks_for(receiver, task["id"]) != [])
-            for _ in range(10):  # bounded: room for a second webhook that must not come
-                await asyncio.sleep(0.1)
+            await eventually(lambda: dispatcher_idle(settings), "the dispatcher idle", timeout_s=60)
             assert len(webhooks_for(receiver, task["id"])) == 1
     finally:
         await producer.stop()

@@ -5,11 +5,11 @@ hears of its own disabling; endpoints that did not ask hear nothing."""
 
 from __future__ import annotations
 
-import asyncio
-
 from jobwire.kafka.admin import ensure_topics
 from jobwire.sdk.client import Client
 from tests.integration.test_dispatch import ACME_KEY, endpoint_for, finish_a_job, hook_settings, running_dispatcher
+from tests.support.eventually import eventually
+from tests.support.groups import dispatcher_idle
 from tests.support.receiver import Receiver, ReceiverServer
 from tests.support.servers import running_api
 
@@ -49,8 +49,8 @@ async def test_a_watcher_hears_of_failing_deliveries_and_endpoint_changes(kafka_
         # The re-enabled endpoint gets its own endpoint.enabled (it answers 500, so it is only
         # seen, never received); it was never sent its own endpoint.disabled.
         await broken.wait_for(lambda: len(broken.seen) >= 2)
-        for _ in range(20):  # bounded: anything still on its way to the plain endpoint arrives
-            await asyncio.sleep(0.1)
+        # Every record handled and committed: nothing more is on its way to the plain endpoint.
+        await eventually(lambda: dispatcher_idle(settings), "the dispatcher idle", timeout_s=60)
         assert {r.type for r in plain.received} == {"task.canceled"}
         deliveries = await client.deliveries(failing["id"])
         assert not any(d.get("event_type") == "endpoint.disabled" for d in deliveries)

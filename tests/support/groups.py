@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from jobwire.config import Settings
 from jobwire.kafka.clients import client_options
+from jobwire.topics import Topics, retry_delays
 
 
 async def uncommitted(settings: Settings, group_id: str, topic: str) -> int:
@@ -29,3 +30,15 @@ async def uncommitted(settings: Settings, group_id: str, topic: str) -> int:
 
 def dispatcher_group(settings: Settings) -> str:
     return f"{settings.topic_prefix}jobwire-dispatcher"
+
+
+async def dispatcher_idle(settings: Settings) -> bool:
+    """Everything on jobs.events, the requests topic and the retry tiers handled and committed:
+    any webhook those records could cause has been sent, so none is still on its way."""
+    group, topics = dispatcher_group(settings), Topics(settings.topic_prefix)
+    pending = [(group, topics.events), (f"{group}.requests", topics.requests),
+               *((f"{group}.retry", topics.retry(d)) for d in retry_delays(settings))]
+    for group_id, topic in pending:
+        if await uncommitted(settings, group_id, topic):
+            return False
+    return True

@@ -6,9 +6,11 @@ from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
-from prometheus_client import REGISTRY
 
 from jobwire.events import new_event
+from jobwire.metrics import INVALID_RECORDS, registry_of
+
+_INVALID = registry_of([INVALID_RECORDS])  # this process's count, read the way /metrics would
 
 
 def consumer_record(topic: str, offset: int, value: bytes | None, key: bytes | None = b"key",
@@ -18,7 +20,7 @@ def consumer_record(topic: str, offset: int, value: bytes | None, key: bytes | N
 
 def invalid_count(topic: str) -> float:
     """``jobwire_invalid_records_total`` for ``topic`` in this process."""
-    return REGISTRY.get_sample_value("jobwire_invalid_records_total", {"topic": topic}) or 0.0
+    return _INVALID.get_sample_value("jobwire_invalid_records_total", {"topic": topic}) or 0.0
 
 
 def deep_json(levels: int) -> bytes:

@@ -31,7 +31,7 @@ from jobwire.events import Event
 from jobwire.kafka.clients import make_producer
 from jobwire.kafka.readers import LogReader, follow_raw
 from jobwire.kafka.writers import JobEvents, KeyedWriter
-from jobwire.metrics import HTTP_LATENCY
+from jobwire.metrics import API_METRICS, HTTP_LATENCY, registry_of
 from jobwire.positions import AppliedPositions, Position
 from jobwire.records import RecordSink
 from jobwire.topics import Topics
@@ -214,7 +214,9 @@ async def stop_tasks(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> No
 
 
 def create_app(settings: Settings, components: ApiComponents | None = None) -> Starlette:
-    """The API app. Without ``components`` the lifespan connects to Kafka."""
+    """The API app. Without ``components`` the lifespan connects to Kafka. The app owns its
+    metrics registry: what /metrics serves is made here, not at import."""
+    metrics_registry = registry_of(API_METRICS)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -235,6 +237,7 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
                 "resends": RecentResends(),
                 "readiness": parts.readiness,
                 "clock": loop.time,
+                "metrics_registry": metrics_registry,
             }
 
     return Starlette(

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import yaml
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -49,7 +49,7 @@ async def metrics(request: Request) -> Response:
                                                                      settings.metrics_token.encode()):
             raise Problem(401, "metrics need the JOBWIRE_METRICS_TOKEN as a bearer token",
                           headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(request.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @cache

@@ -103,7 +103,11 @@ def port_taken(port: int) -> bool:
 
 
 def set_parent_death_signal() -> None:
-    """In the child before exec: get SIGKILL when the parent dies, so no broker is orphaned."""
+    """In the child before exec: get SIGKILL when the parent dies, so no broker is orphaned.
+
+    "Parent" is the thread that started the child: start brokers from a thread that lives as
+    long as they should (not from ``asyncio.to_thread``, whose worker thread ends with its pool).
+    """
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 

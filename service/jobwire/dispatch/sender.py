@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from jobwire.dispatch.policy import SendResult
 from jobwire.dispatch.resolver import GuardedResolver
@@ -65,15 +66,17 @@ def _tenant_facing(exc: BaseException) -> str:
 
 class Sender:
     def __init__(self, allowed: Sequence[Network], *, connect_timeout_s: float = 5.0, total_timeout_s: float = 15.0,
-                 max_connections: int = 256) -> None:
+                 max_connections: int = 256, dns: AbstractResolver | None = None) -> None:
+        """``dns``: what the SSRF guard asks (the system's resolver unless given)."""
         self._allowed = tuple(allowed)
+        self._dns = dns
         self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=64,
-                                         resolver=GuardedResolver(self._allowed), ttl_dns_cache=10)
+                                         resolver=GuardedResolver(self._allowed, self._dns), ttl_dns_cache=10)
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                               skip_auto_headers=("User-Agent",), auto_decompress=False)
 

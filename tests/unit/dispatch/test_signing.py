@@ -12,7 +12,7 @@ from svix.webhooks import Webhook, WebhookVerificationError
 from jobwire.dispatch.signing import sign_headers
 from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 
-SHARED_VECTORS = Path(__file__).parents[3] / "shared" / "webhook-test-vectors.json"
+SHARED_VECTORS = Path(__file__).parents[4] / "shared" / "webhook-test-vectors.json"
 # The published Standard Webhooks vector; shared/ (beside the repo) holds the same one.
 PUBLISHED = {
     "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_id": "msg_p5jXN8AQM9LWM0D4loKWxJek",

@@ -208,3 +208,18 @@ async def test_the_first_attempt_carries_the_payload_and_later_ones_do_not() -> 
     await subject.attempt(Delivery(**{**delivery().to_dict(), "body": b'{"type":"task.completed"}', "attempts": 1}))
     first, second = (Attempt.decode(raw) for raw in producer.on("webhooks.attempts") if raw is not None)
     assert first.request == {"body": {"type": "task.completed"}} and second.request is None
+
+
+def test_a_rotated_out_secret_signs_until_its_grace_ends_then_never() -> None:
+    bound_to = binding("acme", "ep_1")
+    old, new = new_webhook_secret(), new_webhook_secret()
+
+    def rotated(expires_at: str) -> Endpoint:
+        return Endpoint("ep_1", "acme", "https://hooks.example/in", "2026-01-01T00:00:00.000Z",
+                        "2026-01-01T00:00:00.000Z",
+                        (SealedSecret(BOX.seal(new, bound_to=bound_to)),
+                         SealedSecret(BOX.seal(old, bound_to=bound_to), expires_at)))
+
+    subject, _, _ = deliverer(SendResult(200, 1.0))
+    assert subject.secrets_of(rotated("2999-01-01T00:00:00.000Z")) == [new, old], "within the grace: both sign"
+    assert subject.secrets_of(rotated("2020-01-01T00:00:00.000Z")) == [new], "after it: only the new one"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from jobwire.dispatch.resolver import GuardedResolver
 from jobwire.webhooks.ssrf import TargetRefused, check_literal, refusal
+from tests.support.dns import FakeDNS
 
 REFUSED = ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254", "::1",
            "::ffff:127.0.0.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "fe80::1", "fc00::1", "::",
@@ -41,24 +40,24 @@ def test_allowed_cidr_exempts_loopback_only() -> None:
     assert refusal(ipaddress.ip_address("10.0.0.1"), allowed) is not None
 
 
-class FakeDNS(AbstractResolver):
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        return [ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
-                for a in self.answers[host]]
-
-    async def close(self) -> None:
-        pass
-
-
 async def test_names_resolving_to_internal_addresses_are_refused() -> None:
     resolver = GuardedResolver([], FakeDNS({"rebind.example": ["127.0.0.1"], "mixed.example": ["10.1.1.1", "93.184.215.14"]}))
     with pytest.raises(TargetRefused, match="127.0.0.1 is a loopback address"):
         await resolver.resolve("rebind.example", 443)
     kept = await resolver.resolve("mixed.example", 443)
     assert [r["host"] for r in kept] == ["93.184.215.14"], "only the public address may be connected to"
+
+
+async def test_a_name_rebound_to_an_internal_address_is_refused_at_the_next_lookup() -> None:
+    dns = FakeDNS({"rebind.example": [["93.184.215.14"], ["127.0.0.1"], ["93.184.215.14"]]})
+    resolver = GuardedResolver([], dns)
+    first = await resolver.resolve("rebind.example", 443)
+    assert [r["host"] for r in first] == ["93.184.215.14"], "public at the first lookup: allowed"
+    with pytest.raises(TargetRefused, match="127.0.0.1 is a loopback address"):
+        await resolver.resolve("rebind.example", 443)
+    third = await resolver.resolve("rebind.example", 443)
+    assert [r["host"] for r in third] == ["93.184.215.14"]
+    assert dns.queries == ["rebind.example"] * 3, "every lookup is checked: no verdict is remembered"
 
 
 @pytest.mark.parametrize("host", [

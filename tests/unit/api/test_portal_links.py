@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from jobwire.api.portal_links import COOKIE, LINK_TTL_S, SESSION_TTL_S, LinkRefused, PortalLinks
 from tests.support.memlog import memory_components
-from tests.unit.test_webhook_routes import ACME, GLOBEX, make_client
+from tests.unit.api.test_webhook_routes import ACME, GLOBEX, make_client
 
 
 @pytest.fixture

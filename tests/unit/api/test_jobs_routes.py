@@ -111,12 +111,46 @@ def test_idempotency_key(client: TestClient) -> None:
     assert theirs.status_code == 202 and theirs.json()["id"] != first.json()["id"]
 
 
-def test_tenants_never_see_each_other(client: TestClient) -> None:
+def test_tenants_never_see_each_other(client: TestClient, log: MemoryLog) -> None:
     job_id = submit(client).json()["id"]
-    for method, path in [("GET", f"/v1/jobs/{job_id}"), ("DELETE", f"/v1/jobs/{job_id}"),
-                         ("GET", f"/v1/jobs/{job_id}/events"), ("GET", f"/v1/jobs/{job_id}/result")]:
-        assert client.request(method, path, headers=GLOBEX).status_code == 404, path
+    written = len(log.records)
+    for method, path, body in [
+        ("GET", f"/v1/jobs/{job_id}", None), ("DELETE", f"/v1/jobs/{job_id}", None),
+        ("POST", f"/v1/jobs/{job_id}/cancel", None), ("GET", f"/v1/jobs/{job_id}/events", None),
+        ("POST", f"/v1/jobs/{job_id}/events", {"type": "job.started", "data": {}}),
+        ("POST", f"/v1/jobs/{job_id}/events", {"type": "job.completed", "data": {"result": {"stolen": True}}}),
+        ("GET", f"/v1/jobs/{job_id}/result", None),
+    ]:
+        answer = client.request(method, path, headers=GLOBEX, json=body)
+        assert answer.status_code == 404, (method, path)
+        nowhere = client.request(method, path.replace(job_id, "job_nowhere"), headers=GLOBEX, json=body)
+        assert answer.json()["detail"] == nowhere.json()["detail"].replace("job_nowhere", job_id), \
+            "the same answer as for a job that does not exist"
+    assert len(log.records) == written, "no write reached the log on another tenant's behalf"
     assert client.get("/v1/jobs", headers=GLOBEX).json()["data"] == []
+    assert client.get(f"/v1/jobs/{job_id}", headers=ACME).json()["status"] == "pending"
+
+
+def test_worker_events_posted_over_http_move_the_job(client: TestClient) -> None:
+    job_id = submit(client).json()["id"]
+    started = client.post(f"/v1/jobs/{job_id}/events", headers=ACME, json={"type": "job.started", "data": {}})
+    assert started.status_code in (200, 201, 202), started.text
+    position = started.headers["jobwire-position"]
+    done = client.post(f"/v1/jobs/{job_id}/events", headers=ACME,
+                       json={"type": "job.completed", "data": {"result": {"pages": 2}}})
+    assert done.status_code in (200, 201, 202), done.text
+    job = client.get(f"/v1/jobs/{job_id}", headers={**ACME, "Jobwire-Position": position}).json()
+    assert (job["status"], job["result"]) == ("completed", {"pages": 2})
+    unknown = client.post(f"/v1/jobs/{job_id}/events", headers=ACME, json={"type": "job.exploded", "data": {}})
+    assert unknown.status_code == 422 and unknown.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(("key", "status"), [("", 400), ("k" * 256, 400), ("k" * 255, 202), ("k", 202)])
+def test_idempotency_keys_are_1_to_255_characters(client: TestClient, key: str, status: int) -> None:
+    answer = submit(client, headers={"Idempotency-Key": key})
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert "Idempotency-Key" in answer.json()["detail"]
 
 
 async def test_cancel_pending_and_processing(client: TestClient, log: MemoryLog) -> None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from jobwire.devtools.broker import free_port
 from jobwire.dispatch.sender import CONNECT_FAILED, TARGET_REFUSED, Sender
 from jobwire.webhooks.ssrf import Network
+from tests.support.dns import FakeDNS
 from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -83,3 +84,20 @@ async def test_every_refused_form_is_refused_at_send_and_never_connects(host: st
     error = await post([ipaddress.ip_network(ALLOW_LOOPBACK)], f"http://{host}:{port}/")
     assert error == TARGET_REFUSED
     assert reached == []
+
+
+async def test_a_name_rebound_to_loopback_never_connects(listener: tuple[int, list[str]]) -> None:
+    """The attacker's name passed the check at create time (a public address); by send time it
+    answers 127.0.0.1, where something listens. The guard checks the address the connection
+    would go to, so the listener is never reached."""
+    port, reached = listener
+    dns = FakeDNS({"rebind.example": [["93.184.215.14"], ["127.0.0.1"]]})
+    assert [r["host"] for r in await dns.resolve("rebind.example", port)] == ["93.184.215.14"]  # at create
+    sender = Sender([], connect_timeout_s=2, total_timeout_s=5, dns=dns)
+    await sender.start()
+    try:
+        result = await sender.post(f"http://rebind.example:{port}/", b"{}", {})
+    finally:
+        await sender.stop()
+    assert (result.status_code, result.error) == (None, TARGET_REFUSED)
+    assert reached == [], "no request reached the loopback listener"
