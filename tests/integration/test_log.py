@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import defaultdict
 
@@ -199,9 +200,17 @@ async def test_too_few_brokers_for_the_replication_factor_is_named(kafka_bootstr
     assert not set(await topic_names(settings)) & {s.name for s in topic_specs(settings)}, "nothing half-created"
 
 
-async def test_replication_follows_a_single_broker_cluster(kafka_bootstrap: str) -> None:
+async def test_replication_follows_a_single_broker_cluster(kafka_bootstrap: str,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
     settings = settings_for(kafka_bootstrap)  # replication unset: from the cluster
     assert await replication_of(settings) == (1, Replication(1, 1))
+    with caplog.at_level(logging.WARNING, logger="jobwire.kafka.admin"):
+        await ensure_topics(settings)
+    assert "set JOBWIRE_REPLICATION_FACTOR to pin it" in caplog.text, "auto on too few brokers says so"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jobwire.kafka.admin"):
+        await ensure_topics(settings_for(kafka_bootstrap, JOBWIRE_REPLICATION_FACTOR="1"))
+    assert "JOBWIRE_REPLICATION_FACTOR" not in caplog.text, "a pinned factor is taken as meant"
 
 
 async def test_publish_refuses_invalid_events_before_the_log(settings: Settings) -> None:

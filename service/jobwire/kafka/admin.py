@@ -39,7 +39,13 @@ async def ensure_topics(settings: Settings, *, visible_within_s: float = TOPICS_
     admin = AIOKafkaAdminClient(**client_options(settings.kafka))
     try:
         await admin.start()
-        replication = replication_plan(settings, len((await admin.describe_cluster())["brokers"]))
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replication = replication_plan(settings, brokers)
+        if settings.replication_factor is None and brokers < 3 and not settings.dev:
+            # auto counts the brokers alive now: during an outage it would plan fewer copies.
+            log.warning("replication follows the %d broker(s) alive now: replication_factor=%d; set "
+                        "JOBWIRE_REPLICATION_FACTOR to pin it on a cluster meant to have more", brokers,
+                        replication.factor)
         specs = topic_specs(settings, replication)
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
