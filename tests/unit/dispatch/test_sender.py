@@ -4,6 +4,7 @@ that refuses). Real aiohttp sessions against loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Sequence
 
@@ -11,7 +12,8 @@ import pytest
 from aiohttp import web
 
 from jobwire.devtools.broker import free_port
-from jobwire.dispatch.sender import CONNECT_FAILED, TARGET_REFUSED, Sender
+from jobwire.dispatch.policy import SendResult
+from jobwire.dispatch.sender import CONNECT_FAILED, RESPONSE_EXCERPT_BYTES, TARGET_REFUSED, Sender
 from jobwire.webhooks.ssrf import Network
 from tests.support.dns import FakeDNS
 from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
@@ -101,3 +103,78 @@ async def test_a_name_rebound_to_loopback_never_connects(listener: tuple[int, li
         await sender.stop()
     assert (result.status_code, result.error) == (None, TARGET_REFUSED)
     assert reached == [], "no request reached the loopback listener"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[str]]]:
+    """A loopback receiver with one route per behaviour; records the paths requested."""
+    requested: list[str] = []
+    never = asyncio.Event()
+
+    async def record(request: web.Request) -> None:
+        requested.append(request.path)
+        await request.read()
+
+    async def redirect(request: web.Request) -> web.Response:
+        await record(request)
+        return web.Response(status=307, headers={"Location": "/target"})
+
+    async def target(request: web.Request) -> web.Response:
+        await record(request)
+        return web.Response(text="should never be reached by a webhook")
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        response = web.StreamResponse(status=500)
+        await response.prepare(request)
+        for _ in range(64):  # 64 MiB on offer; the sender must take 1 KiB and hang up
+            await response.write(b"x" * (1 << 20))
+        return response
+
+    async def silent(request: web.Request) -> web.Response:
+        await record(request)
+        await never.wait()  # answers nothing; the client's timeout ends it
+        return web.Response()
+
+    app = web.Application()
+    for path, handler in [("/redirect", redirect), ("/target", target), ("/huge", huge), ("/silent", silent)]:
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", requested
+    finally:
+        never.set()
+        await runner.cleanup()
+
+
+async def send(url: str, *, total_timeout_s: float = 5) -> SendResult:
+    sender = Sender(LOOPBACK, connect_timeout_s=2, total_timeout_s=total_timeout_s)
+    await sender.start()
+    try:
+        return await sender.post(url, b"{}", {})
+    finally:
+        await sender.stop()
+
+
+async def test_a_redirect_is_an_answer_not_followed(receiver: tuple[str, list[str]]) -> None:
+    base, requested = receiver
+    result = await send(f"{base}/redirect")
+    assert (result.status_code, result.error) == (307, "HTTP 307")
+    assert requested == ["/redirect"], "the Location was never requested: a webhook goes where it was told only"
+
+
+async def test_only_an_excerpt_of_a_large_answer_is_read(receiver: tuple[str, list[str]]) -> None:
+    base, _ = receiver
+    result = await send(f"{base}/huge")
+    assert result.status_code == 500
+    assert result.excerpt is not None and len(result.excerpt.encode()) <= RESPONSE_EXCERPT_BYTES
+
+
+async def test_a_receiver_that_never_answers_is_a_timeout(receiver: tuple[str, list[str]]) -> None:
+    base, requested = receiver
+    result = await send(f"{base}/silent", total_timeout_s=0.5)
+    assert (result.status_code, result.error) == (None, "timed out")
+    assert requested == ["/silent"], "the request was sent; the answer never came"
