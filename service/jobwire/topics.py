@@ -27,6 +27,18 @@ class Replication:
     min_insync: int
 
 
+def min_insync_for(factor: int) -> int:
+    """Two copies must acknowledge once there are three, so a write survives losing any one."""
+    return 2 if factor >= 3 else 1
+
+
+def auto_replication(brokers: int) -> Replication:
+    """What a cluster of ``brokers`` gets when nothing is configured: its topics (here) and
+    Kafka's internal ones (the local cluster, ``devtools/cluster.py``) alike."""
+    factor = min(3, brokers)
+    return Replication(factor, min_insync_for(factor))
+
+
 def replication_plan(settings: Settings, brokers: int) -> Replication:
     """The replication of jobwire's topics on a cluster of ``brokers``.
 
@@ -35,11 +47,11 @@ def replication_plan(settings: Settings, brokers: int) -> Replication:
     down; one copy on a single broker. A configured factor the cluster cannot hold is refused
     here, naming the setting, before any topic is created with it.
     """
-    factor = settings.replication_factor or min(3, brokers)
+    factor = settings.replication_factor or auto_replication(brokers).factor
     if factor > brokers:
         raise ConfigError("JOBWIRE_REPLICATION_FACTOR", f"{factor} copies need at least {factor} brokers; "
                           f"the cluster has {brokers}")
-    min_insync = settings.min_insync_replicas or (2 if factor >= 3 else 1)
+    min_insync = settings.min_insync_replicas or min_insync_for(factor)
     if min_insync > factor:
         raise ConfigError("JOBWIRE_MIN_INSYNC_REPLICAS", f"{min_insync} is more than the replication factor "
                           f"{factor}: every write would be refused")

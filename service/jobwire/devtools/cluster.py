@@ -21,17 +21,12 @@ from pathlib import Path
 
 from jobwire.devtools.broker import LocalKafka, ensure_jars, free_port, new_cluster_id, require_java
 from jobwire.errors import BrokerError
+from jobwire.topics import auto_replication
 
 log = logging.getLogger(__name__)
 
 #: Small heaps, so three nodes and the services fit a 2-core development machine.
 NODE_HEAP = "512m"
-
-
-def replication_for(brokers: int) -> tuple[int, int]:
-    """(replication factor, min.insync.replicas) for a cluster of ``brokers``: 3 and 2 from
-    three brokers on (a write survives losing any one), everything on the one node below that."""
-    return (3, 2) if brokers >= 3 else (brokers, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +55,11 @@ class LocalCluster:
             raise BrokerError("a cluster needs at least one broker")
         layout = self._layout()
         voters = ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(layout.controller_ports))
-        replication, min_insync = replication_for(self.brokers)
+        replication = auto_replication(self.brokers)
         self.nodes = [
             LocalKafka(self.cache_dir, self.run_dir / f"node-{i + 1}", port=port, heap=self.heap, node_id=i + 1,
                        controller_port=layout.controller_ports[i], voters=voters, cluster_id=layout.cluster_id,
-                       replication_factor=replication, min_insync_replicas=min_insync)
+                       replication_factor=replication.factor, min_insync_replicas=replication.min_insync)
             for i, port in enumerate(layout.ports)
         ]
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jobwire.devtools.cluster import LocalCluster, replication_for
+from jobwire.devtools.cluster import LocalCluster
 from jobwire.errors import BrokerError
+from jobwire.topics import Replication, auto_replication
 
 
 def test_nodes_form_one_quorum_with_distinct_ports(tmp_path: Path) -> None:
@@ -39,4 +40,5 @@ def test_fixed_ports_are_consecutive(tmp_path: Path) -> None:
 
 
 def test_internal_topics_replicate_once_there_are_three() -> None:
-    assert [replication_for(n) for n in (1, 2, 3, 5)] == [(1, 1), (2, 1), (3, 2), (3, 2)]
+    assert [auto_replication(n) for n in (1, 2, 3, 5)] == [Replication(1, 1), Replication(2, 1), Replication(3, 2),
+                                                          Replication(3, 2)]
