@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test browser run check test test-cluster unit bench lock clean
+.PHONY: install install-test browser run check test test-cluster unit sim soak bench lock clean
 
 install: $(STAMP)
 
@@ -64,6 +64,14 @@ test-cluster: install-test
 
 unit: install-test
 	$(BIN)/pytest tests/unit
+
+# The dispatcher's deterministic simulation alone (tests/sim; make test runs it too, 400
+# schedules); JOBWIRE_SIM_SEED=n runs one seed again. soak: 20,000 schedules.
+sim: install-test
+	$(BIN)/pytest tests/sim
+
+soak: install-test
+	JOBWIRE_SIM_SCHEDULES=20000 $(BIN)/pytest tests/sim
 
 bench: install
 	$(BIN)/python bench/log_throughput.py

@@ -6,7 +6,14 @@ and the dispatcher both call it, so they can never disagree about a job's state.
 Rules (shared/DESIGN.md, "Events"):
 - ``job.created`` makes a pending job; every other event needs the job to exist.
 - Terminal states (completed, failed, canceled) never change.
-- An event whose id was already applied is a no-op (``Verdict.DUPLICATE``).
+- An event whose id was applied recently is a no-op (``Verdict.DUPLICATE``). A job remembers
+  the id of its ``job.created`` and of its last ``EVENT_ID_WINDOW - 1`` accepted events, not
+  every id for ever: a copy of an event (a producer's retry, two deciders) arrives close to
+  the original, and a replay after a crash is recognised by its log position by whoever reads
+  the log again (``dispatch/state.py``), so the job's state stays the same size however long
+  it runs.
+- A job takes at most ``MAX_EVENTS_PER_JOB`` accepted events; past it only the events that end
+  it (completed, failed, canceled) are accepted, the rest are rejected with that reason.
 - An event the state does not allow changes nothing and is reported ``Verdict.REJECTED`` with
   a reason, so the caller can keep it in the job's history.
 - ``version`` counts accepted events.
@@ -50,6 +57,13 @@ TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None]] = {
 }
 
 
+#: Event ids a job remembers (its ``job.created`` and the latest accepted ones).
+EVENT_ID_WINDOW = 64
+#: Accepted events per job (``version``); past it only an ending event is accepted.
+MAX_EVENTS_PER_JOB = 100_000
+ENDINGS = frozenset({"job.completed", "job.failed", "job.canceled"})
+
+
 class Verdict(str, Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
@@ -70,7 +84,8 @@ class Job(NamedTuple):
     created_at: str
     updated_at: str
     version: int
-    event_ids: frozenset[str]
+    #: The id of the job's ``job.created`` first, then the latest accepted ones (a bounded window).
+    event_ids: tuple[str, ...]
     stage: str | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -126,6 +141,9 @@ def apply(job: Job | None, event: Event) -> Applied:
         return Applied(job, Verdict.ACCEPTED)
     if event.type == "job.progress" and event.data["processed"] > event.data["total"]:
         return Applied(job, Verdict.REJECTED, "progress.processed exceeds progress.total")
+    if job.version >= MAX_EVENTS_PER_JOB and event.type not in ENDINGS:
+        return Applied(job, Verdict.REJECTED, f"the job has taken its {MAX_EVENTS_PER_JOB} events; only "
+                                              "job.completed, job.failed or job.canceled is accepted now")
     at = canonical(event.time)
     # One _replace for everything: each builds all of Job's fields, and this runs per event.
     changed = job._replace(
@@ -133,9 +151,17 @@ def apply(job: Job | None, event: Event) -> Applied:
         status=target or job.status,
         updated_at=at,
         version=job.version + 1,
-        event_ids=job.event_ids | {event.id},
+        event_ids=remember(job.event_ids, event.id),
     )
     return Applied(changed, Verdict.ACCEPTED, became_terminal=changed.status.terminal)
+
+
+def remember(event_ids: tuple[str, ...], event_id: str) -> tuple[str, ...]:
+    """``event_ids`` with ``event_id`` added: the first (the job's creation) is kept, the
+    oldest of the rest make way once there are ``EVENT_ID_WINDOW``."""
+    if len(event_ids) < EVENT_ID_WINDOW:
+        return (*event_ids, event_id)
+    return (event_ids[0], *event_ids[len(event_ids) - EVENT_ID_WINDOW + 2:], event_id)
 
 
 def _created(event: Event) -> Job:
@@ -152,7 +178,7 @@ def _created(event: Event) -> Job:
         created_at=at,
         updated_at=at,
         version=1,
-        event_ids=frozenset({event.id}),
+        event_ids=(event.id,),
         timeout_s=data.get("timeout_s"),
         pending_timeout_s=data.get("pending_timeout_s"),
         heartbeat_timeout_s=data.get("heartbeat_timeout_s"),

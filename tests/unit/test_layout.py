@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).parents[2] / "service" / "jobwire"
 
 #: The pure core: stdlib, the codec libraries and each other; no I/O framework.
-CORE = {"lifecycle", "events", "task", "ids", "timeutil", "offsets", "positions", "records", "deadlines",
+CORE = {"lifecycle", "clock", "events", "task", "ids", "timeutil", "offsets", "positions", "records", "deadlines",
         "binding", "topics", "validation", "errors"}
 #: Modules kept at the top for code that imports the SDK by its old paths.
 SHIMS = {"worker", "client"}

@@ -85,14 +85,14 @@ class ListQuery:
 
 
 def encode_job(job: Job) -> bytes:
-    """A job as stored: its fields as a JSON array (event ids sorted, so equal jobs are equal bytes)."""
-    return orjson.dumps([*job[:_EVENT_IDS], sorted(job.event_ids), *job[_EVENT_IDS + 1:]])
+    """A job as stored: its fields as a JSON array."""
+    return orjson.dumps(tuple(job))
 
 
 def decode_job(state: bytes) -> Job:
     values = orjson.loads(state)
     values[_STATUS_FIELD] = _STATUS[values[_STATUS_FIELD]]
-    values[_EVENT_IDS] = frozenset(values[_EVENT_IDS])
+    values[_EVENT_IDS] = tuple(values[_EVENT_IDS])
     return Job(*values)
 
 

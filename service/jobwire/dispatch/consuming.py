@@ -1,37 +1,57 @@
-"""What every dispatcher consumer shares: lag, pausing for flow control, the rebalance hook,
-and the commit that waits for the outbox first."""
+"""The one consumer loop of the dispatcher (the intake of ``jobs.events`` and every retry tier
+run it): lag, pausing for flow control, taking what was fetched partition by partition, the
+commit that waits for the outbox first, and the rebalance hook.
+
+Every record ``getmany`` returns is either taken or read again: a partition that stops early
+is rewound to its first record not taken, and once the lanes are full every partition after
+it is rewound whole. (aiokafka has already moved the position of every partition it returned
+records for; a record neither taken nor rewound would be skipped without a trace.)
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import time
+import logging
 from collections.abc import Awaitable, Callable
 
+from jobwire.clock import SYSTEM, Clock
+from jobwire.dispatch.lanes import Lanes
 from jobwire.dispatch.outbox import Outbox
-from jobwire.kafka.consumers import Consumer, RebalanceListener, TopicPartition
+from jobwire.errors import LogError
+from jobwire.kafka.consumers import Consumer, ConsumerRecord, RebalanceListener, TopicPartition, fetch
 from jobwire.kafka.readers import commit_owned
 from jobwire.metrics import CONSUMER_LAG, PAUSED_PARTITIONS
 from jobwire.offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+#: Most records taken per fetch (fewer while the lanes have less room).
+FETCH_RECORDS = 500
+FETCH_WAIT_MS = 100
+
+Records = list[ConsumerRecord[bytes, bytes]]
 
 
 class LagGauge:
     """Records not yet read on the consumer's partitions, refreshed every few seconds."""
 
-    def __init__(self, consumer: Consumer, topic: str, every_s: float = 5.0) -> None:
+    def __init__(self, consumer: Consumer, topic: str, every_s: float = 5.0, clock: Clock = SYSTEM) -> None:
         self._consumer = consumer
         self._gauge = CONSUMER_LAG.labels(topic=topic)
         self._every_s = every_s
-        self._last = 0.0
+        self._clock = clock
+        self._last = -every_s
 
     async def update(self) -> None:
-        if time.monotonic() - self._last < self._every_s:
+        if self._clock.monotonic() - self._last < self._every_s:
             return
-        self._last = time.monotonic()
+        self._last = self._clock.monotonic()
         total = 0
-        for tp in self._consumer.assignment():
+        for tp in list(self._consumer.assignment()):
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception):  # revoked meanwhile: not ours to count
                     total += max(0, highwater - await self._consumer.position(tp))
         self._gauge.set(total)
 
@@ -57,6 +77,98 @@ async def commit(consumer: Consumer, topic: str, outbox: Outbox, tracker: Offset
     if committed:
         tracker.committed(committed)
     return committed
+
+
+class ConsumerLoop:
+    """Fetch, take partition by partition, commit on an interval; subclasses say what taking a
+    partition's records means (``take``) and may hook the steps around it."""
+
+    def __init__(self, consumer: Consumer, topic: str, *, lanes: Lanes, outbox: Outbox,
+                 commit_interval_s: float, clock: Clock = SYSTEM) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.lanes = lanes
+        self.outbox = outbox
+        self.commit_interval_s = commit_interval_s
+        self.clock = clock
+        self.tracker = OffsetTracker()
+        self._flow_paused = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        lag = LagGauge(self.consumer, self.topic, clock=self.clock)
+        last_commit = -self.commit_interval_s
+        while not stop.is_set():
+            await lag.update()
+            await self.before_fetch()
+            fetched = await fetch(self.consumer, timeout_ms=FETCH_WAIT_MS,
+                                  max_records=max(1, min(FETCH_RECORDS, self.lanes.room())))
+            # Each partition's epoch as the records arrive, before any await: a rebalance while
+            # they wait their turn (even one that hands the partition back) makes them stale,
+            # and its new life reads them again from the committed offset. (Read after the
+            # wait, a batch fetched before a revocation counted as read by the new life: the
+            # simulation found it.)
+            epochs = {tp.partition: self.tracker.epoch(tp.partition) for tp in fetched}
+            await self.take_fetched(fetched, epochs)
+            await self.after_fetch()
+            if self.may_commit() and self.clock.monotonic() - last_commit >= self.commit_interval_s:
+                # Committing waits for acknowledgements and costs a round trip: on an interval,
+                # as Kafka Streams does (a crash replays at most that much, as duplicates).
+                await self.commit()
+                last_commit = self.clock.monotonic()
+
+    async def take_fetched(self, fetched: dict[TopicPartition, Records], epochs: dict[int, int]) -> None:
+        for tp, records in fetched.items():
+            if not records:
+                continue
+            await self.before_partition()
+            epoch = epochs[tp.partition]
+            if not self.owns(tp, epoch):
+                continue
+            resume: int | None = records[0].offset
+            if not self.lanes.full:
+                resume = await self.take(tp, records, epoch)
+            if resume is not None and self.owns(tp, epoch):
+                self.consumer.seek(tp, resume)
+
+    def owns(self, tp: TopicPartition, epoch: int) -> bool:
+        """Still assigned, and not revoked since ``epoch`` was read."""
+        return tp in self.consumer.assignment() and self.tracker.epoch(tp.partition) == epoch
+
+    async def take(self, tp: TopicPartition, records: Records, epoch: int) -> int | None:
+        """Take ``records`` in order; the offset of the first one not taken (read again), or
+        None when all were (or the partition was revoked meanwhile)."""
+        raise NotImplementedError
+
+    async def before_fetch(self) -> None:
+        self.flow()
+
+    async def before_partition(self) -> None:
+        pass
+
+    async def after_fetch(self) -> None:
+        pass
+
+    def may_commit(self) -> bool:
+        return True
+
+    def flow(self, waiting: set[TopicPartition] | None = None) -> None:
+        """Pause every partition while the lanes are full (until they drain below the
+        low-water mark), else only ``waiting``."""
+        if self.lanes.full:
+            self._flow_paused = True
+        elif self._flow_paused and self.lanes.drained:
+            self._flow_paused = False
+        hold(self.consumer, self.topic, set(self.consumer.assignment()) if self._flow_paused else (waiting or set()))
+
+    async def commit(self) -> dict[int, int]:
+        return await commit(self.consumer, self.topic, self.outbox, self.tracker)
+
+    async def commit_on_revocation(self, partitions: set[int]) -> None:
+        try:
+            await self.commit()
+        except LogError:
+            log.warning("commit on revocation failed topic=%s partitions=%s; the new owner replays",
+                        self.topic, sorted(partitions))
 
 
 class Rebalance(RebalanceListener):

@@ -8,7 +8,6 @@ record, a retry tier record, a dead letter, an endpoint snapshot.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Protocol
 
 import orjson
 
+from jobwire.clock import SYSTEM, Clock
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.policy import Decision, Outcome, SendResult, Tiers, decide
 from jobwire.dispatch.signing import sign_headers
@@ -46,7 +46,9 @@ class Poster(Protocol):
 
 class Deliverer:
     def __init__(self, *, schedule_s: Sequence[float], tiers: Tiers, disable_after_s: float, topics: Topics,
-                 registry: EndpointRegistry, sender: Poster, box: SecretBox, outbox: Outbox) -> None:
+                 registry: EndpointRegistry, sender: Poster, box: SecretBox, outbox: Outbox,
+                 clock: Clock = SYSTEM) -> None:
+        self.clock = clock
         self.schedule_s = tuple(schedule_s)
         self.tiers = tiers
         self.disable_after_s = disable_after_s
@@ -95,7 +97,7 @@ class Deliverer:
         result = await self._send(endpoint, delivery)
         DELIVERY_LATENCY.observe(result.latency_ms / 1000)
         sent = replace(delivery, attempts=delivery.attempts + 1)
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self.clock.time() * 1000)
         decision = decide(self.schedule_s, self.tiers, sent.attempts, result, now_ms=now_ms,
                           failing_since_ms=_ms(endpoint.failing_since), disable_after_s=self.disable_after_s)
         await self._track_health(endpoint, decision, now_ms)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from jobwire.binding import decode_record
-from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
+from jobwire.clock import SYSTEM, Clock
+from jobwire.dispatch.consuming import ConsumerLoop, Rebalance, Records
 from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
@@ -28,9 +28,8 @@ from jobwire.errors import InvalidEvent, JobwireError, LogError
 from jobwire.events import HEARTBEAT, Event
 from jobwire.kafka.consumers import Consumer, ConsumerRecord, TopicPartition
 from jobwire.kafka.quarantine import Quarantine
-from jobwire.lifecycle import Verdict, apply
+from jobwire.lifecycle import Job, Verdict, apply
 from jobwire.metrics import PARKED
-from jobwire.offsets import OffsetTracker
 from jobwire.positions import Position
 from jobwire.task import MAX_TASK_BYTES
 from jobwire.timeutil import now_utc
@@ -39,7 +38,6 @@ from jobwire.webhooks.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
-FETCH_RECORDS = 500
 REVOKE_GRACE_S = 10.0
 
 
@@ -47,26 +45,21 @@ class PayloadTooLarge(JobwireError):
     pass
 
 
-class EventIntake:
+class EventIntake(ConsumerLoop):
     def __init__(self, consumer: Consumer, topic: str, *, state: StateStore, registry: EndpointRegistry,
                  lanes: Lanes, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
-                 timers: Timers, commit_interval_s: float) -> None:
-        self.consumer = consumer
-        self.topic = topic
+                 timers: Timers, commit_interval_s: float, clock: Clock = SYSTEM) -> None:
+        super().__init__(consumer, topic, lanes=lanes, outbox=outbox, commit_interval_s=commit_interval_s,
+                         clock=clock)
         self.state = state
         self.registry = registry
-        self.lanes = lanes
         self.deliverer = deliverer
         self.quarantine = quarantine
-        self.outbox = outbox
         self.timers = timers
-        self.commit_interval_s = commit_interval_s
-        self.tracker = OffsetTracker()
         #: partition -> unix seconds of a fetch after which every record up to it was handled:
         #: the moment this dispatcher has seen that partition's log through (deadlines wait for it).
         self.read_through: dict[int, float] = {}
         self.listener = Rebalance(self.on_revoked, self.on_assigned)
-        self._flow_paused = False
         # aiokafka fetches newly assigned partitions while the assignment listener still runs:
         # handling waits for this, or records would fold onto state the restore then replaces.
         self._state_ready = asyncio.Event()
@@ -75,62 +68,54 @@ class EventIntake:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        lag = LagGauge(self.consumer, self.topic)
-        last_commit = 0.0
-        while not stop.is_set():
-            await lag.update()
-            self._check_restore()
-            self._flow()
-            fetched = await self.consumer.getmany(timeout_ms=100,
-                                                  max_records=max(1, min(FETCH_RECORDS, self.lanes.room())))
-            await self._handle_batch(fetched)
-            await self._note_read_through()
-            # Committing waits for acknowledgements and costs a round trip: on an interval, as
-            # Kafka Streams does (a crash replays at most that much, as duplicates).
-            if self._state_ready.is_set() and time.monotonic() - last_commit >= self.commit_interval_s:
-                await self.commit()
-                last_commit = time.monotonic()
+    async def before_fetch(self) -> None:
+        self._check_restore()
+        self.flow()
 
-    async def _handle_batch(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        for tp, records in fetched.items():
-            if not self._state_ready.is_set():
-                await self._state_ready.wait()
-            self._check_restore()
-            # The partition's epoch now: a rebalance meanwhile (even one that hands it back)
-            # makes the rest of this batch stale; its new life reads those records again.
-            epoch = self.tracker.epoch(tp.partition)
-            for raw in records:
-                if tp not in self.consumer.assignment() or self.tracker.epoch(tp.partition) != epoch:
-                    break
-                if self.lanes.full:  # fan-out filled the lanes mid-batch: read the rest later
-                    self.consumer.seek(tp, raw.offset)
-                    return
-                await self._handle(raw, epoch)
+    async def before_partition(self) -> None:
+        if not self._state_ready.is_set():
+            await self._state_ready.wait()
+        self._check_restore()
+
+    async def take(self, tp: TopicPartition, records: Records, epoch: int) -> int | None:
+        for raw in records:
+            if not self.owns(tp, epoch):
+                return None
+            if self.lanes.full:  # fan-out filled the lanes mid-batch: read the rest later
+                return raw.offset
+            await self._handle(raw, epoch)
+        return None
+
+    async def after_fetch(self) -> None:
+        await self._note_read_through()
+
+    def may_commit(self) -> bool:
+        return self._state_ready.is_set()
 
     async def _note_read_through(self) -> None:
-        for tp in self.consumer.assignment():
+        # A copy: a rebalance during an await below changes the assignment under it.
+        for tp in list(self.consumer.assignment()):
             highwater, polled_ms = self.consumer.highwater(tp), self.consumer.last_poll_timestamp(tp)
             if tp.topic != self.topic or highwater is None or polled_ms is None:
                 continue
-            if await self.consumer.position(tp) >= highwater:
+            try:
+                position = await self.consumer.position(tp)
+            except Exception:  # noqa: BLE001 - revoked meanwhile (aiokafka's IllegalStateError): not ours now
+                continue
+            if position >= highwater and tp in self.consumer.assignment():
                 self.read_through[tp.partition] = polled_ms / 1000
 
     def _check_restore(self) -> None:
         if self._restore_failed is not None:
             raise LogError(f"restoring {self.state.topic} failed: {self._restore_failed}") from self._restore_failed
 
-    def _flow(self) -> None:
-        if self.lanes.full:
-            self._flow_paused = True
-        elif self._flow_paused and self.lanes.drained:
-            self._flow_paused = False
-        hold(self.consumer, self.topic, set(self.consumer.assignment()) if self._flow_paused else set())
-
-    async def commit(self) -> None:
-        committed = await commit(self.consumer, self.topic, self.outbox, self.tracker)
+    async def commit(self) -> dict[int, int]:
+        # Snapshots kept back since the last commit are written first, so the flush covers them.
+        await self.state.write_changed()
+        committed = await super().commit()
         if committed:
-            await self.state.drop_finished(committed)
+            await self.state.drop_finished(committed, now=self.clock.time())
+        return committed
 
     # --- one record -------------------------------------------------------------------------
 
@@ -166,31 +151,34 @@ class EventIntake:
         Everything that can fail for this record (encoding the snapshot, the payload, its size)
         happens before the state changes, so a record set aside leaves no trace."""
         current = self.state.get(partition, event.subject)
+        if current is None and self.state.finished_long_ago(partition, event.subject):
+            return []  # the job finished long ago: nothing changes it (the API refuses it too)
+        if current is not None and offset <= current.offset:
+            # Read again after a crash: applied already. The finishing record itself (its
+            # offset was not committed, so its deliveries may not all have been made) is
+            # delivered again, same webhook-id.
+            if current.terminal_event == event.id and current.offset == offset:
+                return self._deliveries(event, current.job, self._body(current.job))
+            return []
         outcome = apply(current.job if current else None, event)
         job = outcome.job
         if event.type == HEARTBEAT:  # moves the heartbeat deadline; no snapshot, no delivery
             if outcome.verdict is Verdict.ACCEPTED and job is not None:
                 self.timers.heartbeat(job, event.time)
             return []
-        if outcome.verdict is Verdict.ACCEPTED and job is not None:
-            snapshot = JobState(job, offset, event.id if outcome.became_terminal else None)
-            encoded = snapshot.encode()
-            if len(encoded) > MAX_RECORD_BYTES:
-                raise PayloadTooLarge(f"the job's state snapshot would be {len(encoded)} bytes, over the "
-                                      f"{MAX_RECORD_BYTES} byte record limit")
-            body = self._body(job) if outcome.became_terminal else None
-            await self.state.put(partition, snapshot, encoded)
-            self.timers.arm(partition, job)
-        elif (outcome.verdict is Verdict.DUPLICATE and current is not None and current.terminal_event == event.id
-              and current.offset == offset):
-            # The finishing record read again after a crash (its offset was not committed, so its
-            # deliveries may not all have been made): deliver again, same webhook-id. Another copy
-            # of that event at another offset (two deciders, a producer retry) delivers nothing.
-            body = self._body(current.job)
-        else:
+        if outcome.verdict is not Verdict.ACCEPTED or job is None:
             return []
-        if body is None or job is None:
-            return []
+        snapshot = JobState(job, offset, event.id if outcome.became_terminal else None)
+        encoded = snapshot.encode()
+        if len(encoded) > MAX_RECORD_BYTES:
+            raise PayloadTooLarge(f"the job's state snapshot would be {len(encoded)} bytes, over the "
+                                  f"{MAX_RECORD_BYTES} byte record limit")
+        body = self._body(job) if outcome.became_terminal else None
+        self.state.put(partition, snapshot, encoded)
+        self.timers.arm(partition, job)
+        return self._deliveries(event, job, body) if body is not None else []
+
+    def _deliveries(self, event: Event, job: Job, body: tuple[str, bytes]) -> list[Delivery]:
         event_type, payload = body
         now = now_utc()
         return [Delivery(webhook_id(event.id, e.id), e.id, job.tenant, event_type, event.id, job.id, payload, now)
@@ -227,13 +215,10 @@ class EventIntake:
         self.lanes.drop(ours)
         # Attempts under way get a moment to end, so their offsets commit and the new owner
         # does not send them again.
-        deadline = time.monotonic() + REVOKE_GRACE_S
-        while any(ours(w) for w in self.lanes.in_flight) and time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + REVOKE_GRACE_S
+        while any(ours(w) for w in self.lanes.in_flight) and self.clock.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        try:
-            await self.commit()
-        except LogError:
-            log.warning("commit on revocation failed partitions=%s; the new owner replays", sorted(partitions))
+        await self.commit_on_revocation(partitions)
         self.timers.forget(job_id for p in partitions for job_id in self.state.jobs_of(p))
         self.state.forget(partitions)
         self.tracker.forget(partitions)
@@ -242,7 +227,7 @@ class EventIntake:
 
     async def on_assigned(self, partitions: list[int]) -> None:
         self._state_ready.clear()
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         try:
             restored = await self.state.restore(partitions)
         except Exception as exc:  # noqa: BLE001 - handed to the loop, which ends the run with it
@@ -252,5 +237,5 @@ class EventIntake:
             return
         timers = self.timers.restored(partitions)
         log.info("state restored partitions=%s jobs=%d timers=%d restore_s=%.2f", partitions, restored, timers,
-                 time.perf_counter() - started)
+                 self.clock.monotonic() - started)
         self._state_ready.set()

@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from jobwire.clock import SYSTEM, Clock
 from jobwire.offsets import OffsetTracker
 from jobwire.webhooks.model import Delivery
 
@@ -31,6 +31,9 @@ from jobwire.webhooks.model import Delivery
 LANE_WAIT_S = 5.0
 #: Slowest rate limit honoured: one request per 10 s (a lower configured rate is raised to it).
 MIN_RATE_PER_S = 0.1
+TOKEN_EPSILON = 1e-9
+#: Shortest wait for a token: a timer for less would wake the lane for nothing.
+MIN_TOKEN_WAIT_S = 0.001
 
 
 class Source:
@@ -60,7 +63,7 @@ class Source:
 class Work:
     delivery: Delivery
     source: Source
-    enqueued_at: float = field(default_factory=time.monotonic)
+    enqueued_at: float = 0.0  # set by ``Lanes.push``, on the lanes' clock
     started_at: float = 0.0
 
     @property
@@ -71,13 +74,13 @@ class Work:
 class Lane:
     __slots__ = ("endpoint_id", "queue", "in_flight", "rate", "tokens", "stamp", "listed", "latency")
 
-    def __init__(self, endpoint_id: str) -> None:
+    def __init__(self, endpoint_id: str, now: float) -> None:
         self.endpoint_id = endpoint_id
         self.queue: deque[Work] = deque()
         self.in_flight = 0
         self.rate: float | None = None
         self.tokens = 1.0
-        self.stamp = time.monotonic()
+        self.stamp = now
         self.listed = False  # in the ready ring or the timer heap
         # Seconds an attempt takes, smoothed (None until one ended): with the in-flight limit
         # (and the rate limit) it says how fast the queue can drain.
@@ -89,14 +92,22 @@ class Lane:
             self.tokens = min(burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
 
+    @property
+    def has_token(self) -> bool:
+        # Within rounding of a whole token counts as one: refills of a few ulps at a time
+        # would otherwise never reach 1.0 and the lane would wake itself for ever (the
+        # simulation's virtual clock found it).
+        return self.tokens >= 1 - TOKEN_EPSILON
+
     def next_token_in(self) -> float:
         assert self.rate is not None
-        return max(0.0, (1 - self.tokens) / self.rate)
+        return max(MIN_TOKEN_WAIT_S, (1 - self.tokens) / self.rate)
 
 
 class Lanes:
     def __init__(self, *, in_flight_per_endpoint: int, queue_per_endpoint: int, max_deliveries: int,
-                 max_bytes: int, low_water: float = 0.5) -> None:
+                 max_bytes: int, low_water: float = 0.5, clock: Clock = SYSTEM) -> None:
+        self.clock = clock
         self.in_flight_per_endpoint = in_flight_per_endpoint
         self.queue_per_endpoint = queue_per_endpoint
         self.max_deliveries = max_deliveries
@@ -165,11 +176,12 @@ class Lanes:
         endpoint_id = work.delivery.endpoint_id
         lane = self.lanes.get(endpoint_id)
         if lane is None:
-            lane = self.lanes[endpoint_id] = Lane(endpoint_id)
+            lane = self.lanes[endpoint_id] = Lane(endpoint_id, self.clock.monotonic())
         rate = max(rate_limit_per_s, MIN_RATE_PER_S) if rate_limit_per_s else None
         if rate != lane.rate:
-            lane.refill(time.monotonic())
+            lane.refill(self.clock.monotonic())
             lane.rate = rate
+        work.enqueued_at = self.clock.monotonic()
         lane.queue.append(work)
         self.deliveries += 1
         self.bytes += work.size
@@ -218,19 +230,19 @@ class Lanes:
         while True:
             if self._closed:
                 await asyncio.get_running_loop().create_future()  # until cancelled
-            self._release_timed(time.monotonic())
+            self._release_timed(self.clock.monotonic())
             while self._ready:
                 lane = self._ready.popleft()
                 lane.listed = False
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 lane.refill(now)
                 if not lane.queue or lane.in_flight >= self.in_flight_per_endpoint:
                     continue
                 if lane.rate is not None:
-                    if lane.tokens < 1:
+                    if not lane.has_token:
                         self._consider(lane)
                         continue
-                    lane.tokens -= 1
+                    lane.tokens = max(0.0, lane.tokens - 1)
                 work = lane.queue.popleft()
                 work.started_at = now
                 lane.in_flight += 1
@@ -253,7 +265,7 @@ class Lanes:
         self.in_flight.discard(work)
         self.deliveries -= 1
         self.bytes -= work.size
-        took = time.monotonic() - work.started_at
+        took = self.clock.monotonic() - work.started_at
         lane.latency = took if lane.latency is None else 0.8 * lane.latency + 0.2 * took
         if not lane.queue and not lane.in_flight and not lane.listed and lane.rate is None:
             # Idle lanes go (endpoints come and go); a rate-limited one stays, since its tokens
@@ -268,9 +280,9 @@ class Lanes:
             return
         lane.listed = True
         if lane.rate is not None:
-            lane.refill(time.monotonic())
-            if lane.tokens < 1:
-                at = time.monotonic() + lane.next_token_in()
+            lane.refill(self.clock.monotonic())
+            if not lane.has_token:
+                at = self.clock.monotonic() + lane.next_token_in()
                 heapq.heappush(self._timed, (at, next(self._sequence), lane))
                 self._arm(at)
                 return
@@ -289,11 +301,11 @@ class Lanes:
             self._timer.cancel()
         loop = asyncio.get_running_loop()
         self._timer_at = at
-        self._timer = loop.call_at(loop.time() + max(0.0, at - time.monotonic()), self._on_timer)
+        self._timer = loop.call_at(loop.time() + max(0.0, at - self.clock.monotonic()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer, self._timer_at = None, float("inf")
-        now = time.monotonic()
+        now = self.clock.monotonic()
         before = len(self._ready)
         self._release_timed(now)
         for _ in range(len(self._ready) - before):
@@ -312,7 +324,7 @@ class Lanes:
 
     def busiest(self, count: int) -> Iterator[tuple[str, int, float]]:
         """(endpoint id, queued, age of the oldest queued in s) of the ``count`` deepest lanes."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         deepest = heapq.nlargest(count, self.lanes.values(), key=lambda lane: len(lane.queue))
         for lane in deepest:
             oldest = now - lane.queue[0].enqueued_at if lane.queue else 0.0

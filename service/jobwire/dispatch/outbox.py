@@ -26,6 +26,9 @@ class Producer(Protocol):
                    partition: int | None = None,
                    headers: Sequence[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]: ...
 
+    async def send_and_wait(self, topic: str, value: bytes | None = None, *, key: bytes | None = None,
+                            headers: Sequence[tuple[str, bytes]] | None = None) -> Any: ...
+
 
 class Outbox:
     def __init__(self, producer: Producer) -> None:

@@ -53,9 +53,12 @@ class SenderPool:
                                           error=f"the dispatcher could not attempt it: {type(exc).__name__}")
             except LogError:
                 raise
-            except Exception:  # noqa: BLE001 - not even a dead letter: unsettled, so a restart retries it
-                log.exception("could not set the delivery aside delivery_id=%s", delivery.id)
-                return
+            except Exception as second:  # noqa: BLE001
+                # Not even its dead letter could be made. Left unsettled, its offset would hold
+                # the partition's commit for good; a restart replays it instead, so this ends
+                # the run like a failing log does.
+                raise LogError(f"delivery {delivery.id} could neither be attempted nor set aside: "
+                               f"{type(second).__name__}: {second}", retriable=False) from second
         work.source.settle()
 
     async def drain(self, timeout_s: float) -> None:

@@ -18,25 +18,28 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
+from jobwire.clock import SYSTEM, Clock
 from jobwire.config import Settings
 from jobwire.dispatch.deliverer import Deliverer, Poster, tier_topic
 from jobwire.dispatch.intake import EventIntake
 from jobwire.dispatch.lanes import Lanes
-from jobwire.dispatch.outbox import Outbox
+from jobwire.dispatch.outbox import Outbox, Producer
 from jobwire.dispatch.policy import Tiers
 from jobwire.dispatch.sender import Sender
 from jobwire.dispatch.senders import SenderPool
-from jobwire.dispatch.state import StateStore
+from jobwire.dispatch.state import ReadChangelog, StateStore
 from jobwire.dispatch.tiers import TierConsumer
 from jobwire.dispatch.timers import Timers
 from jobwire.errors import ConfigError
 from jobwire.kafka.clients import make_producer
 from jobwire.kafka.consumers import Consumer, group_consumer
 from jobwire.kafka.quarantine import Quarantine
-from jobwire.kafka.readers import LogReader, follow_raw
+from jobwire.kafka.readers import LogReader, follow_raw, read_to_end
 from jobwire.metrics import DISPATCH_HELD, DISPATCH_HELD_BYTES, ENDPOINT_OLDEST_AGE, ENDPOINT_QUEUE_DEPTH
 from jobwire.topics import Topics, delay_label
 from jobwire.webhooks.registry import EndpointRegistry
@@ -54,50 +57,80 @@ class DispatcherOptions:
     shutdown_grace_s: float = 10.0
 
 
+class DispatcherParts:
+    """Every part of a dispatcher, wired, around the clients it is given: the process builds it
+    on aiokafka (``Dispatcher``); the simulation (tests/sim) builds it on in-memory fakes."""
+
+    def __init__(self, settings: Settings, options: DispatcherOptions, *, producer: Producer,
+                 consumer: Callable[[str, str], Consumer], read_changelog: ReadChangelog, sender: Poster,
+                 clock: Clock = SYSTEM) -> None:
+        if not settings.secret_key:
+            raise ConfigError("JOBWIRE_SECRET_KEY", "the dispatcher needs it to open endpoint secrets")
+        self.settings = settings
+        self.topics = topics = Topics(settings.topic_prefix)
+        self.group_id = f"{settings.topic_prefix}jobwire-dispatcher"
+        self.producer = producer
+        self.outbox = Outbox(producer)
+        self.registry = EndpointRegistry()
+        self.tiers = Tiers.of_schedule(settings.retry_schedule_s)
+        self.lanes = Lanes(in_flight_per_endpoint=settings.endpoint_in_flight,
+                           queue_per_endpoint=settings.endpoint_max_queued,
+                           max_deliveries=settings.dispatch_max_deliveries, max_bytes=settings.dispatch_max_bytes,
+                           clock=clock)
+        self.deliverer = Deliverer(
+            schedule_s=settings.retry_schedule_s, tiers=self.tiers,
+            disable_after_s=settings.endpoint_disable_after_s, topics=topics, registry=self.registry,
+            sender=sender, box=SecretBox(settings.secret_key), outbox=self.outbox, clock=clock)
+        self.pool = SenderPool(self.lanes, self.deliverer, settings.dispatch_senders)
+        self.state = StateStore(self.outbox, topics.state, read_changelog,
+                                retention_s=settings.retention_days * 86400)
+        interval = options.commit_interval_s
+        # A deadline waits until the intake has read its partition past it (see timers.py).
+        self.timers = Timers(self.state, self.outbox, topics.events, clock=clock.time,
+                             read_through=lambda partition: self.intake.read_through.get(partition, -math.inf))
+        self.intake = EventIntake(
+            consumer(self.group_id, "events"), topics.events, state=self.state, registry=self.registry,
+            lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,
+            commit_interval_s=interval, clock=clock,
+            quarantine=Quarantine(producer, topics.events, topics.events_invalid))
+        self.tier_consumers = [
+            TierConsumer(consumer(f"{self.group_id}.retry" if delay else f"{self.group_id}.requests",
+                                  f"retry-{delay_label(delay)}" if delay else "requests"),
+                         tier_topic(topics, delay), delay, tiers=self.tiers, lanes=self.lanes,
+                         registry=self.registry, deliverer=self.deliverer, outbox=self.outbox,
+                         commit_interval_s=interval, clock=clock,
+                         quarantine=Quarantine(producer, tier_topic(topics, delay),
+                                               topics.invalid(tier_topic(topics, delay))))
+            for delay in (0.0, *self.tiers.delays_s)
+        ]
+
+    @property
+    def committers(self) -> list[EventIntake | TierConsumer]:
+        return [self.intake, *self.tier_consumers]
+
+    def loops(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """The parts that run, by name, once the consumers are subscribed and started."""
+        return [("senders", self.pool.run()), ("intake", self.intake.run(stop)),
+                ("deadlines", self.timers.run(stop)), *((t.topic, t.run(stop)) for t in self.tier_consumers)]
+
+
 class Dispatcher:
     """Builds every part from ``settings``; ``sender`` may be replaced (tests use fakes)."""
 
     def __init__(self, settings: Settings, options: DispatcherOptions | None = None, *,
                  sender: Poster | None = None) -> None:
-        if not settings.secret_key:
-            raise ConfigError("JOBWIRE_SECRET_KEY", "the dispatcher needs it to open endpoint secrets")
         self.settings = settings
         self.options = options or DispatcherOptions()
-        self.topics = topics = Topics(settings.topic_prefix)
-        self.group_id = f"{settings.topic_prefix}jobwire-dispatcher"
-        self.producer = make_producer(settings.kafka)
-        self.outbox = Outbox(self.producer)
-        self.registry = EndpointRegistry()
         self.http = Sender(settings.allowed_targets) if sender is None else None
-        self.tiers = Tiers.of_schedule(settings.retry_schedule_s)
-        self.lanes = Lanes(in_flight_per_endpoint=settings.endpoint_in_flight,
-                           queue_per_endpoint=settings.endpoint_max_queued,
-                           max_deliveries=settings.dispatch_max_deliveries, max_bytes=settings.dispatch_max_bytes)
-        self.deliverer = Deliverer(
-            schedule_s=settings.retry_schedule_s, tiers=self.tiers,
-            disable_after_s=settings.endpoint_disable_after_s, topics=topics, registry=self.registry,
-            sender=sender or self.http, box=SecretBox(settings.secret_key), outbox=self.outbox)  # type: ignore[arg-type]
-        self.pool = SenderPool(self.lanes, self.deliverer, settings.dispatch_senders)
-        self.state = StateStore(settings.kafka, self.outbox, topics.state)
-        interval = self.options.commit_interval_s
-        # A deadline waits until the intake has read its partition past it (see timers.py).
-        self.timers = Timers(self.state, self.outbox, topics.events,
-                             read_through=lambda partition: self.intake.read_through.get(partition, -math.inf))
-        self.intake = EventIntake(
-            self._consumer(self.group_id, "events"), topics.events, state=self.state, registry=self.registry,
-            lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,
-            commit_interval_s=interval,
-            quarantine=Quarantine(self.producer, topics.events, topics.events_invalid))
-        self.tier_consumers = [
-            TierConsumer(self._consumer(f"{self.group_id}.retry" if delay else f"{self.group_id}.requests",
-                                        f"retry-{delay_label(delay)}" if delay else "requests"),
-                         tier_topic(topics, delay), delay, tiers=self.tiers, lanes=self.lanes,
-                         registry=self.registry, deliverer=self.deliverer, outbox=self.outbox,
-                         commit_interval_s=interval,
-                         quarantine=Quarantine(self.producer, tier_topic(topics, delay),
-                                               topics.invalid(tier_topic(topics, delay))))
-            for delay in (0.0, *self.tiers.delays_s)
-        ]
+        self.producer = make_producer(settings.kafka)
+        self.parts = parts = DispatcherParts(
+            settings, self.options, producer=self.producer, consumer=self._consumer,
+            read_changelog=partial(read_to_end, settings.kafka, Topics(settings.topic_prefix).state),
+            sender=sender or self.http)  # type: ignore[arg-type]
+        self.topics, self.group_id, self.outbox = parts.topics, parts.group_id, parts.outbox
+        self.registry, self.tiers, self.lanes, self.deliverer = parts.registry, parts.tiers, parts.lanes, parts.deliverer
+        self.pool, self.state, self.timers = parts.pool, parts.state, parts.timers
+        self.intake, self.tier_consumers = parts.intake, parts.tier_consumers
         self._stop = asyncio.Event()
 
     def _consumer(self, group_id: str, member: str) -> Consumer:
@@ -136,10 +169,7 @@ class Dispatcher:
                 tier.consumer.subscribe([tier.topic], listener=tier.listener)
             for consumer in consumers:
                 await consumer.start()
-            parts.append(asyncio.create_task(self.pool.run(), name="senders"))
-            parts.append(asyncio.create_task(self.intake.run(self._stop), name="intake"))
-            parts.append(asyncio.create_task(self.timers.run(self._stop), name="deadlines"))
-            parts += [asyncio.create_task(t.run(self._stop), name=t.topic) for t in self.tier_consumers]
+            parts += [asyncio.create_task(loop, name=name) for name, loop in self.parts.loops(self._stop)]
             parts.append(asyncio.create_task(self._gauges(), name="gauges"))
             log.info("dispatcher running group=%s tiers=%s senders=%d", self.group_id,
                      ",".join(t.topic for t in self.tier_consumers), self.pool.size)
@@ -181,8 +211,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await part
         if clean:
-            committers: list[EventIntake | TierConsumer] = [self.intake, *self.tier_consumers]
-            for committer in committers:
+            for committer in self.parts.committers:
                 with contextlib.suppress(Exception):
                     await committer.commit()
         closers: list[Callable[[], Awaitable[None]]] = [c.stop for c in consumers]

@@ -1,32 +1,49 @@
 """The dispatcher's per-partition job state and its changelog ``jobs.state``.
 
-Like a Kafka Streams state store: every accepted event updates the job's snapshot, written
-to the compacted changelog (same partition as the job's events) before the jobs.events
-offset is committed. On assignment a partition's state is restored from the changelog, so
-restore time grows with live jobs, not with history. Finished jobs are tombstoned once the
-commit has moved past the event that finished them.
+Like a Kafka Streams state store with its cache: every accepted event updates the job in
+memory, and the jobs changed since the last commit are written to the compacted changelog
+(same partition as the job's events) just before the jobs.events offset is committed, so a job
+that reports progress a thousand times between two commits costs one write, and a snapshot
+never grows with the job's events (``lifecycle`` keeps a bounded window of event ids).
+
+Each snapshot carries the log offset of the last event applied to it: after a crash, records
+of the job at or below it are known to be applied already (a replay), whatever their ids.
+
+On assignment a partition's state is restored from the changelog, so restore time grows with
+live jobs, not with history. A finished job is replaced, once the commit has moved past the
+event that finished it, by a marker of a few bytes: a ``job.created`` replayed for it (or any
+later event) is then refused as the API refuses it, instead of starting a phantom job whose
+deadline would fail it. Markers go after ``retention_s`` (the API forgets jobs then too) or,
+past ``max_markers`` per partition, oldest first.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from jobwire.config import KafkaSettings
 from jobwire.dispatch.outbox import Outbox
-from jobwire.kafka.readers import read_to_end
 from jobwire.lifecycle import Job, Status
 from jobwire.metrics import INVALID_RECORDS
+from jobwire.records import RawRecord
 
 log = logging.getLogger(__name__)
+
+#: Finished-job markers kept per partition at most (the oldest go first).
+MAX_MARKERS = 200_000
+
+ReadChangelog = Callable[[list[int]], AsyncIterator[RawRecord]]
 
 
 @dataclass(slots=True)
 class JobState:
     job: Job
+    #: Offset in jobs.events of the last event applied to the job.
     offset: int
     #: The event that made the job terminal: replaying it after a crash delivers again.
     terminal_event: str | None = None
@@ -34,7 +51,6 @@ class JobState:
     def encode(self) -> bytes:
         job: dict[str, Any] = self.job._asdict()
         job["status"] = self.job.status.value
-        job["event_ids"] = sorted(self.job.event_ids)
         return orjson.dumps({"job": job, "offset": self.offset, "terminal_event": self.terminal_event})
 
     @classmethod
@@ -42,34 +58,45 @@ class JobState:
         data = orjson.loads(raw)
         job = data["job"]
         job["status"] = Status(job["status"])
-        job["event_ids"] = frozenset(job["event_ids"])
+        job["event_ids"] = tuple(job["event_ids"])
         return cls(Job(**job), data["offset"], data.get("terminal_event"))
+
+
+def _marker(finished_at: float) -> bytes:
+    return orjson.dumps({"finished_at": finished_at})
 
 
 @dataclass
 class PartitionState:
     jobs: dict[str, JobState] = field(default_factory=dict)
-    #: (offset of the terminal event, job id) of finished jobs not yet tombstoned.
+    #: (offset of the terminal event, job id) of finished jobs not yet turned into markers.
     finished: list[tuple[int, str]] = field(default_factory=list)
+    #: job id -> unix seconds it finished, oldest first: finished jobs the state no longer holds.
+    markers: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    #: Jobs changed since their snapshot was last written, with its encoding when known.
+    changed: dict[str, bytes | None] = field(default_factory=dict)
 
 
 class StateStore:
-    def __init__(self, kafka: KafkaSettings, outbox: Outbox, topic: str) -> None:
-        self._kafka = kafka
+    def __init__(self, outbox: Outbox, topic: str, read_changelog: ReadChangelog, *,
+                 retention_s: float = 30 * 86400.0, max_markers: int = MAX_MARKERS) -> None:
         self._outbox = outbox
+        self._read = read_changelog
         self.topic = topic
+        self.retention_s = retention_s
+        self.max_markers = max_markers
         self.partitions: dict[int, PartitionState] = {}
 
     async def restore(self, partitions: list[int]) -> int:
         """Load the changelog of ``partitions``; returns how many live jobs were restored."""
         for partition in partitions:
             self.partitions[partition] = PartitionState()
-        async for record in read_to_end(self._kafka, self.topic, partitions):
+        async for record in self._read(partitions):
             state = self.partitions[record.partition]
             job_id = (record.key or b"").decode()
-            if record.value is None:
-                state.jobs.pop(job_id, None)
-            else:
+            state.jobs.pop(job_id, None)
+            state.markers.pop(job_id, None)
+            if record.value is not None:
                 self._restore_one(state, job_id, record.value, record.offset)
         restored = 0
         for partition in partitions:
@@ -77,12 +104,17 @@ class StateStore:
             for job_id, job_state in state.jobs.items():
                 if job_state.job.status.terminal:
                     state.finished.append((job_state.offset, job_id))
+            state.markers = OrderedDict(sorted(state.markers.items(), key=lambda item: item[1]))
             restored += len(state.jobs)
         return restored
 
     def _restore_one(self, state: PartitionState, job_id: str, raw: bytes, offset: int) -> None:
         try:
-            state.jobs[job_id] = JobState.decode(raw)
+            data = orjson.loads(raw)
+            if isinstance(data, dict) and set(data) == {"finished_at"}:
+                state.markers[job_id] = float(data["finished_at"])
+            else:
+                state.jobs[job_id] = JobState.decode(raw)
         except Exception as exc:  # a snapshot we cannot read is skipped: the job's events still count
             INVALID_RECORDS.labels(topic=self.topic).inc()
             log.warning("unreadable state snapshot skipped job_id=%s offset=%s error=%s", job_id, offset,
@@ -100,26 +132,63 @@ class StateStore:
         state = self.partitions.get(partition)
         return state.jobs.get(job_id) if state else None
 
-    async def put(self, partition: int, job_state: JobState, encoded: bytes | None = None) -> None:
-        """Keep ``job_state`` and write its snapshot (acknowledged before the next commit);
-        ``encoded`` when the caller already encoded it, to be sure it can be."""
-        state = self.partitions.setdefault(partition, PartitionState())
-        state.jobs[job_state.job.id] = job_state
-        if job_state.terminal_event is not None:
-            state.finished.append((job_state.offset, job_state.job.id))
-        await self._outbox.send(self.topic, job_state.job.id, encoded or job_state.encode(), partition=partition)
+    def finished_long_ago(self, partition: int, job_id: str) -> bool:
+        """The job finished and its state was let go (only its marker is left)."""
+        state = self.partitions.get(partition)
+        return state is not None and job_id in state.markers
 
-    async def drop_finished(self, committed: dict[int, int]) -> None:
-        """Tombstone finished jobs whose terminal event is below the committed offset."""
+    def put(self, partition: int, job_state: JobState, encoded: bytes | None = None) -> None:
+        """Keep ``job_state``; its snapshot is written with the next ``write_changed``
+        (``encoded`` when the caller already encoded it, to be sure it can be)."""
+        state = self.partitions.setdefault(partition, PartitionState())
+        job_id = job_state.job.id
+        state.jobs[job_id] = job_state
+        state.markers.pop(job_id, None)
+        state.changed[job_id] = encoded
+        if job_state.terminal_event is not None:
+            state.finished.append((job_state.offset, job_id))
+
+    @property
+    def unwritten(self) -> int:
+        return sum(len(state.changed) for state in self.partitions.values())
+
+    async def write_changed(self) -> None:
+        """Write the snapshot of every job changed since the last call (through the outbox,
+        acknowledged before the commit that follows)."""
+        for partition, state in self.partitions.items():
+            changed, state.changed = state.changed, {}
+            for job_id, encoded in changed.items():
+                job_state = state.jobs.get(job_id)
+                if job_state is not None:
+                    await self._outbox.send(self.topic, job_id, encoded or job_state.encode(), partition=partition)
+
+    async def drop_finished(self, committed: dict[int, int], now: float) -> None:
+        """Finished jobs whose terminal event is below the committed offset become markers,
+        dated ``now`` (unix seconds; not the event's time, which a producer's clock sets);
+        markers past retention (or over the count) are tombstoned."""
         for partition, offset in committed.items():
             state = self.partitions.get(partition)
             if state is None:
                 continue
             keep = []
             for finished_at, job_id in state.finished:
-                if finished_at < offset:
-                    state.jobs.pop(job_id, None)
-                    await self._outbox.send(self.topic, job_id, None, partition=partition)
-                else:
-                    keep.append((finished_at, job_id))
+                job_state = state.jobs.get(job_id)
+                if finished_at >= offset or job_state is None or job_state.offset != finished_at:
+                    if finished_at >= offset:
+                        keep.append((finished_at, job_id))
+                    continue
+                del state.jobs[job_id]
+                state.changed.pop(job_id, None)
+                state.markers[job_id] = now
+                await self._outbox.send(self.topic, job_id, _marker(now), partition=partition)
             state.finished = keep
+            await self._expire_markers(partition, state, now)
+
+    async def _expire_markers(self, partition: int, state: PartitionState, now: float) -> None:
+        cutoff = now - self.retention_s if self.retention_s > 0 else None
+        while state.markers:
+            job_id, finished_at = next(iter(state.markers.items()))
+            if len(state.markers) <= self.max_markers and (cutoff is None or finished_at >= cutoff):
+                break
+            del state.markers[job_id]
+            await self._outbox.send(self.topic, job_id, None, partition=partition)

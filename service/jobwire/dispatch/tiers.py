@@ -10,88 +10,59 @@ is copied to the tier's ``.invalid`` companion with the reason and skipped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from dataclasses import replace
 
-from jobwire.dispatch.consuming import LagGauge, Rebalance, commit, hold
+from jobwire.clock import SYSTEM, Clock
+from jobwire.dispatch.consuming import ConsumerLoop, Rebalance, Records
 from jobwire.dispatch.deliverer import Deliverer, tier_topic
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.policy import Route, Tiers, on_read
-from jobwire.errors import LogError
-from jobwire.kafka.consumers import Consumer, ConsumerRecord, TopicPartition
+from jobwire.kafka.consumers import Consumer, TopicPartition
 from jobwire.kafka.quarantine import Quarantine
 from jobwire.metrics import HOPS
-from jobwire.offsets import OffsetTracker
 from jobwire.positions import Position
 from jobwire.webhooks.model import Delivery
 from jobwire.webhooks.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
-FETCH_RECORDS = 500
 MAX_TRACKED_HOPS = 10_000
 
 
-class TierConsumer:
+class TierConsumer(ConsumerLoop):
     def __init__(self, consumer: Consumer, topic: str, tier_s: float, *, tiers: Tiers, lanes: Lanes,
                  registry: EndpointRegistry, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
-                 commit_interval_s: float) -> None:
-        self.consumer = consumer
-        self.topic = topic
+                 commit_interval_s: float, clock: Clock = SYSTEM) -> None:
+        super().__init__(consumer, topic, lanes=lanes, outbox=outbox, commit_interval_s=commit_interval_s,
+                         clock=clock)
         self.tier_s = tier_s
         self.tiers = tiers
-        self.lanes = lanes
         self.registry = registry
         self.deliverer = deliverer
         self.quarantine = quarantine
-        self.outbox = outbox
-        self.commit_interval_s = commit_interval_s
-        self.tracker = OffsetTracker()
         self.listener = Rebalance(self.on_revoked)
         self._waiting: dict[TopicPartition, int] = {}  # partition -> due time (ms) of its head
         # Per endpoint, deliveries hopped onward since it last had room: they queue up behind
         # its lane, so each next one hops further (the backlog spreads over the tiers in order).
         self._hopped: dict[str, int] = {}
-        self._flow_paused = False
 
-    async def run(self, stop: asyncio.Event) -> None:
-        lag = LagGauge(self.consumer, self.topic)
-        last_commit = 0.0
-        while not stop.is_set():
-            await lag.update()
-            self._hold()
-            fetched = await self.consumer.getmany(timeout_ms=100,
-                                                  max_records=max(1, min(FETCH_RECORDS, self.lanes.room())))
-            for tp, records in fetched.items():
-                await self._take(tp, records)
-            if time.monotonic() - last_commit >= self.commit_interval_s:
-                await self.commit()
-                last_commit = time.monotonic()
-
-    async def commit(self) -> None:
-        await commit(self.consumer, self.topic, self.outbox, self.tracker)
+    async def before_fetch(self) -> None:
+        self._hold()
 
     def _hold(self) -> None:
-        now_ms = time.time() * 1000
+        now_ms = self.clock.time() * 1000
         for tp, due_ms in list(self._waiting.items()):
             if due_ms <= now_ms:
                 del self._waiting[tp]
-        if self.lanes.full:
-            self._flow_paused = True
-        elif self._flow_paused and self.lanes.drained:
-            self._flow_paused = False
-        held = set(self.consumer.assignment()) if self._flow_paused else set(self._waiting)
-        hold(self.consumer, self.topic, held)
+        self.flow(set(self._waiting))
 
-    async def _take(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        now_ms = int(time.time() * 1000)
-        epoch = self.tracker.epoch(tp.partition)
+    async def take(self, tp: TopicPartition, records: Records, epoch: int) -> int | None:
+        now_ms = int(self.clock.time() * 1000)
         for raw in records:
-            if tp not in self.consumer.assignment() or self.tracker.epoch(tp.partition) != epoch:
-                return  # revoked meanwhile (maybe handed back): the rest is read again
+            if not self.owns(tp, epoch):
+                return None  # revoked meanwhile (maybe handed back): the rest is read again
             try:
                 delivery = Delivery.decode(raw.value or b"")
             except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is set aside
@@ -109,11 +80,10 @@ class TierConsumer:
                            drain_s=self.lanes.drain_s(endpoint_id, self._hopped.get(endpoint_id, 0)))
             if step.route is Route.WAIT or (step.route is Route.TAKE and self.lanes.full):
                 # Read it again from here: once due, or once the lanes have room.
-                self.consumer.seek(tp, raw.offset)
                 if step.route is Route.WAIT:
                     self._waiting[tp] = step.due_at_ms
                     self._hold()
-                return
+                return raw.offset
             if step.route is Route.HOP:
                 held_back = delivery.not_before_ms > now_ms
                 if not held_back:
@@ -127,6 +97,7 @@ class TierConsumer:
             endpoint = self.registry.endpoints.get(endpoint_id)
             source = Source(self.tracker, raw.partition, raw.offset, 1, epoch)
             self.lanes.push(Work(delivery, source), endpoint.rate_limit_per_s if endpoint else None)
+        return None
 
     async def _hop(self, delivery: Delivery, tier_s: float, due_at_ms: int, reason: str) -> None:
         HOPS.labels(reason=reason).inc()
@@ -135,10 +106,7 @@ class TierConsumer:
 
     async def on_revoked(self, partitions: set[int]) -> None:
         self.lanes.drop(lambda w: w.source.tracker is self.tracker and w.source.partition in partitions)
-        try:
-            await self.commit()
-        except LogError:
-            log.warning("commit on revocation failed topic=%s partitions=%s", self.topic, sorted(partitions))
+        await self.commit_on_revocation(partitions)
         self.tracker.forget(partitions)
         self._hopped.clear()
         for tp in [tp for tp in self._waiting if tp.partition in partitions]:

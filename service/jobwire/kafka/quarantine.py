@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from jobwire.errors import LogError
@@ -16,6 +16,11 @@ from jobwire.records import LogRecord, one_line
 log = logging.getLogger(__name__)
 
 
+class Writer(Protocol):
+    async def send_and_wait(self, topic: str, value: bytes | None = None, *, key: bytes | None = None,
+                            headers: Sequence[tuple[str, bytes]] | None = None) -> Any: ...
+
+
 class Quarantine:
     """Sets aside records that cannot be handled: a copy goes to the ``.invalid`` companion of
     their topic with the reason and origin in headers; each is counted and logged once.
@@ -24,7 +29,7 @@ class Quarantine:
     group (every API replica) would each write a copy, so they count and log instead.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, source_topic: str, invalid_topic: str) -> None:
+    def __init__(self, producer: Writer, source_topic: str, invalid_topic: str) -> None:
         if invalid_topic == source_topic or source_topic.endswith(".invalid"):
             # Swapped arguments would copy records back into the topic being read, for ever.
             raise ValueError(f"cannot quarantine {source_topic} into {invalid_topic}")

@@ -1,0 +1,38 @@
+"""Schedules drawn on purpose: the cases an operator reported, each through the simulation's
+invariants (every owed webhook arrives or is dead-lettered; no commit passes unfinished work)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+
+from tests.sim.world import draw_plan, endpoint, simulate
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> object:
+    logging.disable(logging.WARNING)
+    yield
+    logging.disable(logging.NOTSET)
+
+
+def test_the_tightest_bound_with_fan_out_over_six_partitions_skips_nothing() -> None:
+    """The smallest memory bound, 8 endpoints of one tenant, 6 partitions: a fetch that fills the
+    lanes in its first partition must leave the other partitions' records to be read again
+    (they were dropped, their offsets committed past)."""
+    plan = replace(draw_plan(11), endpoints=[endpoint(n, "acme") for n in range(8)], partitions=6, jobs=300,
+                   max_deliveries=8, queue_per_endpoint=50, in_flight=4, senders=16, crashes=0, rebalances=0,
+                   ack_fail_p=0.0)
+    outcome = simulate(plan.seed, plan)
+    assert outcome.delivered == len(outcome.expected) > 600
+
+
+def test_a_job_of_thirty_thousand_progress_events_gets_its_webhook() -> None:
+    """Its state stays small (a bounded window of event ids), so no snapshot outgrows the
+    record limit and sets the job's last events aside; and it survives crashes."""
+    plan = replace(draw_plan(5), jobs=3, long_job_progress=30_000, crashes=2, rebalances=1, ack_fail_p=0.0)
+    outcome = simulate(plan.seed, plan)
+    assert outcome.delivered == len(outcome.expected)
+    assert any(job == "job_0000" for job in outcome.expected.values())
