@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from jobwire.config import Settings, load_settings
-from jobwire.errors import JobwireError
+from jobwire.errors import ConfigError, JobwireError
 
 DEFAULT_KAFKA_PORT = 9092
 
@@ -330,6 +330,33 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Every terminal event × endpoint subscribed to it, in the window, without an outcome."""
+    import time
+
+    from jobwire.dispatch.audit import audit
+    from jobwire.timeutil import moment_ms
+
+    now_ms = int(time.time() * 1000)
+    try:
+        since_ms, until_ms = moment_ms(args.since, now_ms), moment_ms(args.until, now_ms)
+    except ValueError as exc:
+        raise ConfigError("--since/--until", str(exc)) from None
+    report = asyncio.run(audit(_settings(), since_ms, until_ms))
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        counts = report.counts
+        print(f"audit {args.since} .. {args.until}: {report.terminal_events} terminal events, "
+              f"{sum(counts.values())} (event, endpoint) pairs: {counts['delivered']} delivered, "
+              f"{counts['dead']} dead-lettered, {counts['dropped']} dropped (endpoint deleted), "
+              f"{counts['pending']} on the retry path, {counts['missing']} missing")
+        for owed in report.missing[:1000]:
+            print(f"missing job_id={owed.job_id} event_id={owed.event_id} endpoint_id={owed.endpoint_id} "
+                  f"webhook_id={owed.webhook_id} event_type={owed.event_type}")
+    return 0 if report.ok else 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from jobwire.devtools.stack import run_dev
 
@@ -418,6 +445,13 @@ def parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["rotate"])
     keys.set_defaults(func=cmd_secrets)
 
+    audit = sub.add_parser("audit", help="prove delivery: every terminal event × subscribed endpoint without "
+                                         "an outcome (exit 1 if any)")
+    audit.add_argument("--since", default="1d", help="RFC 3339 time, or a duration ago (90s, 15m, 2h, 7d); default 1d")
+    audit.add_argument("--until", default="1m", help="RFC 3339 time, or a duration ago; default 1m (in-flight "
+                                                     "deliveries of the last minute are not yet owed)")
+    audit.add_argument("--json", action="store_true", help="the report as JSON")
+    audit.set_defaults(func=cmd_audit)
     dev = sub.add_parser("dev", help="run everything locally: broker, topics and services (what `make run` runs)")
     dev.add_argument("--kafka-port", type=int, default=DEFAULT_KAFKA_PORT)
     dev.set_defaults(func=cmd_dev)

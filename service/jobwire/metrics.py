@@ -20,6 +20,9 @@ from prometheus_client.metrics import MetricWrapperBase
 
 INVALID_RECORDS = Counter("jobwire_invalid_records_total",
                           "Records that were not valid events, set aside and skipped", ["topic"], registry=None)
+UNDECODABLE_BATCHES = Counter("jobwire_undecodable_batches_total",
+                              "Record batches that could not be decoded (codec, corruption, size), skipped",
+                              ["topic"], registry=None)
 EVENTS_APPLIED = Counter("jobwire_projection_events_total", "Events folded into the projection, by verdict",
                          ["verdict"], registry=None)
 PROJECTION_JOBS = Gauge("jobwire_projection_jobs", "Jobs held in the projection", registry=None)
@@ -60,10 +63,10 @@ DEADLINES_FIRED = Counter("jobwire_deadlines_fired_total", "Expiries written (jo
                           registry=None)
 
 #: What the API serves at /metrics.
-API_METRICS: tuple[MetricWrapperBase, ...] = (INVALID_RECORDS, EVENTS_APPLIED, PROJECTION_JOBS, HTTP_LATENCY)
+API_METRICS: tuple[MetricWrapperBase, ...] = (INVALID_RECORDS, UNDECODABLE_BATCHES, EVENTS_APPLIED, PROJECTION_JOBS, HTTP_LATENCY)
 #: What the dispatcher serves on its metrics port.
 DISPATCHER_METRICS: tuple[MetricWrapperBase, ...] = (
-    INVALID_RECORDS, DELIVERY_OUTCOMES, DELIVERY_LATENCY, DELIVERIES_IN_FLIGHT, DEAD_LETTERS, CONSUMER_LAG,
+    INVALID_RECORDS, UNDECODABLE_BATCHES, DELIVERY_OUTCOMES, DELIVERY_LATENCY, DELIVERIES_IN_FLIGHT, DEAD_LETTERS, CONSUMER_LAG,
     DISPATCH_HELD, DISPATCH_HELD_BYTES, ENDPOINT_QUEUE_DEPTH, ENDPOINT_OLDEST_AGE, PAUSED_PARTITIONS, PARKED, HOPS,
     DEADLINE_TIMERS, DEADLINES_FIRED,
 )

@@ -116,3 +116,18 @@ def canonical(text: str) -> str:
     if len(text) == 24 and text[-1] == "Z" and text[10] == "T" and text[19] == ".":
         return text
     return format_utc(parse_utc(text))
+
+
+_AGO = re.compile(r"^([0-9]+)(s|m|h|d)$")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def moment_ms(text: str, now_ms: int) -> int:
+    """An RFC 3339 time, or a duration ago ("90s", "15m", "2h", "7d"), as unix milliseconds."""
+    ago = _AGO.match(text)
+    if ago:
+        return now_ms - int(ago.group(1)) * _UNIT_MS[ago.group(2)]
+    try:
+        return int(parse_utc(text).timestamp() * 1000)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither an RFC 3339 time nor a duration like 15m") from None

@@ -65,3 +65,34 @@ async def test_compressed_batches_are_read_by_replicas_and_group_members(setting
     finally:
         await consumer.stop()
     assert len(taken) == len(published)
+
+
+async def test_a_batch_past_the_inflation_bound_is_skipped_with_a_marker_and_reading_goes_on(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gzip batch that inflates past the bound (lowered here, so the broker gets an ordinary
+    batch) comes out as one marker record; the records after it are read as usual."""
+    from jobwire.kafka import codecs
+
+    monkeypatch.setattr(codecs, "MAX_INFLATED_BYTES", 64 << 10)
+    await ensure_topics(settings)
+    topic = Topics(settings.topic_prefix).events
+    producer = make_producer(settings.kafka, compression_type="gzip", linger_ms=100)
+    await producer.start()
+    try:
+        # Each record alone inflates past the bound, however the producer batches them.
+        big = [await producer.send(topic, b"\0" * 100_000, key=b"job_big", partition=0) for _ in range(10)]
+        await asyncio.gather(*big)
+        after = new_event("job.created", "job_after", "acme", {"operation": "ocr", "parameters": {}})
+        await producer.send_and_wait(topic, encode(after), key=b"job_after", partition=0)
+    finally:
+        await producer.stop()
+    invalid, events = [], []
+    async with LogReader(settings.kafka, topic) as reader:
+        async with asyncio.timeout(60):
+            async for batch in reader.batches():
+                invalid += [r for r in batch if r.invalid is not None]
+                events += [r.event for r in batch if r.event is not None]
+                if any(e.id == after.id for e in events):
+                    break
+    assert invalid and all("inflates past" in str(r.invalid) for r in invalid)
+    assert [e.id for e in events] == [after.id]

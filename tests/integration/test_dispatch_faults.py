@@ -16,7 +16,7 @@ from jobwire.config import load_settings
 from jobwire.devtools.broker import LocalKafka, free_port
 from jobwire.kafka.admin import ensure_topics
 from tests.conftest import env_for
-from tests.support.dispatching import check_deliveries, publish_jobs, register, start_dispatcher
+from tests.support.dispatching import check_deliveries, publish_jobs, register, run_audit, start_dispatcher
 from tests.support.receiver import Receiver, ReceiverServer
 
 SECRET_KEY = "fault-test-secret-key-0123456789"
@@ -60,9 +60,12 @@ async def test_sigkill_of_the_dispatcher_loses_nothing(kafka_bootstrap: str, tmp
             dispatcher.terminate()
             dispatcher.wait(30)
         duplicates = check_deliveries(receivers, endpoint_ids, finishing)
+    status, report = run_audit(env, "--since", "1h", "--until", "0s")
+    assert status == 0 and report["missing"] == 0 and report["delivered"] == JOBS * 2, report
     with capsys.disabled():
         print(f"\n[faults] SIGKILL x{kills}: {JOBS * 2} (event, endpoint) pairs, 0 lost, {duplicates} duplicates "
-              "(each with its original webhook-id)")
+              f"(each with its original webhook-id); audit: {report['pairs']} pairs, {report['delivered']} "
+              f"delivered, {report['missing']} missing")
 
 
 @pytest.mark.timeout(420)

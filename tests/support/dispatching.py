@@ -102,3 +102,13 @@ def check_deliveries(receivers: list[Receiver], endpoint_ids: list[str], finishi
         assert receiver.rejected == 0
         duplicates += len(receiver.received) - len(got)
     return duplicates
+
+
+def run_audit(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    """``jobwire audit --json`` as an operator runs it: (exit status, report)."""
+    done = subprocess.run([sys.executable, "-m", "jobwire.cli", "audit", "--json", *args],
+                          env={**os.environ, **env}, capture_output=True, timeout=120, check=False)
+    assert done.returncode in (0, 1), done.stderr.decode()[-2000:]
+    import orjson
+
+    return done.returncode, orjson.loads(done.stdout)

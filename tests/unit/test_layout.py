@@ -130,7 +130,7 @@ def test_no_module_breaks_an_import_rule() -> None:
     ("sdk.client", "jobwire.metrics"),
     ("kafka.readers", "jobwire.webhooks.model"),
     ("api.app", "jobwire.devtools.broker"),
-    ("dispatch.sender", "tests.support.memlog"),
+    ("dispatch.http_client", "tests.support.memlog"),
     ("records", "starlette"),
 ])
 def test_the_rules_refuse_what_they_name(name: str, imported: str) -> None:

@@ -314,6 +314,10 @@ async def cancel(request: Request) -> Response:
     return json_response(task_object(job), 200 if job.status.terminal else 202, task_headers(job, position))
 
 
+#: Most history entries one request returns (and the default).
+HISTORY_PAGE = 1000
+
+
 def history_entry(entry: Any) -> dict[str, Any]:
     return {
         "position": str(entry.position),
@@ -333,8 +337,27 @@ async def job_events(request: Request) -> Response:
 
         return history_stream(request, tenant, job_id)
     require_json(request)
-    entries = projection_of(request).events_of(tenant, job_id) or []
-    return json_response({"object": "list", "data": [history_entry(e) for e in entries]})
+    # A job's history grows with its events (up to lifecycle.MAX_EVENTS_PER_JOB accepted, and
+    # any number rejected): read in pages, after the position of the last entry read.
+    limit_text = request.query_params.get("limit", str(HISTORY_PAGE))
+    if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= HISTORY_PAGE:
+        raise Problem(422, f"limit must be 1 to {HISTORY_PAGE}",
+                      violations=[Violation("/query/limit", f"must be an integer from 1 to {HISTORY_PAGE}")])
+    cursor = request.query_params.get("cursor")
+    try:
+        after = Position.parse(cursor) if cursor is not None else None
+        if after is not None and max(after.partition, after.offset) >= 1 << 62:
+            raise ValueError("out of range")
+    except ValueError:
+        raise Problem(422, "the cursor is not one this API returned",
+                      violations=[Violation("/query/cursor", "must be the position of an entry (partition:offset)")]) \
+            from None
+    limit = int(limit_text)
+    entries = projection_of(request).events_of(tenant, job_id, after=after, limit=limit + 1) or []
+    more = len(entries) > limit
+    entries = entries[:limit]
+    return json_response({"object": "list", "data": [history_entry(e) for e in entries], "has_more": more,
+                          "next_cursor": str(entries[-1].position) if more else None})
 
 
 async def job_result(request: Request) -> Response:

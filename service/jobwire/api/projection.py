@@ -262,15 +262,17 @@ class Projection:
             self._hot.popitem(last=False)
         return job
 
-    def events_of(self, tenant: str, job_id: str, after: Position | None = None) -> list[HistoryEntry] | None:
-        """The job's history in log order (after ``after`` when given); None when not found."""
+    def events_of(self, tenant: str, job_id: str, after: Position | None = None,
+                  limit: int = -1) -> list[HistoryEntry] | None:
+        """The job's history in log order (after ``after`` when given, at most ``limit`` entries,
+        -1: all); None when not found."""
         if self.get(tenant, job_id) is None:
             return None
         partition, offset = (after.partition, after.offset) if after else (-1, -1)
         rows = self.store.db.execute(
             "SELECT log_partition, log_offset, verdict, reason, raw FROM history "
-            "WHERE job_id = ? AND (log_partition, log_offset) > (?, ?) ORDER BY log_partition, log_offset",
-            (job_id, partition, offset))
+            "WHERE job_id = ? AND (log_partition, log_offset) > (?, ?) ORDER BY log_partition, log_offset LIMIT ?",
+            (job_id, partition, offset, limit))
         return [HistoryEntry(Position(p, o), _VERDICT[v], reason, raw) for p, o, v, reason, raw in rows]
 
     def history_entry(self, job_id: str, position: Position) -> HistoryEntry | None:

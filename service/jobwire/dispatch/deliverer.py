@@ -31,7 +31,7 @@ from jobwire.webhooks.model import (
     is_operational,
     operational_deliveries,
 )
-from jobwire.webhooks.registry import EndpointRegistry
+from jobwire.webhooks.registry import EndpointRegistry, Health, health_key
 from jobwire.webhooks.secretbox import SecretBox, binding
 
 log = logging.getLogger(__name__)
@@ -147,12 +147,14 @@ class Deliverer:
         elif endpoint.failing_since is None:
             changes["failing_since"] = format_utc(datetime.fromtimestamp(now_ms / 1000, UTC))
         if changes and self.registry.endpoints.get(endpoint.id) is endpoint:
-            # Only over the snapshot the attempt began with: one the API wrote meanwhile (a new
-            # URL, a rotation, a delete) is never overwritten; the next attempt tries again.
+            # Its own record (``Health``), never the API's snapshot: a rotation, a new URL or a
+            # delete the dispatcher has not read yet cannot be overwritten.
             changed = endpoint.with_changes(**changes, updated_at=now_utc())
+            health = Health(endpoint.id, changed.updated_at, changed.failing_since, changed.disabled,
+                            changed.disabled_reason)
             # Our own copy at once: the next attempt must not write the same change again.
-            self.registry.endpoints[endpoint.id] = changed
-            await self.outbox.send(self.topics.endpoints, endpoint.id, changed.encode())
+            self.registry.note_health(health)
+            await self.outbox.send(self.topics.endpoints, health_key(endpoint.id), health.encode())
             if changed.disabled and not endpoint.disabled:
                 await self._operational("endpoint.disabled", changed, {
                     "endpoint_id": changed.id, "url": changed.url, "reason": changed.disabled_reason,

@@ -26,6 +26,7 @@ from jobwire.dispatch.state import JobState, StateStore
 from jobwire.dispatch.timers import Timers
 from jobwire.errors import InvalidEvent, JobwireError, LogError
 from jobwire.events import HEARTBEAT, Event
+from jobwire.kafka.codecs import undecodable
 from jobwire.kafka.consumers import Consumer, ConsumerRecord, TopicPartition
 from jobwire.kafka.quarantine import Quarantine
 from jobwire.lifecycle import Job, Verdict, apply
@@ -121,6 +122,10 @@ class EventIntake(ConsumerLoop):
 
     async def _handle(self, raw: ConsumerRecord[bytes, bytes], epoch: int) -> None:
         partition, offset = raw.partition, raw.offset
+        skipped_batch = undecodable(raw.headers)
+        if skipped_batch is not None:
+            await self._set_aside(raw, skipped_batch, epoch)
+            return
         try:
             event = decode_record(raw.value, raw.headers or ())
             deliveries = await self._fold(partition, offset, event)
@@ -136,7 +141,8 @@ class EventIntake(ConsumerLoop):
         if not deliveries:
             self.tracker.skip(partition, offset, epoch)
             return
-        source = Source(self.tracker, partition, offset, len(deliveries), epoch)
+        source = Source(self.tracker, partition, offset, len(deliveries), epoch,
+                        on_settled=lambda d: self.state.settled(partition, d.job_id or "", d.endpoint_id))
         for delivery in deliveries:
             await self.route(delivery, source)
 
@@ -158,7 +164,10 @@ class EventIntake(ConsumerLoop):
             # offset was not committed, so its deliveries may not all have been made) is
             # delivered again, same webhook-id.
             if current.terminal_event == event.id and current.offset == offset:
-                return self._deliveries(event, current.job, self._body(current.job))
+                again = self._deliveries(event, current.job, self._body(current.job), skip=current.settled)
+                log.info("terminal event read again job_id=%s event_id=%s settled=%d delivering_again=%d",
+                         current.job.id, event.id, len(current.settled), len(again))
+                return again
             return []
         outcome = apply(current.job if current else None, event)
         job = outcome.job
@@ -178,11 +187,12 @@ class EventIntake(ConsumerLoop):
         self.timers.arm(partition, job)
         return self._deliveries(event, job, body) if body is not None else []
 
-    def _deliveries(self, event: Event, job: Job, body: tuple[str, bytes]) -> list[Delivery]:
+    def _deliveries(self, event: Event, job: Job, body: tuple[str, bytes],
+                    skip: frozenset[str] = frozenset()) -> list[Delivery]:
         event_type, payload = body
         now = now_utc()
         return [Delivery(webhook_id(event.id, e.id), e.id, job.tenant, event_type, event.id, job.id, payload, now)
-                for e in self.registry.subscribed(job.tenant, event_type)]
+                for e in self.registry.subscribed(job.tenant, event_type) if e.id not in skip]
 
     @staticmethod
     def _body(job: object) -> tuple[str, bytes]:
@@ -199,7 +209,7 @@ class EventIntake(ConsumerLoop):
             return
         await self.deliverer.park(delivery)
         PARKED.inc()
-        source.settle()
+        source.settle(delivery)
 
     # --- rebalancing ------------------------------------------------------------------------
 

@@ -39,11 +39,14 @@ MIN_TOKEN_WAIT_S = 0.001
 class Source:
     """The consumed record some deliveries came from: its offset is finished when all settle."""
 
-    __slots__ = ("tracker", "partition", "offset", "remaining", "epoch")
+    __slots__ = ("tracker", "partition", "offset", "remaining", "epoch", "on_settled")
 
     def __init__(self, tracker: OffsetTracker, partition: int, offset: int, deliveries: int,
-                 epoch: int | None = None) -> None:
+                 epoch: int | None = None, on_settled: Callable[[Delivery], None] | None = None) -> None:
         self.tracker = tracker
+        #: Told of each delivery as it settles (the intake notes it in the job's state, so a
+        #: replay after a crash does not send it again).
+        self.on_settled = on_settled
         self.partition = partition
         self.offset = offset
         self.remaining = deliveries
@@ -52,8 +55,10 @@ class Source:
         self.epoch = tracker.epoch(partition) if epoch is None else epoch
         tracker.start(partition, offset, self.epoch)
 
-    def settle(self) -> None:
+    def settle(self, delivery: Delivery) -> None:
         """One delivery's next step is written (or it succeeded): it no longer needs the record."""
+        if self.on_settled is not None and self.tracker.epoch(self.partition) == self.epoch:
+            self.on_settled(delivery)
         self.remaining -= 1
         if self.remaining == 0:
             self.tracker.finish(self.partition, self.offset, self.epoch)

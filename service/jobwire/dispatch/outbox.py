@@ -36,6 +36,11 @@ class Outbox:
         self._pending: list[asyncio.Future[Any]] = []
         # Once a write failed, nothing may be committed any more: the failure sticks.
         self._failed: LogError | None = None
+        # Writes numbered as sent; ``_acked_through``: every write up to it is acknowledged.
+        self._sent = 0
+        self._acked_through = 0
+        self._acked_early: set[int] = set()
+        self._any_failed = False
 
     async def send(self, topic: str, key: str | bytes | None, value: bytes | None, *, partition: int | None = None,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -53,6 +58,27 @@ class Outbox:
         except Exception as exc:  # the producer's own errors, translated at this boundary
             raise LogError(f"writing to {topic} failed: {exc}", retriable=bool(getattr(exc, "retriable", False))) from exc
         self._pending.append(future)
+        self._sent += 1
+        future.add_done_callback(self._make_on_done(self._sent))
+
+    def _make_on_done(self, number: int) -> Any:
+        def on_done(future: asyncio.Future[Any]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                self._any_failed = True
+                return
+            self._acked_early.add(number)
+            while self._acked_through + 1 in self._acked_early:
+                self._acked_through += 1
+                self._acked_early.discard(self._acked_through)
+        return on_done
+
+    def mark(self) -> int:
+        """Where the writes stand now: ``acked(mark)`` tells when all of them are acknowledged."""
+        return self._sent
+
+    def acked(self, mark: int) -> bool:
+        """Every write sent up to ``mark`` is acknowledged (and none failed)."""
+        return not self._any_failed and self._acked_through >= mark
 
     @property
     def pending(self) -> int:

@@ -26,14 +26,14 @@ from typing import Any
 from jobwire.clock import SYSTEM, Clock
 from jobwire.config import Settings
 from jobwire.dispatch.deliverer import Deliverer, Poster, tier_topic
+from jobwire.dispatch.http_client import Sender
 from jobwire.dispatch.intake import EventIntake
 from jobwire.dispatch.lanes import Lanes
 from jobwire.dispatch.outbox import Outbox, Producer
 from jobwire.dispatch.policy import Tiers
-from jobwire.dispatch.sender import Sender
-from jobwire.dispatch.senders import SenderPool
+from jobwire.dispatch.sender_pool import SenderPool
 from jobwire.dispatch.state import ReadChangelog, StateStore
-from jobwire.dispatch.tiers import TierConsumer
+from jobwire.dispatch.tier_consumer import TierConsumer
 from jobwire.dispatch.timers import Timers
 from jobwire.errors import ConfigError
 from jobwire.kafka.clients import make_producer
@@ -111,6 +111,7 @@ class DispatcherParts:
     def loops(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """The parts that run, by name, once the consumers are subscribed and started."""
         return [("senders", self.pool.run()), ("intake", self.intake.run(stop)),
+                ("state", self.state.keep_written(stop)),
                 ("deadlines", self.timers.run(stop)), *((t.topic, t.run(stop)) for t in self.tier_consumers)]
 
 

@@ -19,8 +19,9 @@ past ``max_markers`` per partition, oldest first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from jobwire.records import RawRecord
 
 log = logging.getLogger(__name__)
 
+#: How often snapshots changed since the last write are written (between commits too).
+WRITE_EVERY_S = 0.005
 #: Finished-job markers kept per partition at most (the oldest go first).
 MAX_MARKERS = 200_000
 
@@ -47,11 +50,15 @@ class JobState:
     offset: int
     #: The event that made the job terminal: replaying it after a crash delivers again.
     terminal_event: str | None = None
+    #: Endpoints whose delivery of the terminal event has settled (sent, or durably on the
+    #: retry path or dead): a replay after a crash does not send those again.
+    settled: frozenset[str] = frozenset()
 
     def encode(self) -> bytes:
         job: dict[str, Any] = self.job._asdict()
         job["status"] = self.job.status.value
-        return orjson.dumps({"job": job, "offset": self.offset, "terminal_event": self.terminal_event})
+        return orjson.dumps({"job": job, "offset": self.offset, "terminal_event": self.terminal_event,
+                             "settled": sorted(self.settled)})
 
     @classmethod
     def decode(cls, raw: bytes) -> JobState:
@@ -59,7 +66,7 @@ class JobState:
         job = data["job"]
         job["status"] = Status(job["status"])
         job["event_ids"] = tuple(job["event_ids"])
-        return cls(Job(**job), data["offset"], data.get("terminal_event"))
+        return cls(Job(**job), data["offset"], data.get("terminal_event"), frozenset(data.get("settled") or ()))
 
 
 def _marker(finished_at: float) -> bytes:
@@ -86,6 +93,8 @@ class StateStore:
         self.retention_s = retention_s
         self.max_markers = max_markers
         self.partitions: dict[int, PartitionState] = {}
+        #: (outbox mark, partition, job id, endpoint id): settled, waiting for acknowledgements.
+        self._settling: deque[tuple[int, int, str, str]] = deque()
 
     async def restore(self, partitions: list[int]) -> int:
         """Load the changelog of ``partitions``; returns how many live jobs were restored."""
@@ -148,6 +157,22 @@ class StateStore:
         if job_state.terminal_event is not None:
             state.finished.append((job_state.offset, job_id))
 
+    def settled(self, partition: int, job_id: str, endpoint_id: str) -> None:
+        """The job's terminal delivery to ``endpoint_id`` has settled. It is noted once every
+        record written so far (its own among them: an attempt, a retry, a dead letter) is
+        acknowledged: a snapshot saying "settled" must never outlive a lost retry record."""
+        self._settling.append((self._outbox.mark(), partition, job_id, endpoint_id))
+
+    def _note_settled(self) -> None:
+        while self._settling and self._outbox.acked(self._settling[0][0]):
+            _, partition, job_id, endpoint_id = self._settling.popleft()
+            state = self.partitions.get(partition)
+            job_state = state.jobs.get(job_id) if state else None
+            if state is None or job_state is None or job_state.terminal_event is None:
+                continue
+            job_state.settled = job_state.settled | {endpoint_id}
+            state.changed[job_id] = None
+
     @property
     def unwritten(self) -> int:
         return sum(len(state.changed) for state in self.partitions.values())
@@ -155,12 +180,24 @@ class StateStore:
     async def write_changed(self) -> None:
         """Write the snapshot of every job changed since the last call (through the outbox,
         acknowledged before the commit that follows)."""
-        for partition, state in self.partitions.items():
+        self._note_settled()
+        # A copy: a revocation may forget partitions while a send below awaits.
+        for partition, state in list(self.partitions.items()):
             changed, state.changed = state.changed, {}
             for job_id, encoded in changed.items():
                 job_state = state.jobs.get(job_id)
                 if job_state is not None:
                     await self._outbox.send(self.topic, job_id, encoded or job_state.encode(), partition=partition)
+
+    async def keep_written(self, stop: asyncio.Event, every_s: float = WRITE_EVERY_S) -> None:
+        """Write changed snapshots every ``every_s`` between commits too: which deliveries of a
+        finished job have settled is what spares a replay after a crash from sending them again,
+        so it should be durable within milliseconds, not at the next commit."""
+        while not stop.is_set():
+            await asyncio.sleep(every_s)
+            self._note_settled()
+            if self.unwritten:
+                await self.write_changed()
 
     async def drop_finished(self, committed: dict[int, int], now: float) -> None:
         """Finished jobs whose terminal event is below the committed offset become markers,

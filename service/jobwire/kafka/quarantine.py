@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -14,6 +15,11 @@ from jobwire.positions import Position
 from jobwire.records import LogRecord, one_line
 
 log = logging.getLogger(__name__)
+
+#: Largest copy written (value, key and headers): under the producer's 1 MiB request limit.
+COPY_LIMIT_BYTES = 1000 * 1024
+#: Kept free for the headers a truncated copy adds and the record's framing.
+HEADER_RESERVE = 256
 
 
 class Writer(Protocol):
@@ -50,11 +56,25 @@ class Quarantine:
         is mostly headers). ``LogError`` if the copy is not written."""
         reason = reason[:2000]
         headers = [
-            *((name, kept) for name, kept in original_headers[:64] if not name.startswith("jobwire-")),
             ("jobwire-error", reason.encode()),
             ("jobwire-source-topic", self.source_topic.encode()),
             ("jobwire-source-position", str(position).encode()),
         ]
+        room = COPY_LIMIT_BYTES - sum(len(n) + len(v) for n, v in headers) - len(key or b"")
+        kept_headers = []
+        for name, kept in original_headers[:64]:
+            size = len(name) + len(kept or b"")
+            if name.startswith("jobwire-") or size > room - HEADER_RESERVE:
+                continue
+            kept_headers.append((name, kept))
+            room -= size
+        if value is not None and len(value) > room - HEADER_RESERVE:
+            # The copy must fit the producer's limit, or setting the record aside would fail
+            # the consumer: the start of the value, with the original's size and hash.
+            headers += [("jobwire-original-size", str(len(value)).encode()),
+                        ("jobwire-original-sha256", hashlib.sha256(value).hexdigest().encode())]
+            value = value[:max(0, room - HEADER_RESERVE)]
+        headers = kept_headers + headers
         try:
             await self._producer.send_and_wait(self.invalid_topic, value, key=key, headers=headers)
         except KafkaError as exc:

@@ -16,6 +16,7 @@ from jobwire.binding import decode_record, is_binary
 from jobwire.config import KafkaSettings
 from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.kafka.clients import client_options
+from jobwire.kafka.codecs import undecodable
 from jobwire.positions import AppliedPositions, Position
 from jobwire.records import LogRecord, RawRecord, skipped
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 def to_log_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord:
     position = Position(record.partition, record.offset)
     headers = tuple(record.headers or ())
+    skipped_batch = undecodable(headers)
+    if skipped_batch is not None:
+        return LogRecord(position, record.key, record.value, None, InvalidEvent([Violation("", skipped_batch)]), headers)
     try:
         event = decode_record(record.value, headers)
         # Binary mode carries only the data in the value: keep the whole event, structured, as
@@ -206,3 +210,27 @@ async def read_to_end(kafka: KafkaSettings, topic: str, partitions: list[int]) -
         raise LogError(f"reading {topic} partitions {partitions} failed: {exc}", retriable=exc.retriable) from exc
     finally:
         await consumer.stop()
+
+
+async def read_whole(kafka: KafkaSettings, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of every partition of ``topic``, in order per partition, up to the end the
+    topic had when called. ``LogError`` if the topic is missing or the broker fails meanwhile."""
+    reader = LogReader(kafka, topic)
+    await reader.start()
+    try:
+        ends = await reader.end_offsets()
+        starts = await reader.beginning_offsets()
+        read = dict(starts)
+        if all(read[p] >= end for p, end in ends.items()):
+            return
+        async for batch in reader.raw_batches(timeout_ms=500):
+            for record in batch:
+                if record.offset < ends[record.partition]:
+                    yield record
+                read[record.partition] = max(read[record.partition], record.offset + 1)
+            if all(read[p] >= end for p, end in ends.items()):
+                return
+    except KafkaError as exc:
+        raise LogError(f"reading {topic} failed: {exc}", retriable=exc.retriable) from exc
+    finally:
+        await reader.stop()

@@ -113,9 +113,19 @@ class Client:
         _, task, _ = await self._request("POST", f"/v1/jobs/{job_id}/cancel", json={"reason": reason})
         return dict(task)
 
-    async def events(self, job_id: str) -> builtins.list[dict[str, Any]]:
-        _, page, _ = await self._request("GET", f"/v1/jobs/{job_id}/events", headers=self._read_headers(job_id))
-        return list(page["data"])
+    async def events(self, job_id: str, *, max_entries: int = 100_000) -> builtins.list[dict[str, Any]]:
+        """The job's whole history (page by page), up to ``max_entries``."""
+        entries: builtins.list[dict[str, Any]] = []
+        cursor: str | None = None
+        while len(entries) < max_entries:
+            query = f"?cursor={cursor}" if cursor else ""
+            _, page, _ = await self._request("GET", f"/v1/jobs/{job_id}/events{query}",
+                                             headers=self._read_headers(job_id))
+            entries += page["data"]
+            cursor = page.get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                break
+        return entries[:max_entries]
 
     # --- webhooks -----------------------------------------------------------------------------
 

@@ -6,7 +6,10 @@ The API writes endpoint snapshots (and tombstones on delete); the dispatcher wri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from jobwire.config import KafkaSettings
 from jobwire.kafka.readers import LogReader
@@ -77,23 +80,101 @@ def decode_endpoint(key: bytes | None, raw: bytes) -> Endpoint:
         raise ValueError(f"not an endpoint: {type(exc).__name__}: {exc}") from None
 
 
+HEALTH_KEY_SUFFIX = "#health"
+
+
+def health_key(endpoint_id: str) -> str:
+    """The key of an endpoint's health record (beside its own key on the same topic)."""
+    return endpoint_id + HEALTH_KEY_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What the dispatcher learns of an endpoint by delivering to it, kept apart from the API's
+    snapshot: writing it can never overwrite an API change it has not read yet (a rotation, a
+    new URL, a delete). It counts only when newer than the snapshot (``at`` > ``updated_at``):
+    re-enabling through the API after an automatic disable wins."""
+
+    endpoint_id: str
+    at: str
+    failing_since: str | None
+    disabled: bool
+    disabled_reason: str | None
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Health:
+        data = orjson.loads(raw)
+        if not isinstance(data, dict) or not is_time(data.get("at")) or not _optional_time(data.get("failing_since")) \
+                or not isinstance(data.get("disabled"), bool) or not _optional_text(data.get("disabled_reason")):
+            raise ValueError("not an endpoint health record")
+        return cls(str(data["endpoint_id"]), data["at"], data["failing_since"], data["disabled"],
+                   data["disabled_reason"])
+
+    def over(self, endpoint: Endpoint) -> Endpoint:
+        if self.at <= endpoint.updated_at:  # canonical RFC 3339 UTC: compares as text
+            return endpoint
+        return endpoint.with_changes(failing_since=self.failing_since, disabled=self.disabled,
+                                     disabled_reason=self.disabled_reason)
+
+
 class EndpointRegistry:
     def __init__(self) -> None:
+        #: Every endpoint as it stands: the API's snapshot with the dispatcher's health over it.
         self.endpoints: dict[str, Endpoint] = {}
         self.positions = AppliedPositions()
+        self._snapshots: dict[str, Endpoint] = {}
+        self._health: dict[str, Health] = {}
 
     def apply(self, record: RawRecord) -> None:
         """Apply one record of the topic. A malformed one is skipped (counted and logged): the
         endpoint keeps its previous snapshot."""
+        key = (record.key or b"").decode(errors="replace")
+        if key.endswith(HEALTH_KEY_SUFFIX):
+            self._apply_health(key.removesuffix(HEALTH_KEY_SUFFIX), record)
+            return
         if record.value is None:
-            self.endpoints.pop((record.key or b"").decode(errors="replace"), None)
+            self._snapshots.pop(key, None)
+            self.endpoints.pop(key, None)
             return
         try:
             endpoint = decode_endpoint(record.key, record.value)
         except ValueError as exc:
             skipped(record.topic, Position(record.partition, record.offset), str(exc))
             return
-        self.endpoints[endpoint.id] = endpoint
+        self._snapshots[endpoint.id] = endpoint
+        self._merge(endpoint.id)
+
+    def put(self, endpoint: Endpoint) -> None:
+        """A snapshot as the API writes it (tests, and tools that hold one)."""
+        self._snapshots[endpoint.id] = endpoint
+        self._merge(endpoint.id)
+
+    def _apply_health(self, endpoint_id: str, record: RawRecord) -> None:
+        if record.value is None:
+            self._health.pop(endpoint_id, None)
+        else:
+            try:
+                self._health[endpoint_id] = Health.decode(record.value)
+            except (ValueError, orjson.JSONDecodeError, KeyError) as exc:
+                skipped(record.topic, Position(record.partition, record.offset), str(exc))
+                return
+        self._merge(endpoint_id)
+
+    def note_health(self, health: Health) -> None:
+        """The dispatcher's own write, applied at once (before it reads it back)."""
+        self._health[health.endpoint_id] = health
+        self._merge(health.endpoint_id)
+
+    def _merge(self, endpoint_id: str) -> None:
+        snapshot = self._snapshots.get(endpoint_id)
+        if snapshot is None:
+            self.endpoints.pop(endpoint_id, None)
+            return
+        health = self._health.get(endpoint_id)
+        self.endpoints[endpoint_id] = health.over(snapshot) if health is not None else snapshot
 
     def get(self, tenant: str, endpoint_id: str) -> Endpoint | None:
         endpoint = self.endpoints.get(endpoint_id)
@@ -117,6 +198,7 @@ class EndpointWriter:
         return await self._writer.send(endpoint.id, endpoint.encode())
 
     async def delete(self, endpoint_id: str) -> Position:
+        await self._writer.send(health_key(endpoint_id), None)
         return await self._writer.send(endpoint_id, None)
 
 

@@ -176,6 +176,33 @@ async def test_history_keeps_rejected_events(client: TestClient, log: MemoryLog)
     assert history[2]["reason"] == "job is completed; terminal states never change"
 
 
+async def test_a_long_history_is_read_in_pages(client: TestClient, log: MemoryLog) -> None:
+    job_id = submit(client).json()["id"]
+    for i in range(24):
+        await worker_event(log, job_id, "job.progress", {"processed": i, "total": 100})
+    seen, cursor, pages = [], None, 0
+    while pages < 10:  # bounded: 25 entries in pages of 10 is 3
+        params = {"limit": "10", **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"/v1/jobs/{job_id}/events", headers=ACME, params=params).json()
+        pages += 1
+        seen += [h["position"] for h in page["data"]]
+        if not page["has_more"]:
+            assert page["next_cursor"] is None
+            break
+        cursor = page["next_cursor"]
+        assert cursor == page["data"][-1]["position"]
+    assert pages == 3 and len(seen) == len(set(seen)) == 25
+    whole = client.get(f"/v1/jobs/{job_id}/events", headers=ACME).json()
+    assert [h["position"] for h in whole["data"]] == seen and whole["has_more"] is False
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=x", "cursor=x", "cursor=1", "cursor=99999999999999999999:0"])
+def test_history_paging_refuses_what_it_did_not_issue(client: TestClient, query: str) -> None:
+    job_id = submit(client).json()["id"]
+    answer = client.get(f"/v1/jobs/{job_id}/events?{query}", headers=ACME)
+    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
+
+
 def test_sse_replays_history_of_a_finished_job(client: TestClient) -> None:
     job_id = submit(client).json()["id"]
     client.delete(f"/v1/jobs/{job_id}", headers=ACME)

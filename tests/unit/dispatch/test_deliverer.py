@@ -14,7 +14,7 @@ from jobwire.dispatch.policy import Outcome, SendResult, Tiers
 from jobwire.errors import LogError
 from jobwire.topics import Topics
 from jobwire.webhooks.model import Attempt, Delivery, Endpoint, SealedSecret
-from jobwire.webhooks.registry import EndpointRegistry
+from jobwire.webhooks.registry import EndpointRegistry, Health
 from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 
 BOX = SecretBox("unit-secret-key-0123456789")
@@ -65,7 +65,7 @@ def deliverer(result: SendResult, target: Endpoint | None = None,
               schedule: tuple[float, ...] = SCHEDULE) -> tuple[Deliverer, FakeProducer, FakeSender]:
     producer, sender, registry = FakeProducer(), FakeSender(result), EndpointRegistry()
     if target is not None:
-        registry.endpoints[target.id] = target
+        registry.put(target)
     subject = Deliverer(schedule_s=schedule, tiers=Tiers.of_schedule(schedule), disable_after_s=3600,
                         topics=Topics(), registry=registry, sender=sender, box=BOX, outbox=Outbox(producer))
     return subject, producer, sender
@@ -86,8 +86,10 @@ async def test_failure_goes_to_its_tier_with_the_body_as_json_and_marks_the_endp
     assert raw is not None and orjson.loads(raw)["body"] == {"type": "task.completed"}, "embedded, not escaped"
     retry = Delivery.decode(raw)
     assert retry.attempts == 1 and retry.body == b'{"type":"task.completed"}'
-    [snapshot] = producer.on("webhooks.endpoints")
-    assert snapshot is not None and Endpoint.decode(snapshot).failing_since is not None
+    [health] = producer.on("webhooks.endpoints")
+    assert health is not None and Health.decode(health).failing_since is not None
+    assert [key for topic, key, _ in producer.records if topic == "webhooks.endpoints"] == [b"ep_1#health"], \
+        "the dispatcher writes its own record, never the API's snapshot"
     await subject.attempt(delivery())
     assert len(producer.on("webhooks.endpoints")) == 1, "the failing clock is written once, not per attempt"
 
@@ -149,7 +151,7 @@ LONG_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000)
 def with_watchers(result: SendResult, target: Endpoint, *watchers: Endpoint) -> tuple[Deliverer, FakeProducer]:
     subject, producer, _ = deliverer(result, target, LONG_SCHEDULE)
     for extra in watchers:
-        subject.registry.endpoints[extra.id] = extra
+        subject.registry.put(extra)
     return subject, producer
 
 

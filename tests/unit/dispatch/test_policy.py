@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jobwire.dispatch.http_client import retry_after_s
 from jobwire.dispatch.policy import Outcome, Route, SendResult, Tiers, decide, on_read
-from jobwire.dispatch.sender import retry_after_s
 
 SVIX = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 TIERS = Tiers.of_schedule(SVIX)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jobwire.dispatch.lanes import Lanes, Source, Work
-from jobwire.dispatch.senders import SenderPool
+from jobwire.dispatch.sender_pool import SenderPool
 from jobwire.errors import LogError
 from jobwire.offsets import OffsetTracker
 from jobwire.webhooks.model import Delivery

@@ -66,3 +66,32 @@ async def test_a_copy_that_cannot_be_written_is_a_log_error(topic: str) -> None:
 def test_swapped_topics_are_refused() -> None:
     with pytest.raises(ValueError):
         Quarantine(Producer(), "jobs.events.invalid", "jobs.events")  # type: ignore[arg-type]
+
+
+async def test_a_record_near_the_limit_is_copied_truncated_with_its_size_and_hash(topic: str) -> None:
+    """The copy adds headers: a value of 1 MiB less a little, with large headers of its own,
+    would be over the producer's limit, and quarantining it would fail the consumer."""
+    import hashlib
+
+    from jobwire.kafka.quarantine import COPY_LIMIT_BYTES
+
+    producer = Producer()
+    quarantine = Quarantine(producer, topic, f"{topic}.invalid")  # type: ignore[arg-type]
+    value = b"v" * (1024 * 1024 - 100)
+    original_headers = tuple((f"h{i}", b"x" * 4000) for i in range(20))
+    await quarantine.put_raw(b"job_1", value, Position(0, 3), "too big", original_headers)
+    (copy,) = producer.sent
+    size = len(copy["value"]) + len(copy["key"]) + sum(len(n) + len(v) for n, v in copy["headers"].items())
+    assert size <= COPY_LIMIT_BYTES
+    assert value.startswith(copy["value"]) and len(copy["value"]) > 900 * 1024
+    assert copy["headers"]["jobwire-original-size"] == str(len(value)).encode()
+    assert copy["headers"]["jobwire-original-sha256"] == hashlib.sha256(value).hexdigest().encode()
+
+
+async def test_a_small_record_is_copied_whole_without_size_headers(topic: str) -> None:
+    producer = Producer()
+    quarantine = Quarantine(producer, topic, f"{topic}.invalid")  # type: ignore[arg-type]
+    await quarantine.put_raw(b"k", b"small", Position(0, 1), "bad", (("trace", b"1"),))
+    (copy,) = producer.sent
+    assert copy["value"] == b"small" and copy["headers"]["trace"] == b"1"
+    assert "jobwire-original-size" not in copy["headers"]

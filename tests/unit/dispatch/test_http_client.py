@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from jobwire.devtools.broker import free_port
+from jobwire.dispatch.http_client import CONNECT_FAILED, RESPONSE_EXCERPT_BYTES, TARGET_REFUSED, Sender
 from jobwire.dispatch.policy import SendResult
-from jobwire.dispatch.sender import CONNECT_FAILED, RESPONSE_EXCERPT_BYTES, TARGET_REFUSED, Sender
 from jobwire.webhooks.ssrf import Network
 from tests.support.dns import FakeDNS
 from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS

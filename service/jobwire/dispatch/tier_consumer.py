@@ -19,6 +19,7 @@ from jobwire.dispatch.deliverer import Deliverer, tier_topic
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.policy import Route, Tiers, on_read
+from jobwire.kafka.codecs import undecodable
 from jobwire.kafka.consumers import Consumer, TopicPartition
 from jobwire.kafka.quarantine import Quarantine
 from jobwire.metrics import HOPS
@@ -64,10 +65,14 @@ class TierConsumer(ConsumerLoop):
             if not self.owns(tp, epoch):
                 return None  # revoked meanwhile (maybe handed back): the rest is read again
             try:
+                skipped_batch = undecodable(raw.headers)
+                if skipped_batch is not None:
+                    raise ValueError(skipped_batch)
                 delivery = Delivery.decode(raw.value or b"")
             except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is set aside
                 await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset),
-                                              f"not a delivery record: {type(exc).__name__}: {exc}")
+                                              f"not a delivery record: {type(exc).__name__}: {exc}",
+                                              tuple(raw.headers or ()))
                 self.tracker.skip(raw.partition, raw.offset, epoch)
                 continue
             endpoint_id = delivery.endpoint_id

@@ -37,7 +37,7 @@ class SenderPool:
             for spilled in self.lanes.overflow(lane):
                 await self.deliverer.park(spilled.delivery)
                 PARKED.inc()
-                spilled.source.settle()
+                spilled.source.settle(spilled.delivery)
 
     async def _attempt(self, work: Work) -> None:
         delivery = work.delivery
@@ -59,7 +59,7 @@ class SenderPool:
                 # the run like a failing log does.
                 raise LogError(f"delivery {delivery.id} could neither be attempted nor set aside: "
                                f"{type(second).__name__}: {second}", retriable=False) from second
-        work.source.settle()
+        work.source.settle(delivery)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (bounded) for attempts under way to end, e.g. before a final commit."""
