@@ -29,4 +29,15 @@ EMBEDDING_FORMS = [
     "[fec0::1]",  # site-local
 ]
 
+#: Non-ASCII ways of writing 127.0.0.1 that yarl (and so aiohttp) normalises to it: refused
+#: although 127.0.0.0/8 is allowed, since only a check on the written host would miss them.
+UNICODE_FORMS = [
+    "１２７.０.０.１",  # fullwidth digits
+    "127。0。0。1",  # ideographic full stops
+    "127．0．0．1",  # fullwidth full stops
+    "127｡0｡0｡1",  # halfwidth ideographic full stops
+    "１２７.0.0.1",  # mixed
+    "①②⑦.0.0.1",  # circled digits
+]
+
 ALLOW_LOOPBACK = "127.0.0.0/8"

@@ -36,7 +36,7 @@ from jobwire.webhooks.model import (
 )
 from jobwire.webhooks.registry import EndpointRegistry
 from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
-from jobwire.webhooks.ssrf import TargetRefused, check_literal
+from jobwire.webhooks.ssrf import TargetRefused, check_target_url
 
 WRITE_VISIBLE_TIMEOUT_S = 5.0
 DEFAULT_GRACE_S = 24 * 3600
@@ -72,7 +72,7 @@ def check_url(request: Request, url: str) -> None:
         problems.append("must not carry credentials")
     if parts.hostname:
         try:
-            check_literal(parts.hostname, request.state.settings.allowed_targets)
+            check_target_url(url, request.state.settings.allowed_targets)
         except TargetRefused as exc:
             problems.append(str(exc))
     if problems:

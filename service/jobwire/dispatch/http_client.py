@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from jobwire.dispatch.policy import SendResult
 from jobwire.dispatch.resolver import GuardedResolver
-from jobwire.webhooks.ssrf import Network, TargetRefused, check_literal
+from jobwire.webhooks.ssrf import Network, TargetRefused, check_target_url, guarded_socket
 
 RESPONSE_EXCERPT_BYTES = 1024
 TARGET_REFUSED = "refused by the SSRF guard: the endpoint's host is not a public address"
@@ -76,7 +77,8 @@ class Sender:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=64,
-                                         resolver=GuardedResolver(self._allowed, self._dns), ttl_dns_cache=10)
+                                         resolver=GuardedResolver(self._allowed, self._dns), ttl_dns_cache=10,
+                                         socket_factory=guarded_socket(self._allowed))
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                               skip_auto_headers=("User-Agent",), auto_decompress=False)
 
@@ -93,8 +95,9 @@ class Sender:
             return round((time.perf_counter() - started) * 1000, 2)
 
         try:
-            check_literal(urlsplit(url).hostname or "", self._allowed)
-            async with self._session.post(url, data=body, headers={**headers, "user-agent": "jobwire-webhooks/1"},
+            check_target_url(url, self._allowed)
+            # The URL object the check read, so the client connects to the host it checked.
+            async with self._session.post(URL(url), data=body, headers={**headers, "user-agent": "jobwire-webhooks/1"},
                                           allow_redirects=False) as response:
                 excerpt = (await response.content.read(RESPONSE_EXCERPT_BYTES)).decode("utf-8", "replace")
                 after = retry_after_s(response.headers.get("Retry-After")) if response.status in (429, 503) else None

@@ -1,12 +1,18 @@
 """The SSRF policy: which addresses a webhook may reach, and which ways of writing a host are
-refused outright. Pure: the API checks URLs with it, and the dispatcher's resolver
-(dispatch/resolver.py) checks every address it connects to.
+refused outright. No I/O of its own: the API checks URLs with it; the dispatcher checks each URL
+before sending, every name its resolver (dispatch/resolver.py) resolves, and every address its
+connector connects to (``guarded_socket``, which only makes the socket).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from yarl import URL
 
 from jobwire.errors import JobwireError
 
@@ -60,6 +66,46 @@ def check_literal(host: str, allowed: Sequence[Network]) -> None:
                             "address (a.b.c.d) or a bracketed IPv6 address")
     if address is not None and (why := refusal(address, allowed)):
         raise TargetRefused(f"refused by the SSRF guard: {why}")
+
+
+def connect_host(url: str) -> str:
+    """The host an HTTP client connects to for ``url``, as yarl (aiohttp's URL parser)
+    normalises it: IDNA mapping turns fullwidth digits and ideographic or halfwidth full stops
+    into ASCII ones, so ``１６９.２５４.１６９.２５４`` is 169.254.169.254. ``ValueError`` when
+    it is not a valid host."""
+    return URL(url).raw_host or ""
+
+
+def check_target_url(url: str, allowed: Sequence[Network]) -> None:
+    """Refuse ``url`` when its host, as written or as the client will connect to it, is a
+    refused address or a form that reads as one; and any host written in non-ASCII characters
+    that normalises to an address (nobody writes an address so but to get past a check)."""
+    written = urlsplit(url).hostname or ""
+    try:
+        host = connect_host(url)
+    except (ValueError, UnicodeError):
+        raise TargetRefused("refused by the SSRF guard: the host is not a valid host name") from None
+    if not written.isascii() and (parse_literal(host) is not None or _numeric(host)):
+        raise TargetRefused("refused by the SSRF guard: a host written in non-ASCII characters reads as an "
+                            "address; write addresses in ASCII digits")
+    check_literal(written, allowed)
+    check_literal(host, allowed)
+
+
+def guarded_socket(allowed: Sequence[Network]) -> Callable[[Any], socket.socket]:
+    """A socket factory for aiohttp's connector: the policy applied to the very address each
+    connection is made to, IP literals included (aiohttp resolves no literal, so the guarded
+    resolver never sees one)."""
+    kept = tuple(allowed)
+
+    def make(addr_info: Any) -> socket.socket:
+        family, kind, proto, _, sockaddr = addr_info
+        why = refusal(ipaddress.ip_address(sockaddr[0]), kept)
+        if why is not None:
+            raise TargetRefused(f"refused by the SSRF guard: {why}")
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return make
 
 
 def _numeric(host: str) -> bool:

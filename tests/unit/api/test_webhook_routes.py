@@ -14,7 +14,7 @@ from jobwire.config import load_settings
 from jobwire.webhooks.model import Attempt, Delivery, Endpoint
 from jobwire.webhooks.secretbox import SecretBox, binding
 from tests.support.memlog import MemoryTopic, memory_components
-from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
+from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS, UNICODE_FORMS
 
 ACME = {"Authorization": "Bearer key_acme_0123456789"}
 GLOBEX = {"Authorization": "Bearer key_globex_0123456789"}
@@ -257,7 +257,7 @@ def test_health_counts_attempts_per_hour_over_a_day(setup: Any) -> None:
     assert client.get(f"/v1/webhooks/endpoints/{endpoint_id}/health", headers=GLOBEX).status_code == 404
 
 
-@pytest.mark.parametrize("host", LOOPBACK_FORMS + EMBEDDING_FORMS)
+@pytest.mark.parametrize("host", LOOPBACK_FORMS + EMBEDDING_FORMS + UNICODE_FORMS)
 def test_every_refused_form_is_refused_at_create_and_patch(host: str) -> None:
     parts, _, _ = memory_components()
     with make_client(parts, JOBWIRE_DEV="1", JOBWIRE_ALLOWED_TARGETS=ALLOW_LOOPBACK) as client:

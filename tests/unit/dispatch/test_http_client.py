@@ -16,7 +16,7 @@ from jobwire.dispatch.http_client import CONNECT_FAILED, RESPONSE_EXCERPT_BYTES,
 from jobwire.dispatch.policy import SendResult
 from jobwire.webhooks.ssrf import Network
 from tests.support.dns import FakeDNS
-from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS
+from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS, UNICODE_FORMS
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 
@@ -77,7 +77,7 @@ async def test_the_canonical_address_of_an_allowed_range_is_reached(listener: tu
     assert result.status_code == 200 and len(reached) == 1, "the control: the listener answers when allowed"
 
 
-@pytest.mark.parametrize("host", LOOPBACK_FORMS + EMBEDDING_FORMS)
+@pytest.mark.parametrize("host", LOOPBACK_FORMS + EMBEDDING_FORMS + UNICODE_FORMS)
 async def test_every_refused_form_is_refused_at_send_and_never_connects(host: str, listener: tuple[int, list[str]]) -> None:
     port, reached = listener
     # 127.0.0.0/8 is allowed, so what refuses these is how the host is written (or the
@@ -178,3 +178,27 @@ async def test_a_receiver_that_never_answers_is_a_timeout(receiver: tuple[str, l
     result = await send(f"{base}/silent", total_timeout_s=0.5)
     assert (result.status_code, result.error) == (None, "timed out")
     assert requested == ["/silent"], "the request was sent; the answer never came"
+
+
+def test_every_connection_goes_through_the_policy_literals_included() -> None:
+    """The connector's socket factory sees the address each connection is made to: the one
+    place that holds for literals too (aiohttp resolves no literal)."""
+    import socket
+
+    from jobwire.webhooks.ssrf import TargetRefused, guarded_socket
+
+    make = guarded_socket(LOOPBACK)
+    with pytest.raises(TargetRefused):
+        make((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 443)))
+    with pytest.raises(TargetRefused):
+        make((socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:10.0.0.5", 443, 0, 0)))
+    allowed = make((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 443)))
+    allowed.close()
+
+
+@pytest.mark.parametrize("url", ["https://１６９.２５４.１６９.２５４/x", "https://１０。０。０。５:8443/x"])
+def test_the_reported_unicode_hosts_are_refused_whatever_is_allowed(url: str) -> None:
+    from jobwire.webhooks.ssrf import TargetRefused, check_target_url
+
+    with pytest.raises(TargetRefused, match="non-ASCII"):
+        check_target_url(url, [ipaddress.ip_network("0.0.0.0/0")])
