@@ -68,10 +68,14 @@ def hold(consumer: Consumer, topic: str, paused: set[TopicPartition]) -> None:
     PAUSED_PARTITIONS.labels(topic=topic).set(len(wanted))
 
 
-async def commit(consumer: Consumer, topic: str, outbox: Outbox, tracker: OffsetTracker) -> dict[int, int]:
+async def commit(consumer: Consumer, topic: str, outbox: Outbox, tracker: OffsetTracker,
+                 before_flush: Callable[[], Awaitable[None]] | None = None) -> dict[int, int]:
     """The offsets finished so far, committed once everything written so far is acknowledged
-    (read first: work that finishes during the flush waits for the next commit)."""
+    (read first: work that finishes during the flush waits for the next commit; then
+    ``before_flush`` writes what those offsets need, then the flush waits for it all)."""
     offsets = tracker.to_commit()
+    if before_flush is not None:
+        await before_flush()
     await outbox.flush()
     committed = await commit_owned(consumer, topic, offsets)
     if committed:
@@ -161,7 +165,10 @@ class ConsumerLoop:
         hold(self.consumer, self.topic, set(self.consumer.assignment()) if self._flow_paused else (waiting or set()))
 
     async def commit(self) -> dict[int, int]:
-        return await commit(self.consumer, self.topic, self.outbox, self.tracker)
+        return await commit(self.consumer, self.topic, self.outbox, self.tracker, self.before_flush)
+
+    async def before_flush(self) -> None:
+        pass
 
     async def commit_on_revocation(self, partitions: set[int]) -> None:
         try:

@@ -82,7 +82,8 @@ class EventIntake(ConsumerLoop):
         for raw in records:
             if not self.owns(tp, epoch):
                 return None
-            if self.lanes.full:  # fan-out filled the lanes mid-batch: read the rest later
+            if self.lanes.full or not self._state_ready.is_set():
+                # Fan-out filled the lanes mid-batch, or a revocation began: read the rest later.
                 return raw.offset
             await self._handle(raw, epoch)
         return None
@@ -110,9 +111,12 @@ class EventIntake(ConsumerLoop):
         if self._restore_failed is not None:
             raise LogError(f"restoring {self.state.topic} failed: {self._restore_failed}") from self._restore_failed
 
-    async def commit(self) -> dict[int, int]:
-        # Snapshots kept back since the last commit are written first, so the flush covers them.
+    async def before_flush(self) -> None:
+        # After the offsets are read: every snapshot changed by a record below them is written
+        # (or being written by the periodic pass, which this waits for), so the flush covers it.
         await self.state.write_changed()
+
+    async def commit(self) -> dict[int, int]:
         committed = await super().commit()
         if committed:
             await self.state.drop_finished(committed, now=self.clock.time())

@@ -95,6 +95,7 @@ class StateStore:
         self.partitions: dict[int, PartitionState] = {}
         #: (outbox mark, partition, job id, endpoint id): settled, waiting for acknowledgements.
         self._settling: deque[tuple[int, int, str, str]] = deque()
+        self._writing = asyncio.Lock()
 
     async def restore(self, partitions: list[int]) -> int:
         """Load the changelog of ``partitions``; returns how many live jobs were restored."""
@@ -180,14 +181,20 @@ class StateStore:
     async def write_changed(self) -> None:
         """Write the snapshot of every job changed since the last call (through the outbox,
         acknowledged before the commit that follows)."""
-        self._note_settled()
-        # A copy: a revocation may forget partitions while a send below awaits.
-        for partition, state in list(self.partitions.items()):
-            changed, state.changed = state.changed, {}
-            for job_id, encoded in changed.items():
-                job_state = state.jobs.get(job_id)
-                if job_state is not None:
-                    await self._outbox.send(self.topic, job_id, encoded or job_state.encode(), partition=partition)
+        # One pass at a time: a commit waits for a periodic pass under way, or it could read an
+        # emptied change list and commit past a snapshot that pass has not handed over yet.
+        async with self._writing:
+            self._note_settled()
+            # A copy: a revocation may forget partitions while a send below awaits.
+            for partition, state in list(self.partitions.items()):
+                changed, state.changed = state.changed, {}
+                for job_id, encoded in changed.items():
+                    job_state = state.jobs.get(job_id)
+                    if self.partitions.get(partition) is not state:
+                        break  # revoked meanwhile: its new owner's snapshots must not be overwritten
+                    if job_state is not None:
+                        await self._outbox.send(self.topic, job_id, encoded or job_state.encode(),
+                                                partition=partition)
 
     async def keep_written(self, stop: asyncio.Event, every_s: float = WRITE_EVERY_S) -> None:
         """Write changed snapshots every ``every_s`` between commits too: which deliveries of a

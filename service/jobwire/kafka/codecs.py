@@ -152,7 +152,9 @@ class _GuardedRecords:
 
     def next_batch(self) -> Any:
         batch = self._records.next_batch()
-        return None if batch is None else _GuardedBatch(batch, *self._where)
+        if batch is None or not hasattr(batch, "base_offset"):
+            return batch  # message format v0/v1 (producers from before Kafka 0.11): as aiokafka reads it
+        return _GuardedBatch(batch, *self._where)
 
 
 def undecodable(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
