@@ -4,7 +4,10 @@ virtual time (``monotonic`` for intervals and waits, ``time`` for wall-clock mom
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol
+
+from jobwire.timeutil import format_utc
 
 
 class Clock(Protocol):
@@ -21,3 +24,8 @@ class SystemClock:
 
 
 SYSTEM = SystemClock()
+
+
+def utc_now(clock: Clock) -> str:
+    """The clock's wall-clock moment in the canonical RFC 3339 form (``timeutil``)."""
+    return format_utc(datetime.fromtimestamp(clock.time(), UTC))

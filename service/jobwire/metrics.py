@@ -57,6 +57,12 @@ PARKED = Counter("jobwire_webhook_parked_total",
                  "Deliveries written to the retry path instead of held: their endpoint's queue was full",
                  registry=None)
 HOPS = Counter("jobwire_webhook_hops_total", "Retry records moved onward unattempted", ["reason"], registry=None)
+COPIES_DROPPED = Counter("jobwire_webhook_copies_dropped_total",
+                         "Retry records skipped as copies of one already taken (a replay after a crash or "
+                         "rebalance writes a record's next step again)", registry=None)
+RESENDS_SPARED = Counter("jobwire_webhook_resends_spared_total",
+                         "Deliveries read again after a crash and not sent: a receiver had taken them",
+                         registry=None)
 DEADLINE_TIMERS = Gauge("jobwire_deadline_timers", "Live jobs with a deadline timer in this dispatcher",
                         registry=None)
 DEADLINES_FIRED = Counter("jobwire_deadlines_fired_total", "Expiries written (job.failed) by deadline", ["deadline"],
@@ -68,7 +74,7 @@ API_METRICS: tuple[MetricWrapperBase, ...] = (INVALID_RECORDS, UNDECODABLE_BATCH
 DISPATCHER_METRICS: tuple[MetricWrapperBase, ...] = (
     INVALID_RECORDS, UNDECODABLE_BATCHES, DELIVERY_OUTCOMES, DELIVERY_LATENCY, DELIVERIES_IN_FLIGHT, DEAD_LETTERS, CONSUMER_LAG,
     DISPATCH_HELD, DISPATCH_HELD_BYTES, ENDPOINT_QUEUE_DEPTH, ENDPOINT_OLDEST_AGE, PAUSED_PARTITIONS, PARKED, HOPS,
-    DEADLINE_TIMERS, DEADLINES_FIRED,
+    COPIES_DROPPED, RESENDS_SPARED, DEADLINE_TIMERS, DEADLINES_FIRED,
 )
 
 

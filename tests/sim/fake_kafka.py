@@ -82,6 +82,13 @@ class FakeKafka:
     def records(self, topic: str) -> list[Stored]:
         return [r for log in self.topics.get(topic, []) for r in log]
 
+    async def tail(self, topic: str, last: int) -> AsyncIterator[bytes | None]:
+        """The values of the last ``last`` records of each partition."""
+        for log in list(self.topics.get(topic, [])):
+            for record in log[max(0, len(log) - last):]:
+                await asyncio.sleep(0)
+                yield record.value
+
     async def read_changelog(self, topic: str, partitions: list[int]) -> AsyncIterator[Stored]:
         for partition in partitions:
             for record in list(self.topics[topic][partition]):

@@ -15,12 +15,15 @@ from typing import Any
 
 import orjson
 
+from jobwire.clock import utc_now
 from jobwire.config import Settings
 from jobwire.dispatch.lanes import Lanes
 from jobwire.dispatch.policy import SendResult
+from jobwire.dispatch.received import RECALL_PER_PARTITION
 from jobwire.dispatch.service import DispatcherOptions, DispatcherParts
 from jobwire.errors import LogError
-from jobwire.events import encode, new_event
+from jobwire.events import Event, encode
+from jobwire.events import new_event as make_event
 from jobwire.topics import Topics
 from jobwire.webhooks.model import Endpoint, SealedSecret, webhook_id
 from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
@@ -157,6 +160,12 @@ class World:
         """Every job's events, in order per job, jobs interleaved, over virtual time; duplicates,
         poison, and events that a finished job must refuse among them."""
         rng = random.Random(self.plan.seed * 31 + 7)
+
+        def new_event(type: str, job_id: str, tenant: str, data: dict[str, Any]) -> Event:
+            # Ids and times from the seed and the virtual clock: a seed replays exactly.
+            return make_event(type, job_id, tenant, data, event_id=f"evt_{rng.getrandbits(112):028x}",
+                              time=utc_now(self.clock))
+
         streams = []
         for n in range(self.plan.jobs):
             tenant = rng.choice(TENANTS)
@@ -253,9 +262,12 @@ class World:
             consumers.append(made)
             return made
 
+        recall = self.rng.choice([0, 5, RECALL_PER_PARTITION])
         parts = DispatcherParts(self.settings, DispatcherOptions(commit_interval_s=self.rng.choice([0.05, 0.2, 1.0])),
                                 producer=producer, consumer=consumer,  # type: ignore[arg-type]
                                 read_changelog=lambda partitions: self.kafka.read_changelog(self.topics.state, partitions),
+                                # Sometimes nothing, a little or much of the attempts' tail is read.
+                                recent_attempts=lambda: self.kafka.tail(self.topics.attempts, recall),
                                 sender=self.receivers, clock=self.clock)
         self._watch_bound(parts.lanes)
         for record in self.kafka.records(self.topics.endpoints):
@@ -263,6 +275,7 @@ class World:
         for loop_part in parts.committers:
             loop_part.consumer.subscribe([loop_part.topic], listener=loop_part.listener)
         stop = asyncio.Event()
+        await parts.recall()
         for made in consumers:
             await made.start()
         tasks = [asyncio.create_task(coro, name=name) for name, coro in parts.loops(stop)]

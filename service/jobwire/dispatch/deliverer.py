@@ -15,13 +15,15 @@ from typing import Protocol
 
 import orjson
 
-from jobwire.clock import SYSTEM, Clock
+from jobwire.clock import SYSTEM, Clock, utc_now
+from jobwire.dispatch.copies import Step
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.policy import Decision, Outcome, SendResult, Tiers, decide
+from jobwire.dispatch.received import Received
 from jobwire.dispatch.signing import sign_headers
 from jobwire.errors import JobwireError
-from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES
-from jobwire.timeutil import format_utc, now_utc, parse_utc
+from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES, RESENDS_SPARED
+from jobwire.timeutil import format_utc, parse_utc
 from jobwire.topics import Topics
 from jobwire.webhooks.model import (
     FAILING_AFTER_ATTEMPTS,
@@ -47,8 +49,9 @@ class Poster(Protocol):
 class Deliverer:
     def __init__(self, *, schedule_s: Sequence[float], tiers: Tiers, disable_after_s: float, topics: Topics,
                  registry: EndpointRegistry, sender: Poster, box: SecretBox, outbox: Outbox,
-                 clock: Clock = SYSTEM) -> None:
+                 received: Received | None = None, clock: Clock = SYSTEM) -> None:
         self.clock = clock
+        self.received = received if received is not None else Received()
         self.schedule_s = tuple(schedule_s)
         self.tiers = tiers
         self.disable_after_s = disable_after_s
@@ -62,7 +65,7 @@ class Deliverer:
     # --- secrets ----------------------------------------------------------------------------
 
     def secrets_of(self, endpoint: Endpoint) -> list[str]:
-        now = now_utc()
+        now = utc_now(self.clock)
         bound_to = binding(endpoint.tenant, endpoint.id)
         return [self._open(s.sealed, bound_to) for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
 
@@ -78,7 +81,13 @@ class Deliverer:
 
     # --- one attempt ------------------------------------------------------------------------
 
-    async def attempt(self, delivery: Delivery) -> Outcome:
+    async def attempt(self, delivery: Delivery, step: Step = Step()) -> Outcome:
+        if self.received.already(delivery):
+            # Read again after a crash (or a copy): its success is on record already.
+            RESENDS_SPARED.inc()
+            log.info("delivery taken already, not sent again delivery_id=%s endpoint_id=%s event_id=%s job_id=%s",
+                     delivery.id, delivery.endpoint_id, delivery.event_id, delivery.job_id)
+            return Outcome.SUCCEEDED
         endpoint = self.registry.endpoints.get(delivery.endpoint_id)
         if endpoint is None:
             await self.record(delivery, Outcome.DROPPED, error="the endpoint was deleted")
@@ -101,7 +110,7 @@ class Deliverer:
         decision = decide(self.schedule_s, self.tiers, sent.attempts, result, now_ms=now_ms,
                           failing_since_ms=_ms(endpoint.failing_since), disable_after_s=self.disable_after_s)
         await self._track_health(endpoint, decision, now_ms)
-        await self._carry_out(sent, decision, result)
+        await self._carry_out(sent, decision, result, step)
         return decision.outcome
 
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> SendResult:
@@ -110,18 +119,20 @@ class Deliverer:
         except JobwireError as exc:
             log.error("signing secret unopenable delivery_id=%s endpoint_id=%s: %s", delivery.id, endpoint.id, exc)
             return SendResult(None, 0.0, "the endpoint's signing secret cannot be opened; rotate the endpoint's secret")
-        headers = sign_headers(delivery.id, delivery.body, secrets)
+        headers = sign_headers(delivery.id, delivery.body, secrets, at=datetime.fromtimestamp(self.clock.time(), UTC))
         return await self.sender.post(endpoint.url, delivery.body, headers, delivery_id=delivery.id)
 
-    async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult) -> None:
+    async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult, step: Step) -> None:
         outcome = decision.outcome
         if outcome is Outcome.SUCCEEDED:
+            self.received.note(sent.id, sent.previous_attempts + sent.attempts)
             await self.record(sent, outcome, result)
             if sent.attempts > FAILING_AFTER_ATTEMPTS:
                 await self._about_delivery("delivery.recovered", sent, result)
         elif outcome is Outcome.RETRYING:
             retry = replace(sent, due_at_ms=decision.due_at_ms, not_before_ms=decision.not_before_ms)
-            await self.outbox.send(tier_topic(self.topics, decision.tier_s), sent.endpoint_id, retry.encode())
+            await self.outbox.send(tier_topic(self.topics, decision.tier_s), sent.endpoint_id, retry.encode(),
+                                   headers=step.attempted().headers())
             await self.record(sent, outcome, result, next_at=format_utc(datetime.fromtimestamp(
                 max(decision.due_at_ms, decision.not_before_ms) / 1000, UTC)))
             if sent.attempts == FAILING_AFTER_ATTEMPTS:
@@ -149,7 +160,7 @@ class Deliverer:
         if changes and self.registry.endpoints.get(endpoint.id) is endpoint:
             # Its own record (``Health``), never the API's snapshot: a rotation, a new URL or a
             # delete the dispatcher has not read yet cannot be overwritten.
-            changed = endpoint.with_changes(**changes, updated_at=now_utc())
+            changed = endpoint.with_changes(**changes, updated_at=utc_now(self.clock))
             health = Health(endpoint.id, changed.updated_at, changed.failing_since, changed.disabled,
                             changed.disabled_reason)
             # Our own copy at once: the next attempt must not write the same change again.
@@ -171,7 +182,7 @@ class Deliverer:
         await self._operational(event_type, endpoint, {
             "delivery_id": sent.id, "endpoint_id": sent.endpoint_id, "event_type": sent.event_type,
             "event_id": sent.event_id, "job_id": sent.job_id, "attempts": sent.previous_attempts + sent.attempts,
-            "last_attempt": {"at": now_utc(), "status_code": result.status_code, "error": result.error},
+            "last_attempt": {"at": utc_now(self.clock), "status_code": result.status_code, "error": result.error},
         }, occurrence=f"{sent.id}\0{sent.previous_attempts}")
 
     async def _operational(self, event_type: str, about: Endpoint, data: dict[str, object], *,
@@ -179,7 +190,7 @@ class Deliverer:
         """Raise an operational event: a delivery to each of the tenant's endpoints that asked
         for it, on the requests topic like any delivery the dispatcher did not start itself."""
         for delivery in operational_deliveries(self.registry.endpoints.values(), about.tenant, event_type, data,
-                                               about=about.id, occurrence=occurrence, at=now_utc()):
+                                               about=about.id, occurrence=occurrence, at=utc_now(self.clock)):
             await self.outbox.send(self.topics.requests, delivery.endpoint_id, delivery.encode())
         log.info("operational event event_type=%s endpoint_id=%s", event_type, about.id)
 
@@ -198,7 +209,7 @@ class Deliverer:
                      dead_letter: bool = False) -> None:
         attempt = Attempt(
             delivery.id, delivery.endpoint_id, delivery.tenant, delivery.event_type, delivery.event_id, delivery.job_id,
-            delivery.previous_attempts + delivery.attempts, now_utc(), outcome.value,
+            delivery.previous_attempts + delivery.attempts, utc_now(self.clock), outcome.value,
             result.status_code if result else None, result.latency_ms if result else None,
             (result.error if result else None) or error, result.excerpt if result else None, next_at, extra or {},
             delivery.to_dict() if dead_letter else None,
@@ -215,9 +226,11 @@ class Deliverer:
                  delivery.job_id, attempt.attempt, outcome.value, attempt.status_code, attempt.latency_ms,
                  attempt.error)
 
-    async def park(self, delivery: Delivery) -> None:
-        """Its endpoint's queue is full: the delivery waits on the retry path, due at once."""
-        await self.outbox.send(self.topics.requests, delivery.endpoint_id, replace(delivery, due_at_ms=0).encode())
+    async def park(self, delivery: Delivery, step: Step) -> None:
+        """Its endpoint's queue is full: the delivery waits on the retry path, due at once.
+        ``step``: that of the record it came from (``copies``)."""
+        await self.outbox.send(self.topics.requests, delivery.endpoint_id, replace(delivery, due_at_ms=0).encode(),
+                               headers=step.moved().headers())
 
 
 def tier_topic(topics: Topics, tier_s: float) -> str:

@@ -17,8 +17,9 @@ import asyncio
 import logging
 
 from jobwire.binding import decode_record
-from jobwire.clock import SYSTEM, Clock
+from jobwire.clock import SYSTEM, Clock, utc_now
 from jobwire.dispatch.consuming import ConsumerLoop, Rebalance, Records
+from jobwire.dispatch.copies import Step
 from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
@@ -33,7 +34,6 @@ from jobwire.lifecycle import Job, Verdict, apply
 from jobwire.metrics import PARKED
 from jobwire.positions import Position
 from jobwire.task import MAX_TASK_BYTES
-from jobwire.timeutil import now_utc
 from jobwire.webhooks.model import Delivery, job_payload, webhook_id
 from jobwire.webhooks.registry import EndpointRegistry
 
@@ -194,7 +194,7 @@ class EventIntake(ConsumerLoop):
     def _deliveries(self, event: Event, job: Job, body: tuple[str, bytes],
                     skip: frozenset[str] = frozenset()) -> list[Delivery]:
         event_type, payload = body
-        now = now_utc()
+        now = utc_now(self.clock)
         return [Delivery(webhook_id(event.id, e.id), e.id, job.tenant, event_type, event.id, job.id, payload, now)
                 for e in self.registry.subscribed(job.tenant, event_type) if e.id not in skip]
 
@@ -211,7 +211,7 @@ class EventIntake(ConsumerLoop):
             endpoint = self.registry.endpoints.get(delivery.endpoint_id)
             self.lanes.push(Work(delivery, source), endpoint.rate_limit_per_s if endpoint else None)
             return
-        await self.deliverer.park(delivery)
+        await self.deliverer.park(delivery, Step())
         PARKED.inc()
         source.settle(delivery)
 

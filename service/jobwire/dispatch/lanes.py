@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from jobwire.clock import SYSTEM, Clock
+from jobwire.dispatch.copies import Step
 from jobwire.offsets import OffsetTracker
 from jobwire.webhooks.model import Delivery
 
@@ -68,6 +69,8 @@ class Source:
 class Work:
     delivery: Delivery
     source: Source
+    #: The step of the record it came from (``copies``): its next record names the next step.
+    step: Step = Step()
     enqueued_at: float = 0.0  # set by ``Lanes.push``, on the lanes' clock
     started_at: float = 0.0
 

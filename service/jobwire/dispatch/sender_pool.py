@@ -35,14 +35,14 @@ class SenderPool:
             finally:
                 self.lanes.release(lane, work)
             for spilled in self.lanes.overflow(lane):
-                await self.deliverer.park(spilled.delivery)
+                await self.deliverer.park(spilled.delivery, spilled.step)
                 PARKED.inc()
                 spilled.source.settle(spilled.delivery)
 
     async def _attempt(self, work: Work) -> None:
         delivery = work.delivery
         try:
-            await self.deliverer.attempt(delivery)
+            await self.deliverer.attempt(delivery, work.step)
         except LogError:
             raise  # the log is unusable: unsettled, so a restart replays it
         except Exception as exc:  # noqa: BLE001 - a bug in one delivery ends that delivery, not the process

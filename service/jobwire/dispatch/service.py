@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,6 +32,7 @@ from jobwire.dispatch.intake import EventIntake
 from jobwire.dispatch.lanes import Lanes
 from jobwire.dispatch.outbox import Outbox, Producer
 from jobwire.dispatch.policy import Tiers
+from jobwire.dispatch.received import RECALL_PER_PARTITION, Received, RecentAttempts
 from jobwire.dispatch.sender_pool import SenderPool
 from jobwire.dispatch.state import ReadChangelog, StateStore
 from jobwire.dispatch.tier_consumer import TierConsumer
@@ -39,7 +41,7 @@ from jobwire.errors import ConfigError
 from jobwire.kafka.clients import make_producer
 from jobwire.kafka.consumers import Consumer, group_consumer
 from jobwire.kafka.quarantine import Quarantine
-from jobwire.kafka.readers import LogReader, follow_raw, read_to_end
+from jobwire.kafka.readers import LogReader, follow_raw, read_tail, read_to_end
 from jobwire.metrics import DISPATCH_HELD, DISPATCH_HELD_BYTES, ENDPOINT_OLDEST_AGE, ENDPOINT_QUEUE_DEPTH
 from jobwire.topics import Topics, delay_label
 from jobwire.webhooks.registry import EndpointRegistry
@@ -63,7 +65,7 @@ class DispatcherParts:
 
     def __init__(self, settings: Settings, options: DispatcherOptions, *, producer: Producer,
                  consumer: Callable[[str, str], Consumer], read_changelog: ReadChangelog, sender: Poster,
-                 clock: Clock = SYSTEM) -> None:
+                 recent_attempts: RecentAttempts | None = None, clock: Clock = SYSTEM) -> None:
         if not settings.secret_key:
             raise ConfigError("JOBWIRE_SECRET_KEY", "the dispatcher needs it to open endpoint secrets")
         self.settings = settings
@@ -77,10 +79,12 @@ class DispatcherParts:
                            queue_per_endpoint=settings.endpoint_max_queued,
                            max_deliveries=settings.dispatch_max_deliveries, max_bytes=settings.dispatch_max_bytes,
                            clock=clock)
+        self.received = Received()
+        self._recent_attempts = recent_attempts
         self.deliverer = Deliverer(
             schedule_s=settings.retry_schedule_s, tiers=self.tiers,
             disable_after_s=settings.endpoint_disable_after_s, topics=topics, registry=self.registry,
-            sender=sender, box=SecretBox(settings.secret_key), outbox=self.outbox, clock=clock)
+            sender=sender, box=SecretBox(settings.secret_key), outbox=self.outbox, received=self.received, clock=clock)
         self.pool = SenderPool(self.lanes, self.deliverer, settings.dispatch_senders)
         self.state = StateStore(self.outbox, topics.state, read_changelog,
                                 retention_s=settings.retention_days * 86400)
@@ -108,6 +112,16 @@ class DispatcherParts:
     def committers(self) -> list[EventIntake | TierConsumer]:
         return [self.intake, *self.tier_consumers]
 
+    async def recall(self) -> None:
+        """Before the first attempt: learn which deliveries receivers took in the last moments
+        before this process started, so a replay after a crash does not send them again."""
+        if self._recent_attempts is None:
+            return
+        started = time.monotonic()
+        read = await self.received.recall(self._recent_attempts)
+        log.info("recent attempts read records=%d received=%d seconds=%.2f", read, len(self.received),
+                 time.monotonic() - started)
+
     def loops(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """The parts that run, by name, once the consumers are subscribed and started."""
         return [("senders", self.pool.run()), ("intake", self.intake.run(stop)),
@@ -127,6 +141,7 @@ class Dispatcher:
         self.parts = parts = DispatcherParts(
             settings, self.options, producer=self.producer, consumer=self._consumer,
             read_changelog=partial(read_to_end, settings.kafka, Topics(settings.topic_prefix).state),
+            recent_attempts=partial(_attempt_values, settings, Topics(settings.topic_prefix).attempts),
             sender=sender or self.http)  # type: ignore[arg-type]
         self.topics, self.group_id, self.outbox = parts.topics, parts.group_id, parts.outbox
         self.registry, self.tiers, self.lanes, self.deliverer = parts.registry, parts.tiers, parts.lanes, parts.deliverer
@@ -168,6 +183,7 @@ class Dispatcher:
             self.intake.consumer.subscribe([self.topics.events], listener=self.intake.listener)
             for tier in self.tier_consumers:
                 tier.consumer.subscribe([tier.topic], listener=tier.listener)
+            await self._first_of(parts, self.parts.recall())
             for consumer in consumers:
                 await consumer.start()
             parts += [asyncio.create_task(loop, name=name) for name, loop in self.parts.loops(self._stop)]
@@ -233,3 +249,8 @@ class Dispatcher:
                 ENDPOINT_QUEUE_DEPTH.labels(endpoint_id=endpoint_id).set(depth)
                 ENDPOINT_OLDEST_AGE.labels(endpoint_id=endpoint_id).set(age)
             await asyncio.sleep(2)
+
+
+async def _attempt_values(settings: Settings, topic: str) -> AsyncIterator[bytes | None]:
+    async for record in read_tail(settings.kafka, topic, RECALL_PER_PARTITION):
+        yield record.value

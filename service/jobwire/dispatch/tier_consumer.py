@@ -6,6 +6,8 @@ record to be due; records wait in Kafka, not in memory. A due record whose endpo
 or whose Retry-After has not passed hops onward (``policy.on_read``) instead of holding the
 partition. A record is committed only after its next step is durable; one that does not decode
 is copied to the tier's ``.invalid`` companion with the reason and skipped.
+
+Copies of a record written twice by a replay are skipped (``copies``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import replace
 
 from jobwire.clock import SYSTEM, Clock
 from jobwire.dispatch.consuming import ConsumerLoop, Rebalance, Records
+from jobwire.dispatch.copies import Claims, Step
 from jobwire.dispatch.deliverer import Deliverer, tier_topic
 from jobwire.dispatch.lanes import Lanes, Source, Work
 from jobwire.dispatch.outbox import Outbox
@@ -22,7 +25,7 @@ from jobwire.dispatch.policy import Route, Tiers, on_read
 from jobwire.kafka.codecs import undecodable
 from jobwire.kafka.consumers import Consumer, TopicPartition
 from jobwire.kafka.quarantine import Quarantine
-from jobwire.metrics import HOPS
+from jobwire.metrics import COPIES_DROPPED, HOPS
 from jobwire.positions import Position
 from jobwire.webhooks.model import Delivery
 from jobwire.webhooks.registry import EndpointRegistry
@@ -48,6 +51,7 @@ class TierConsumer(ConsumerLoop):
         # Per endpoint, deliveries hopped onward since it last had room: they queue up behind
         # its lane, so each next one hops further (the backlog spreads over the tiers in order).
         self._hopped: dict[str, int] = {}
+        self._claims = Claims()
 
     async def before_fetch(self) -> None:
         self._hold()
@@ -75,6 +79,12 @@ class TierConsumer(ConsumerLoop):
                                               tuple(raw.headers or ()))
                 self.tracker.skip(raw.partition, raw.offset, epoch)
                 continue
+            step_read = Step.read(raw.headers, delivery, f"{self.topic}:{raw.partition}:{raw.offset}")
+            record = step_read.identity(delivery)
+            if not step_read.origin and self._claims.is_copy(tp.partition, record):
+                COPIES_DROPPED.inc()
+                self.tracker.skip(raw.partition, raw.offset, epoch)
+                continue
             endpoint_id = delivery.endpoint_id
             # A writer's clock running ahead must not hold the partition: no record waits
             # longer than its tier's delay after it was written.
@@ -89,30 +99,35 @@ class TierConsumer(ConsumerLoop):
                     self._waiting[tp] = step.due_at_ms
                     self._hold()
                 return raw.offset
+            self._claims.claim(tp.partition, record)
             if step.route is Route.HOP:
                 held_back = delivery.not_before_ms > now_ms
                 if not held_back:
                     if len(self._hopped) >= MAX_TRACKED_HOPS:
                         self._hopped.clear()  # a bound, not a loss: the estimates start again
                     self._hopped[endpoint_id] = self._hopped.get(endpoint_id, 0) + 1
-                await self._hop(delivery, step.tier_s, step.due_at_ms, "retry_after" if held_back else "endpoint_full")
+                await self._hop(delivery, step_read.moved(), step.tier_s, step.due_at_ms,
+                                "retry_after" if held_back else "endpoint_full")
                 self.tracker.skip(raw.partition, raw.offset, epoch)
                 continue
             self._hopped.pop(endpoint_id, None)
             endpoint = self.registry.endpoints.get(endpoint_id)
             source = Source(self.tracker, raw.partition, raw.offset, 1, epoch)
-            self.lanes.push(Work(delivery, source), endpoint.rate_limit_per_s if endpoint else None)
+            self.lanes.push(Work(delivery, source, step_read), endpoint.rate_limit_per_s if endpoint else None)
         return None
 
-    async def _hop(self, delivery: Delivery, tier_s: float, due_at_ms: int, reason: str) -> None:
+    async def _hop(self, delivery: Delivery, moved: Step, tier_s: float, due_at_ms: int, reason: str) -> None:
         HOPS.labels(reason=reason).inc()
         await self.outbox.send(tier_topic(self.deliverer.topics, tier_s), delivery.endpoint_id,
-                               replace(delivery, due_at_ms=due_at_ms).encode())
+                               replace(delivery, due_at_ms=due_at_ms).encode(),
+                               headers=moved.headers())
 
     async def on_revoked(self, partitions: set[int]) -> None:
         self.lanes.drop(lambda w: w.source.tracker is self.tracker and w.source.partition in partitions)
         await self.commit_on_revocation(partitions)
         self.tracker.forget(partitions)
         self._hopped.clear()
+        self._claims.forget(partitions)
         for tp in [tp for tp in self._waiting if tp.partition in partitions]:
             del self._waiting[tp]
+

@@ -215,11 +215,26 @@ async def read_to_end(kafka: KafkaSettings, topic: str, partitions: list[int]) -
 async def read_whole(kafka: KafkaSettings, topic: str) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every record of every partition of ``topic``, in order per partition, up to the end the
     topic had when called. ``LogError`` if the topic is missing or the broker fails meanwhile."""
+    async for record in _read_up_to_end(kafka, topic, last=None):
+        yield record
+
+
+async def read_tail(kafka: KafkaSettings, topic: str, last: int) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """The last ``last`` records (at most) of each partition of ``topic``, up to the end it had
+    when called. ``LogError`` if the topic is missing or the broker fails meanwhile."""
+    async for record in _read_up_to_end(kafka, topic, last=last):
+        yield record
+
+
+async def _read_up_to_end(kafka: KafkaSettings, topic: str, last: int | None) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     reader = LogReader(kafka, topic)
     await reader.start()
     try:
         ends = await reader.end_offsets()
         starts = await reader.beginning_offsets()
+        if last is not None:
+            starts = {p: max(start, ends[p] - last) for p, start in starts.items()}
+            reader.seek(starts)
         read = dict(starts)
         if all(read[p] >= end for p, end in ends.items()):
             return

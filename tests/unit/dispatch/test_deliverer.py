@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 
+from jobwire.dispatch.copies import Step
 from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.policy import Outcome, SendResult, Tiers
@@ -24,11 +26,13 @@ SCHEDULE = (0, 5, 300)
 class FakeProducer:
     def __init__(self, fail: bool = False) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None]] = []
+        self.headed: list[tuple[str, bytes | None, bytes | None, Any]] = []
         self.fail = fail
 
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
                    partition: int | None = None, headers: Any = None) -> asyncio.Future[Any]:
         self.records.append((topic, key, value))
+        self.headed.append((topic, key, value, headers))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.fail:
             future.set_exception(RuntimeError("broker gone"))
@@ -77,6 +81,22 @@ async def test_success_writes_one_attempt_record() -> None:
     assert len(sender.posts) == 1 and sender.posts[0][2]["webhook-id"] == "msg_1"
     [record] = producer.on("webhooks.attempts")
     assert record is not None and Attempt.decode(record).outcome == "succeeded"
+
+
+async def test_a_delivery_taken_before_is_not_posted_again_but_a_resend_the_api_asked_for_is() -> None:
+    subject, producer, sender = deliverer(SendResult(200, 3.0), endpoint())
+    await subject.attempt(delivery())
+    assert await subject.attempt(delivery()) is Outcome.SUCCEEDED  # read again after a crash
+    assert len(sender.posts) == 1 and len(producer.on("webhooks.attempts")) == 1
+    await subject.attempt(replace(delivery(), previous_attempts=1))  # a retry from the API
+    assert len(sender.posts) == 2
+
+
+async def test_a_retry_record_names_its_step() -> None:
+    subject, producer, _ = deliverer(SendResult(500, 3.0, "HTTP 500"), endpoint())
+    await subject.attempt(delivery(), Step("webhooks.requests:0:7", 3))
+    [(_, _, _, headers)] = [r for r in producer.headed if r[0] == "webhooks.retry.5s"]
+    assert Step.read(headers, replace(delivery(), attempts=1), "x") == Step("webhooks.requests:0:7", 0)
 
 
 async def test_failure_goes_to_its_tier_with_the_body_as_json_and_marks_the_endpoint_failing() -> None:
