@@ -291,34 +291,48 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 async def _reseal(settings: Settings) -> tuple[int, int]:
-    """Rewrite every endpoint whose secrets are not sealed with the current key (and bound to
-    their endpoint); returns (endpoints rewritten, endpoints read)."""
+    """Seal every endpoint's secrets with the current key (bound to their endpoint); returns
+    (endpoints resealed, endpoints read).
+
+    The new seals go in records of their own beside each snapshot (``Resealed``): one counts
+    only while the snapshot still holds the secrets it was made from, so an API change written
+    meanwhile is never overwritten. Such a change leaves its endpoint to the next round, which
+    reads the topic again."""
     from jobwire.kafka.clients import make_producer
     from jobwire.kafka.writers import KeyedWriter
     from jobwire.topics import Topics
     from jobwire.webhooks.model import SealedSecret
-    from jobwire.webhooks.registry import EndpointWriter, read_registry
+    from jobwire.webhooks.registry import EndpointWriter, Resealed, read_registry, secrets_digest
     from jobwire.webhooks.secretbox import SecretBox, binding
 
     assert settings.secret_key is not None
     box, topic = SecretBox(settings.secret_key), Topics(settings.topic_prefix).endpoints
-    registry = await read_registry(settings.kafka, topic)
     producer = make_producer(settings.kafka)
     await producer.start()
-    rewritten = 0
+    resealed: set[str] = set()
     try:
         writer = EndpointWriter(KeyedWriter(producer, topic))
-        for endpoint in list(registry.endpoints.values()):
-            if all(box.is_current(s.sealed) for s in endpoint.secrets):
-                continue
-            bound_to = binding(endpoint.tenant, endpoint.id)
-            secrets = tuple(SealedSecret(box.seal(box.open(s.sealed, bound_to=bound_to), bound_to=bound_to), s.expires_at)
-                            for s in endpoint.secrets)
-            await writer.put(endpoint.with_changes(secrets=secrets))
-            rewritten += 1
+        for _ in range(RESEAL_ROUNDS):
+            registry = await read_registry(settings.kafka, topic)
+            stale = [e for e in registry.endpoints.values() if not all(box.is_current(s.sealed) for s in e.secrets)]
+            if not stale:
+                return len(resealed), len(registry.endpoints)
+            for endpoint in stale:
+                bound_to = binding(endpoint.tenant, endpoint.id)
+                snapshot = registry.snapshot(endpoint.id)
+                assert snapshot is not None
+                secrets = tuple(SealedSecret(box.seal(box.open(s.sealed, bound_to=bound_to), bound_to=bound_to),
+                                             s.expires_at) for s in endpoint.secrets)
+                await writer.reseal(Resealed(endpoint.id, secrets_digest(snapshot.secrets), secrets))
+                resealed.add(endpoint.id)
     finally:
         await producer.stop()
-    return rewritten, len(registry.endpoints)
+    raise SystemExit(f"jobwire secrets rotate: endpoints kept changing over {RESEAL_ROUNDS} rounds; run it again")
+
+
+#: Rounds of read-and-reseal before giving up: each round loses only to an API change made
+#: between its read and its write.
+RESEAL_ROUNDS = 5
 
 
 def cmd_secrets(args: argparse.Namespace) -> int:

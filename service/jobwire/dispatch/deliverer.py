@@ -162,7 +162,7 @@ class Deliverer:
             # delete the dispatcher has not read yet cannot be overwritten.
             changed = endpoint.with_changes(**changes, updated_at=utc_now(self.clock))
             health = Health(endpoint.id, changed.updated_at, changed.failing_since, changed.disabled,
-                            changed.disabled_reason)
+                            changed.disabled_reason, seen=self.registry.snapshot_offset(endpoint.id))
             # Our own copy at once: the next attempt must not write the same change again.
             self.registry.note_health(health)
             await self.outbox.send(self.topics.endpoints, health_key(endpoint.id), health.encode())

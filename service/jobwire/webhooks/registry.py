@@ -6,6 +6,7 @@ The API writes endpoint snapshots (and tombstones on delete); the dispatcher wri
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from jobwire.positions import AppliedPositions, Position
 from jobwire.records import RawRecord, RecordSink, skipped
 from jobwire.timeutil import is_time
 from jobwire.validation import FieldChecks, checked_record
-from jobwire.webhooks.model import Endpoint
+from jobwire.webhooks.model import Endpoint, SealedSecret
 
 
 def _text(value: Any) -> bool:
@@ -81,6 +82,7 @@ def decode_endpoint(key: bytes | None, raw: bytes) -> Endpoint:
 
 
 HEALTH_KEY_SUFFIX = "#health"
+RESEALED_KEY_SUFFIX = "#sealed"
 
 
 def health_key(endpoint_id: str) -> str:
@@ -88,18 +90,26 @@ def health_key(endpoint_id: str) -> str:
     return endpoint_id + HEALTH_KEY_SUFFIX
 
 
+def resealed_key(endpoint_id: str) -> str:
+    """The key of an endpoint's secrets sealed again under the newest key (``jobwire secrets rotate``)."""
+    return endpoint_id + RESEALED_KEY_SUFFIX
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
     """What the dispatcher learns of an endpoint by delivering to it, kept apart from the API's
     snapshot: writing it can never overwrite an API change it has not read yet (a rotation, a
-    new URL, a delete). It counts only when newer than the snapshot (``at`` > ``updated_at``):
-    re-enabling through the API after an automatic disable wins."""
+    new URL, a delete). It counts only over the snapshot the dispatcher had read when it wrote
+    it (``seen``, that snapshot's offset; the topic has one partition): re-enabling through the
+    API after an automatic disable wins, and no clocks of two hosts are compared. Records
+    without ``seen`` (written before it existed) count when newer than the snapshot."""
 
     endpoint_id: str
     at: str
     failing_since: str | None
     disabled: bool
     disabled_reason: str | None
+    seen: int | None = None
 
     def encode(self) -> bytes:
         return orjson.dumps(self)
@@ -110,14 +120,55 @@ class Health:
         if not isinstance(data, dict) or not is_time(data.get("at")) or not _optional_time(data.get("failing_since")) \
                 or not isinstance(data.get("disabled"), bool) or not _optional_text(data.get("disabled_reason")):
             raise ValueError("not an endpoint health record")
+        seen = data.get("seen")
+        if seen is not None and (not isinstance(seen, int) or isinstance(seen, bool) or seen < 0):
+            raise ValueError("health field seen must be a log offset")
         return cls(str(data["endpoint_id"]), data["at"], data["failing_since"], data["disabled"],
-                   data["disabled_reason"])
+                   data["disabled_reason"], seen)
 
-    def over(self, endpoint: Endpoint) -> Endpoint:
-        if self.at <= endpoint.updated_at:  # canonical RFC 3339 UTC: compares as text
+    def over(self, endpoint: Endpoint, snapshot_offset: int | None) -> Endpoint:
+        if self.seen is not None and snapshot_offset is not None:
+            current = self.seen >= snapshot_offset
+        else:
+            current = self.at > endpoint.updated_at  # canonical RFC 3339 UTC: compares as text
+        if not current:
             return endpoint
         return endpoint.with_changes(failing_since=self.failing_since, disabled=self.disabled,
                                      disabled_reason=self.disabled_reason)
+
+
+def secrets_digest(secrets: tuple[SealedSecret, ...]) -> str:
+    return hashlib.sha256(orjson.dumps(secrets)).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Resealed:
+    """An endpoint's secrets sealed again under the newest key by ``jobwire secrets rotate``,
+    kept apart from the API's snapshot like ``Health``. It counts only while the snapshot still
+    holds the very secrets it was made from (``of``, their digest): an API change written in the
+    meantime (a rotation, a delete) is never undone, and a new URL keeps the resealed secrets.
+    Being a record of its own, it survives compaction beside the snapshot it applies to."""
+
+    endpoint_id: str
+    of: str
+    secrets: tuple[SealedSecret, ...]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Resealed:
+        data = orjson.loads(raw)
+        if not isinstance(data, dict) or not _text(data.get("endpoint_id")) or not _text(data.get("of")) \
+                or not _secrets(data.get("secrets")):
+            raise ValueError("not a resealed-secrets record")
+        return cls(data["endpoint_id"], data["of"],
+                   tuple(SealedSecret(s["sealed"], s.get("expires_at")) for s in data["secrets"]))
+
+    def over(self, endpoint: Endpoint) -> Endpoint:
+        if self.of != secrets_digest(endpoint.secrets):
+            return endpoint
+        return endpoint.with_changes(secrets=self.secrets)
 
 
 class EndpointRegistry:
@@ -126,17 +177,24 @@ class EndpointRegistry:
         self.endpoints: dict[str, Endpoint] = {}
         self.positions = AppliedPositions()
         self._snapshots: dict[str, Endpoint] = {}
+        #: Where each snapshot sits on the topic (None when put by hand): what ``Health.seen`` names.
+        self._snapshot_offsets: dict[str, int | None] = {}
         self._health: dict[str, Health] = {}
+        self._resealed: dict[str, Resealed] = {}
 
     def apply(self, record: RawRecord) -> None:
         """Apply one record of the topic. A malformed one is skipped (counted and logged): the
         endpoint keeps its previous snapshot."""
         key = (record.key or b"").decode(errors="replace")
         if key.endswith(HEALTH_KEY_SUFFIX):
-            self._apply_health(key.removesuffix(HEALTH_KEY_SUFFIX), record)
+            self._apply_beside(self._health, Health, key.removesuffix(HEALTH_KEY_SUFFIX), record)
+            return
+        if key.endswith(RESEALED_KEY_SUFFIX):
+            self._apply_beside(self._resealed, Resealed, key.removesuffix(RESEALED_KEY_SUFFIX), record)
             return
         if record.value is None:
             self._snapshots.pop(key, None)
+            self._snapshot_offsets.pop(key, None)
             self.endpoints.pop(key, None)
             return
         try:
@@ -145,20 +203,30 @@ class EndpointRegistry:
             skipped(record.topic, Position(record.partition, record.offset), str(exc))
             return
         self._snapshots[endpoint.id] = endpoint
+        self._snapshot_offsets[endpoint.id] = record.offset
         self._merge(endpoint.id)
 
     def put(self, endpoint: Endpoint) -> None:
         """A snapshot as the API writes it (tests, and tools that hold one)."""
         self._snapshots[endpoint.id] = endpoint
+        self._snapshot_offsets[endpoint.id] = None
         self._merge(endpoint.id)
 
-    def _apply_health(self, endpoint_id: str, record: RawRecord) -> None:
+    def snapshot(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint as the API last wrote it, without the records kept beside it."""
+        return self._snapshots.get(endpoint_id)
+
+    def snapshot_offset(self, endpoint_id: str) -> int | None:
+        """The offset of the endpoint's snapshot as read from the topic (for ``Health.seen``)."""
+        return self._snapshot_offsets.get(endpoint_id)
+
+    def _apply_beside(self, records: dict[str, Any], kind: Any, endpoint_id: str, record: RawRecord) -> None:
         if record.value is None:
-            self._health.pop(endpoint_id, None)
+            records.pop(endpoint_id, None)
         else:
             try:
-                self._health[endpoint_id] = Health.decode(record.value)
-            except (ValueError, orjson.JSONDecodeError, KeyError) as exc:
+                records[endpoint_id] = kind.decode(record.value)
+            except (ValueError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 skipped(record.topic, Position(record.partition, record.offset), str(exc))
                 return
         self._merge(endpoint_id)
@@ -173,8 +241,11 @@ class EndpointRegistry:
         if snapshot is None:
             self.endpoints.pop(endpoint_id, None)
             return
-        health = self._health.get(endpoint_id)
-        self.endpoints[endpoint_id] = health.over(snapshot) if health is not None else snapshot
+        resealed, health = self._resealed.get(endpoint_id), self._health.get(endpoint_id)
+        endpoint = resealed.over(snapshot) if resealed is not None else snapshot
+        if health is not None:
+            endpoint = health.over(endpoint, self._snapshot_offsets.get(endpoint_id))
+        self.endpoints[endpoint_id] = endpoint
 
     def get(self, tenant: str, endpoint_id: str) -> Endpoint | None:
         endpoint = self.endpoints.get(endpoint_id)
@@ -197,8 +268,12 @@ class EndpointWriter:
     async def put(self, endpoint: Endpoint) -> Position:
         return await self._writer.send(endpoint.id, endpoint.encode())
 
+    async def reseal(self, resealed: Resealed) -> Position:
+        return await self._writer.send(resealed_key(resealed.endpoint_id), resealed.encode())
+
     async def delete(self, endpoint_id: str) -> Position:
         await self._writer.send(health_key(endpoint_id), None)
+        await self._writer.send(resealed_key(endpoint_id), None)
         return await self._writer.send(endpoint_id, None)
 
 
