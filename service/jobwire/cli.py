@@ -8,7 +8,7 @@ import contextlib
 import importlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -170,6 +170,19 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0 if server.started else 3  # 3: what uvicorn.run exits with when start-up fails
 
 
+def run_service(main: Coroutine[Any, Any, None]) -> None:
+    """A long-running process's event loop: uvloop when installed (the API gets it through
+    uvicorn), asyncio's own otherwise. uvloop cuts the cost of every socket wake-up, which is
+    most of what the dispatcher and the worker do."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
 async def _run_workers(settings: Settings, handlers: dict[str, Any], concurrency: int) -> None:
     from jobwire.sdk.worker import Worker
 
@@ -196,7 +209,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         handlers = {args.operation: getattr(importlib.import_module(module_name), function)}
     else:
         raise SystemExit("jobwire worker: give --demo, or --operation NAME --handler module:function")
-    asyncio.run(_run_workers(settings, handlers, args.concurrency))
+    run_service(_run_workers(settings, handlers, args.concurrency))
     return 0
 
 
@@ -220,7 +233,7 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.secret_key:
         raise SystemExit("jobwire dispatcher: set JOBWIRE_SECRET_KEYS (they decrypt endpoint secrets)")
-    asyncio.run(_run_dispatcher(settings, args.metrics_port))
+    run_service(_run_dispatcher(settings, args.metrics_port))
     return 0
 
 

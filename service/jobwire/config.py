@@ -26,7 +26,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: only these: tests/unit/test_settings_surface.py checks both).
 ENV_VARS = (
     "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE",
+    "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "KAFKA_FETCH_MAX_WAIT_MS",
     "JOBWIRE_API_KEYS", "JOBWIRE_DEV_API_KEY", "JOBWIRE_SECRET_KEY", "JOBWIRE_ALLOWED_TARGETS",
     "JOBWIRE_RETRY_SCHEDULE", "JOBWIRE_HOST", "JOBWIRE_PORT", "JOBWIRE_TOPIC_PREFIX", "JOBWIRE_RETENTION_DAYS",
     "JOBWIRE_EVENTS_PARTITIONS", "JOBWIRE_REPLICATION_FACTOR", "JOBWIRE_MIN_INSYNC_REPLICAS",
@@ -55,6 +55,10 @@ class KafkaSettings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    #: How long the broker may hold an idle fetch. aiokafka keeps one fetch in flight per
+    #: broker: a partition left out of the one parked there (it had records being read) waits
+    #: for it to return, so this is the worst wait of a lone record. 500 ms is aiokafka's default.
+    fetch_max_wait_ms: int = 20
     #: True when KAFKA_BOOTSTRAP_SERVERS was set: use that cluster, start no local broker.
     external: bool = False
 
@@ -286,6 +290,7 @@ def _kafka(env: Mapping[str, str]) -> KafkaSettings:
         ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
         ssl_certfile=env.get("KAFKA_SSL_CERTFILE") or None,
         ssl_keyfile=env.get("KAFKA_SSL_KEYFILE") or None,
+        fetch_max_wait_ms=_int(env, "KAFKA_FETCH_MAX_WAIT_MS", 20, 1, 10_000),
         external=bool(bootstrap),
     )
 

@@ -142,7 +142,9 @@ async def kafka_components(settings: Settings) -> AsyncIterator[ApiComponents]:
     async with contextlib.AsyncExitStack() as stack:
         store = Store(settings.data_dir)
         stack.callback(store.close)
-        producer = make_producer(settings.kafka)
+        # No linger: every write here is one request waiting for it (a submit, a cancel); the
+        # producer batches anyway while a request to the broker is in flight.
+        producer = make_producer(settings.kafka, linger_ms=0)
         await producer.start()
         stack.push_async_callback(producer.stop)
         readers = {name: LogReader(settings.kafka, topic) for name, topic in (

@@ -28,6 +28,11 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return options
 
 
+def consumer_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Options every consumer takes: the connection's, and how long an idle fetch may wait."""
+    return {**client_options(kafka), "fetch_max_wait_ms": kafka.fetch_max_wait_ms}
+
+
 def make_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer waiting for all in-sync replicas: no acknowledged write is lost."""
     options = {

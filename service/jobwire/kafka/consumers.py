@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaError
 
 from jobwire.config import KafkaSettings
 from jobwire.errors import LogError
-from jobwire.kafka.clients import client_options
+from jobwire.kafka.clients import consumer_options
 
 Consumer = AIOKafkaConsumer
 RebalanceListener = ConsumerRebalanceListener
@@ -20,7 +20,7 @@ __all__ = ["Consumer", "ConsumerRecord", "RebalanceListener", "TopicPartition", 
 
 def group_consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
     """A consumer-group member with manual commits, starting from the earliest offset."""
-    return AIOKafkaConsumer(**client_options(kafka), group_id=group_id, enable_auto_commit=False,
+    return AIOKafkaConsumer(**consumer_options(kafka), group_id=group_id, enable_auto_commit=False,
                             auto_offset_reset="earliest", **overrides)
 
 

@@ -15,7 +15,7 @@ from jobwire import events
 from jobwire.binding import decode_record, is_binary
 from jobwire.config import KafkaSettings
 from jobwire.errors import InvalidEvent, LogError, Violation
-from jobwire.kafka.clients import client_options
+from jobwire.kafka.clients import consumer_options
 from jobwire.kafka.codecs import undecodable
 from jobwire.positions import AppliedPositions, Position
 from jobwire.records import LogRecord, RawRecord, skipped
@@ -54,7 +54,7 @@ class LogReader:
         self.topic = topic
         self._from_end = from_end
         self._consumer = AIOKafkaConsumer(
-            **client_options(kafka), enable_auto_commit=False, auto_offset_reset="earliest",
+            **consumer_options(kafka), enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 << 20, fetch_max_bytes=32 << 20,
         )
         self.partitions: list[TopicPartition] = []
@@ -121,7 +121,7 @@ class GroupConsumer:
     def __init__(self, kafka: KafkaSettings, topic: str, group_id: str, **overrides: Any) -> None:
         self.topic = topic
         self._consumer = AIOKafkaConsumer(
-            topic, **client_options(kafka), group_id=group_id, enable_auto_commit=False,
+            topic, **consumer_options(kafka), group_id=group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", **overrides,
         )
 
@@ -193,7 +193,7 @@ async def read_to_end(kafka: KafkaSettings, topic: str, partitions: list[int]) -
     """Every record of ``partitions``, one partition after the other, from the first record each
     holds to the end it had when called (a changelog restore). ``LogError`` if the broker
     fails meanwhile."""
-    consumer = AIOKafkaConsumer(**client_options(kafka), enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**consumer_options(kafka), enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     tps = [TopicPartition(topic, p) for p in partitions]
     try:

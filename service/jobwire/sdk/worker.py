@@ -124,7 +124,8 @@ class Worker:
             self.settings.kafka, topics.events,
             self.group_id or f"{self.settings.topic_prefix}jobwire-worker.{self.operation}",
         )
-        self._producer = make_producer(self.settings.kafka)
+        # No linger: a job's next step waits for each write (started, progress, its outcome).
+        self._producer = make_producer(self.settings.kafka, linger_ms=0)
         self._publisher = JobEvents(self._producer, topics.events)
         self._offsets = OffsetTracker()
         self._slots = asyncio.Semaphore(self.concurrency)
