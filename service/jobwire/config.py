@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from jobwire.errors import ConfigError
 
@@ -38,6 +39,8 @@ ENV_VARS = (
     "JOBWIRE_LONG_POLLS_PER_TENANT", "JOBWIRE_STREAMS_PER_TENANT", "JOBWIRE_RATE_LIMIT_PER_S",
     "JOBWIRE_RATE_LIMIT_BURST", "JOBWIRE_JOB_DEADLINES", "JOBWIRE_SECRET_KEYS",
     "JOBWIRE_METRICS_TOKEN", "JOBWIRE_RESULT_REDIRECT_HOSTS", "JOBWIRE_RESENDS_PER_MIN",
+    "JOBWIRE_ENDPOINTS_PER_TENANT", "JOBWIRE_SECRETS_PER_ENDPOINT", "JOBWIRE_UNFINISHED_JOBS_PER_TENANT",
+    "JOBWIRE_PUBLIC_URL",
     "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S",
 )
 DEV_TENANT = "dev"
@@ -119,6 +122,15 @@ class Settings:
     #: Per tenant: retry, recover and test requests a minute (a token bucket holding a
     #: minute's worth); each one can put up to 200 records on webhooks.requests.
     resends_per_min: int = 60
+    #: Quotas: webhook endpoints a tenant may have, and signing secrets an endpoint may hold
+    #: at once (the current one and those rotated out but still in their grace period).
+    endpoints_per_tenant: int = 50
+    secrets_per_endpoint: int = 5
+    #: Jobs a tenant may have pending or processing at once (a submit past it answers 429).
+    unfinished_jobs_per_tenant: int = 100_000
+    #: Where users reach the API (``https://jobs.example.com``): portal links are built on it,
+    #: and the portal cookie is ``Secure`` when it is https. None: from each request.
+    public_url: str | None = None
     #: Deadlines a submitted job gets unless its request sets them: (operation or "*", field,
     #: seconds). An operation's own entry wins over "*".
     job_deadlines: tuple[tuple[str, str, float], ...] = ()
@@ -133,6 +145,10 @@ class Settings:
         found = {name: seconds for op, name, seconds in self.job_deadlines if op == "*"}
         found.update({name: seconds for op, name, seconds in self.job_deadlines if op == operation})
         return found
+
+    def keys_of(self, tenant: str) -> list[str]:
+        """The tenant's API keys (for fingerprints that end its portal sessions when they change)."""
+        return [key for owner, key in self.api_keys if owner == tenant]
 
     def tenant_for_key(self, key: str) -> str | None:
         """The tenant owning ``key``, compared in constant time against every configured key."""
@@ -263,6 +279,17 @@ def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
     return delays
 
 
+def _public_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("JOBWIRE_PUBLIC_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError("JOBWIRE_PUBLIC_URL", f"must be an origin such as https://jobs.example.com, got {raw!r}")
+    return raw.rstrip("/")
+
+
 def _kafka(env: Mapping[str, str]) -> KafkaSettings:
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     for hostport in filter(None, bootstrap.split(",")):
@@ -359,6 +386,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_per_s=rate,
         rate_limit_burst=_int(env, "JOBWIRE_RATE_LIMIT_BURST", max(1, math.ceil(rate)), 1, 10_000_000) if rate else 0,
         resends_per_min=_int(env, "JOBWIRE_RESENDS_PER_MIN", 60, 1, 100_000),
+        endpoints_per_tenant=_int(env, "JOBWIRE_ENDPOINTS_PER_TENANT", 50, 1, 100_000),
+        secrets_per_endpoint=_int(env, "JOBWIRE_SECRETS_PER_ENDPOINT", 5, 2, 100),
+        unfinished_jobs_per_tenant=_int(env, "JOBWIRE_UNFINISHED_JOBS_PER_TENANT", 100_000, 1, 100_000_000),
+        public_url=_public_url(env),
         job_deadlines=_job_deadlines(env),
         metrics_token=_metrics_token(env),
         result_redirect_hosts=_hosts(env, "JOBWIRE_RESULT_REDIRECT_HOSTS"),

@@ -152,14 +152,18 @@ async def test_portal_health_jobs_catalog_and_a_one_time_link(kafka_bootstrap: s
             link = await client.create_webhook_link()
             guest = await browser.new_context()  # another person: no key, only the link
             other = await guest.new_page()
-            await other.goto(link["url"])
+            await other.goto(link["url"])  # a page: a link scanner fetching the URL spends nothing
+            await other.click("button[type=submit]")  # the person opens the portal: the POST redeems
             await other.wait_for_selector("#app:not(.hidden)")
             await other.wait_for_selector(f'#endpoints tr[data-endpoint="{endpoint["id"]}"]')
             await other.click("#tab-jobs")
             await text_becomes(other, "#jobs-note", lambda text: "webhooks only" in text)
             await other.screenshot(path=str(ARTIFACTS / "portal-link.png"), full_page=True)
             again = await (await browser.new_context()).new_page()
-            refused = await again.goto(link["url"])
+            await again.goto(link["url"])
+            async with again.expect_navigation() as answered:
+                await again.click("button[type=submit]")
+            refused = await answered.value
             assert refused is not None and refused.status == 403, "the link works once"
             print(f"\nportal screenshots: {ARTIFACTS}/portal-{{health,jobs,catalog,link}}.png")
         finally:

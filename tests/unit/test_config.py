@@ -67,6 +67,12 @@ def test_dev_mode_generates_a_key_and_secret() -> None:
         ({"JOBWIRE_GROUP_SESSION_TIMEOUT_S": "1"}, "JOBWIRE_GROUP_SESSION_TIMEOUT_S"),
         ({"JOBWIRE_REPLICATION_FACTOR": "0"}, "JOBWIRE_REPLICATION_FACTOR"),
         ({"JOBWIRE_REPLICATION_FACTOR": "2", "JOBWIRE_MIN_INSYNC_REPLICAS": "3"}, "JOBWIRE_MIN_INSYNC_REPLICAS"),
+        ({"JOBWIRE_PUBLIC_URL": "jobs.example.com"}, "JOBWIRE_PUBLIC_URL"),
+        ({"JOBWIRE_PUBLIC_URL": "https://jobs.example.com/api"}, "JOBWIRE_PUBLIC_URL"),
+        ({"JOBWIRE_PUBLIC_URL": "https://u:p@jobs.example.com"}, "JOBWIRE_PUBLIC_URL"),
+        ({"KAFKA_FETCH_MAX_WAIT_MS": "0"}, "KAFKA_FETCH_MAX_WAIT_MS"),
+        ({"JOBWIRE_SECRETS_PER_ENDPOINT": "1"}, "JOBWIRE_SECRETS_PER_ENDPOINT"),
+        ({"JOBWIRE_ENDPOINTS_PER_TENANT": "none"}, "JOBWIRE_ENDPOINTS_PER_TENANT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:

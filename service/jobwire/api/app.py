@@ -130,7 +130,7 @@ ROUTES = [
     resource("/docs", GET=system.docs),
     resource("/portal", GET=system.portal),
     resource("/portal.js", GET=system.portal_js),
-    Route("/portal/login", webhooks.portal_login, methods=["GET"], name="portal_login"),
+    Route("/portal/login", webhooks.portal_login, methods=["GET", "POST"], name="portal_login"),
 ]
 
 
@@ -235,7 +235,7 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
                 "deliveries": parts.deliveries,
                 "delivery_requests": parts.delivery_requests,
                 "secret_box": SecretBox(settings.secret_key) if settings.secret_key else None,
-                "portal_links": PortalLinks(settings.secret_key) if settings.secret_key else None,
+                "portal_links": PortalLinks(settings.secret_key, tenant_keys=settings.keys_of) if settings.secret_key else None,
                 "resends": RecentResends(),
                 "readiness": parts.readiness,
                 "clock": loop.time,

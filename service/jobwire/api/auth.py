@@ -23,6 +23,7 @@ def webhook_tenant_of(request: Request) -> str:
             tenant = links.session_tenant(session)
             if tenant is None:
                 raise Problem(401, "the portal session has expired; open a new portal link", headers=CHALLENGE)
+            request.state.portal_session = True
             return tenant
     return tenant_of(request)
 
@@ -52,3 +53,8 @@ def tenant_of(request: Request) -> str:
     if tenant is None:
         raise Problem(401, "the API key is not valid", headers=CHALLENGE)
     return tenant
+
+
+def is_portal_session(request: Request) -> bool:
+    """The caller came in with a portal session (after ``webhook_tenant_of``), not an API key."""
+    return bool(getattr(request.state, "portal_session", False))

@@ -58,8 +58,9 @@ def projection_of(request: Request) -> Projection:
     return projection
 
 
-async def wait_for_header_position(request: Request) -> None:
-    """A read carrying ``Jobwire-Position`` waits (bounded) until that write is visible."""
+async def wait_for_header_position(request: Request, tenant: str) -> None:
+    """A read carrying ``Jobwire-Position`` waits (bounded) until that write is visible; the
+    wait holds one of the tenant's long-poll slots, like any other waiting request."""
     raw = header(request, b"jobwire-position")
     if raw is None:
         return
@@ -71,8 +72,12 @@ async def wait_for_header_position(request: Request) -> None:
         # Never written by this log: waiting could only end in a timeout.
         raise Problem(422, f"position {position} names a partition the log does not have",
                       violations=[Violation("/headers/Jobwire-Position", "no such partition")])
-    if not await projection_of(request).wait_for_position(position, READ_YOUR_WRITES_TIMEOUT_S):
-        raise Problem(503, f"position {position} is not applied yet on this replica", headers={"Retry-After": "1"})
+    if projection_of(request).has_applied(position):
+        return
+    with request.state.limits.long_poll(tenant):
+        if not await projection_of(request).wait_for_position(position, READ_YOUR_WRITES_TIMEOUT_S):
+            raise Problem(503, f"position {position} is not applied yet on this replica",
+                          headers={"Retry-After": "1"})
 
 
 def encodable(event: Event, data_at: str = "/data") -> Event:
@@ -159,6 +164,11 @@ async def submit(request: Request) -> Response:
     slot = request.state.limits.long_poll(tenant) if wait_s else None
     try:
         if existing is None:
+            quota = request.state.settings.unfinished_jobs_per_tenant
+            if projection.unfinished(tenant, quota) >= quota:
+                raise Problem(429, f"this tenant has {quota} unfinished jobs, the most it may have; submit again once "
+                              "some have finished", headers={"Retry-After": "5"},
+                              extra={"quota": "unfinished_jobs_per_tenant", "limit": quota})
             # The operation's default deadlines (JOBWIRE_JOB_DEADLINES) unless the request sets its own.
             data = {**request.state.settings.deadlines_for(body["operation"]), **body}
             if key:
@@ -201,7 +211,7 @@ async def submit(request: Request) -> Response:
 async def get_job(request: Request) -> Response:
     tenant = tenant_of(request)
     require_json(request)
-    await wait_for_header_position(request)
+    await wait_for_header_position(request, tenant)
     job_id = request.path_params["job_id"]
     job = found(request, tenant, job_id)
     wait_s = prefer_wait_s(request)
@@ -264,7 +274,7 @@ def _query_time(request: Request, name: str) -> str | None:
 async def list_jobs(request: Request) -> Response:
     tenant = tenant_of(request)
     require_json(request)
-    await wait_for_header_position(request)
+    await wait_for_header_position(request, tenant)
     params = request.query_params
     status = params.get("status")
     if status is not None and status not in {s.value for s in Status}:
@@ -329,7 +339,7 @@ def history_entry(entry: Any) -> dict[str, Any]:
 
 async def job_events(request: Request) -> Response:
     tenant = tenant_of(request)
-    await wait_for_header_position(request)
+    await wait_for_header_position(request, tenant)
     job_id = request.path_params["job_id"]
     found(request, tenant, job_id)
     if accepts(request, "text/event-stream") and "text/event-stream" in (header(request, b"accept") or ""):
@@ -362,7 +372,7 @@ async def job_events(request: Request) -> Response:
 
 async def job_result(request: Request) -> Response:
     tenant = tenant_of(request)
-    await wait_for_header_position(request)
+    await wait_for_header_position(request, tenant)
     job = found(request, tenant, request.path_params["job_id"])
     if job.status is not Status.COMPLETED:
         raise Problem(409, f"job {job.id} is {job.status.value}; a result exists once it is completed",

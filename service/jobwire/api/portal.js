@@ -104,7 +104,7 @@ function showDelivery(delivery) {
   ].join("\n");
   const first = delivery.attempts.find((attempt) => attempt.request);
   $("delivery-payload").textContent = first ? JSON.stringify(first.request.body, null, 2)
-    : "(not recorded: the delivery ended before any attempt)";
+    : "(not shown: a portal link shows outcomes, not the job data sent; or the delivery ended before any attempt)";
   $("delivery-attempts").textContent = JSON.stringify(
     delivery.attempts.map(({request, ...attempt}) => attempt), null, 2);
 }

@@ -242,6 +242,14 @@ class Projection:
     def count(self) -> int:
         return self._count
 
+    def unfinished(self, tenant: str, at_most: int) -> int:
+        """The tenant's pending and processing jobs, counted up to ``at_most`` (an index range:
+        the cost of the check stays bounded by the quota it enforces)."""
+        row = self.store.db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant = ? AND status IN ('pending', 'processing') LIMIT ?)",
+            (tenant, at_most)).fetchone()
+        return int(row[0])
+
     def job(self, job_id: str) -> Job | None:
         job = self._hot.get(job_id)
         if job is not None:

@@ -30,7 +30,7 @@ from jobwire.timeutil import format_utc
 log = logging.getLogger(__name__)
 
 #: Bumped when the tables change shape: a store written by another version is rebuilt.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 FILE_NAME = "api.sqlite3"
 #: Page cache per connection (KiB, as SQLite's negative cache_size): enough for the indexes'
 #: upper levels and the hot jobs; the rest stays on disk, not in RSS.

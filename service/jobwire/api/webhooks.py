@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from jobwire.api.auth import tenant_of, webhook_tenant_of
+from jobwire.api.auth import is_portal_session, tenant_of, webhook_tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.deliverylog import REPLAYABLE, DeliveryLog
 from jobwire.api.limits import ApiLimits
@@ -105,6 +106,10 @@ async def create_endpoint(request: Request) -> Response:
     require_json(request)
     body = await read_json(request, "api/endpoint-create.json")
     check_url(request, body["url"])
+    quota = request.state.settings.endpoints_per_tenant
+    if len(registry_of(request).of_tenant(tenant)) >= quota:
+        raise Problem(422, f"this tenant has {quota} webhook endpoints, the most it may have; delete one first",
+                      extra={"quota": "endpoints_per_tenant", "limit": quota})
     secret = new_webhook_secret()
     now = now_utc()
     endpoint_id = new_id("ep")
@@ -183,6 +188,15 @@ async def rotate_secret(request: Request) -> Response:
         SealedSecret(s.sealed, s.expires_at or expires) for s in endpoint.secrets
         if (s.expires_at is None or s.expires_at > current) and grace_s > 0
     )
+    quota = request.state.settings.secrets_per_endpoint
+    if 1 + len(kept) > quota:
+        # Each rotation keeps the old secret for its grace period: unlimited, they would pile up.
+        soonest = min(s.expires_at for s in endpoint.secrets if s.expires_at is not None and s.expires_at > current)
+        wait_s = max(1, math.ceil((datetime.fromisoformat(soonest) - now).total_seconds()))
+        raise Problem(429, f"the endpoint holds {quota} live signing secrets, the most it may; the oldest expires at "
+                      f"{soonest}, or rotate with grace_period_s 0 to drop the old ones",
+                      headers={"Retry-After": str(wait_s)},
+                      extra={"quota": "secrets_per_endpoint", "limit": quota})
     secret = new_webhook_secret()
     sealed = box_of(request).seal(secret, bound_to=binding(tenant, endpoint.id))
     updated = endpoint.with_changes(secrets=(SealedSecret(sealed), *kept), updated_at=format_utc(now))
@@ -225,8 +239,17 @@ async def list_deliveries(request: Request) -> Response:
     limit_text = request.query_params.get("limit", "50")
     if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 200:
         raise Problem(422, "limit must be 1 to 200", violations=[Violation("/query/limit", "must be an integer from 1 to 200")])
-    views = log_of(request).of_endpoint(endpoint.id, status)[: int(limit_text)]
-    return json_response({"object": "list", "data": [v.public() for v in views]})
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and not (cursor.startswith("d") and cursor[1:].isascii() and cursor[1:].isdigit()
+                                   and len(cursor) <= 16):
+        raise Problem(422, "the cursor is not one this API returned",
+                      violations=[Violation("/query/cursor", "invalid cursor")])
+    views, next_position = log_of(request).of_endpoint(endpoint.id, status, int(limit_text),
+                                                       before=int(cursor[1:]) if cursor is not None else None)
+    bodies = not is_portal_session(request)
+    return json_response({"object": "list", "data": [v.public(with_bodies=bodies) for v in views],
+                          "has_more": next_position is not None,
+                          "next_cursor": f"d{next_position}" if next_position is not None else None})
 
 
 async def get_delivery(request: Request) -> Response:
@@ -235,7 +258,7 @@ async def get_delivery(request: Request) -> Response:
     view = log_of(request).get(tenant, request.path_params["delivery_id"])
     if view is None:
         raise Problem(404, f"no delivery {request.path_params['delivery_id']}")
-    return json_response(view.public())
+    return json_response(view.public(with_bodies=not is_portal_session(request)))
 
 
 def replay(delivery: Delivery) -> Delivery:
@@ -346,25 +369,46 @@ async def create_portal_link(request: Request) -> Response:
     if links is None:
         raise Problem(503, "portal links need JOBWIRE_SECRET_KEY on the API")
     token, expires = links.mint(tenant)
-    url = str(request.url_for("portal_login").include_query_params(token=token))
+    public_url = request.state.settings.public_url
+    login = request.url_for("portal_login").include_query_params(token=token)
+    # The origin users reach us at, from configuration: never from the request's Host header,
+    # which a client chooses.
+    url = f"{public_url}{login.path}?{login.query}" if public_url else str(login)
     log.info("portal link issued tenant=%s", tenant)
     return json_response({"object": "portal_link", "url": url,
                           "expires_at": format_utc(datetime.fromtimestamp(expires, UTC))}, 201)
 
 
+LOGIN_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>jobwire portal</title>
+<meta name="referrer" content="no-referrer"><form method="post" action="/portal/login">
+<input type="hidden" name="token" value="{token}"><p>Open the webhook portal. This link works once.</p>
+<button type="submit">Open the portal</button></form></html>"""
+#: A login form's body: the token and little else.
+MAX_LOGIN_FORM_BYTES = 4096
+
+
 async def portal_login(request: Request) -> Response:
-    """Exchange a portal link, once, for a session cookie; then on to the portal."""
+    """GET shows the link as a page whose button POSTs it (a link scanner that fetches the URL
+    spends nothing); the POST exchanges it, once, for a session cookie, then on to the portal."""
+    no_store = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    if request.method == "GET":
+        token = request.query_params.get("token", "")
+        return HTMLResponse(LOGIN_PAGE.format(token=html.escape(token, quote=True)), headers=no_store)
+    body = await request.body()
+    form = parse_qs(body[:MAX_LOGIN_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=4)
+    token = (form.get("token") or [""])[0]
     links: PortalLinks | None = request.state.portal_links
-    token = request.query_params.get("token", "")
     try:
         if links is None:
             raise LinkRefused("portal links are not enabled on this server")
         tenant, session = links.redeem(token)
     except LinkRefused as refused:
         return HTMLResponse(f"<!doctype html><title>jobwire portal</title><p>{html.escape(str(refused))}.</p>",
-                            status_code=403, headers={"Cache-Control": "no-store"})
+                            status_code=403, headers=no_store)
     log.info("portal link redeemed tenant=%s", tenant)
-    response = RedirectResponse("/portal", status_code=303, headers={"Cache-Control": "no-store"})
+    response = RedirectResponse("/portal", status_code=303, headers=no_store)
+    public_url = request.state.settings.public_url
+    secure = request.url.scheme == "https" or (public_url or "").startswith("https:")
     response.set_cookie(COOKIE, session, max_age=int(SESSION_TTL_S), path="/", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+                        secure=secure)
     return response

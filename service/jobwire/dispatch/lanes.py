@@ -80,10 +80,11 @@ class Work:
 
 
 class Lane:
-    __slots__ = ("endpoint_id", "queue", "in_flight", "rate", "tokens", "stamp", "listed", "latency")
+    __slots__ = ("endpoint_id", "tenant", "queue", "in_flight", "rate", "tokens", "stamp", "listed", "latency")
 
-    def __init__(self, endpoint_id: str, now: float) -> None:
+    def __init__(self, endpoint_id: str, tenant: str, now: float) -> None:
         self.endpoint_id = endpoint_id
+        self.tenant = tenant
         self.queue: deque[Work] = deque()
         self.in_flight = 0
         self.rate: float | None = None
@@ -114,8 +115,13 @@ class Lane:
 
 class Lanes:
     def __init__(self, *, in_flight_per_endpoint: int, queue_per_endpoint: int, max_deliveries: int,
-                 max_bytes: int, low_water: float = 0.5, clock: Clock = SYSTEM) -> None:
+                 max_bytes: int, low_water: float = 0.5, senders: int | None = None, clock: Clock = SYSTEM) -> None:
         self.clock = clock
+        #: The senders taking work: a tenant holds at most its share of them (all of them over
+        #: the tenants with work) while another tenant's work is ready. None: no tenant share.
+        self.senders = senders
+        self._tenant_work: dict[str, int] = {}  # tenant -> deliveries queued and in flight
+        self._tenant_in_flight: dict[str, int] = {}
         self.in_flight_per_endpoint = in_flight_per_endpoint
         self.queue_per_endpoint = queue_per_endpoint
         self.max_deliveries = max_deliveries
@@ -184,7 +190,7 @@ class Lanes:
         endpoint_id = work.delivery.endpoint_id
         lane = self.lanes.get(endpoint_id)
         if lane is None:
-            lane = self.lanes[endpoint_id] = Lane(endpoint_id, self.clock.monotonic())
+            lane = self.lanes[endpoint_id] = Lane(endpoint_id, work.delivery.tenant, self.clock.monotonic())
         rate = max(rate_limit_per_s, MIN_RATE_PER_S) if rate_limit_per_s else None
         if rate != lane.rate:
             lane.refill(self.clock.monotonic())
@@ -193,6 +199,7 @@ class Lanes:
         lane.queue.append(work)
         self.deliveries += 1
         self.bytes += work.size
+        self._count(lane.tenant, 1)
         self._consider(lane)
 
     def overflow(self, lane: Lane) -> list[Work]:
@@ -207,6 +214,7 @@ class Lanes:
             work = lane.queue.pop()
             self.deliveries -= 1
             self.bytes -= work.size
+            self._count(lane.tenant, -1)
             spilled.append(work)
         spilled.reverse()
         return spilled
@@ -216,13 +224,29 @@ class Lanes:
         removed: list[Work] = []
         for lane in self.lanes.values():
             kept: deque[Work] = deque()
+            before = len(removed)
             for work in lane.queue:
                 (removed if doomed(work) else kept).append(work)
             lane.queue = kept
+            if len(removed) > before:
+                self._count(lane.tenant, before - len(removed))
         for work in removed:
             self.deliveries -= 1
             self.bytes -= work.size
         return removed
+
+    def _count(self, tenant: str, change: int) -> None:
+        left = self._tenant_work.get(tenant, 0) + change
+        if left:
+            self._tenant_work[tenant] = left
+        else:
+            self._tenant_work.pop(tenant, None)
+
+    def _over_share(self, tenant: str) -> bool:
+        if self.senders is None or len(self._tenant_work) < 2:
+            return False
+        share = max(1, self.senders // len(self._tenant_work))
+        return self._tenant_in_flight.get(tenant, 0) >= share
 
     # --- serving ----------------------------------------------------------------------------
 
@@ -234,11 +258,15 @@ class Lanes:
                 waiter.set_result(None)
 
     async def take(self) -> tuple[Lane, Work]:
-        """The next delivery to attempt, fairly across endpoints; waits while there is none."""
+        """The next delivery to attempt, fairly across tenants, then across their endpoints;
+        waits while there is none."""
         while True:
             if self._closed:
                 await asyncio.get_running_loop().create_future()  # until cancelled
             self._release_timed(self.clock.monotonic())
+            # Lanes of tenants holding their share of the senders wait while another tenant's
+            # lane is ready; when only theirs are, the first is served (no sender stays idle).
+            over_share: list[Lane] = []
             while self._ready:
                 lane = self._ready.popleft()
                 lane.listed = False
@@ -246,19 +274,18 @@ class Lanes:
                 lane.refill(now)
                 if not lane.queue or lane.in_flight >= self.in_flight_per_endpoint:
                     continue
-                if lane.rate is not None:
-                    if not lane.has_token:
-                        self._consider(lane)
-                        continue
-                    lane.tokens = max(0.0, lane.tokens - 1)
-                work = lane.queue.popleft()
-                work.started_at = now
-                lane.in_flight += 1
-                self.in_flight.add(work)
-                self._consider(lane)  # back of the ring: the next endpoint goes first
-                if self._ready:
-                    self._wake_one()  # more is ready than this sender takes: pass it on
-                return lane, work
+                if lane.rate is not None and not lane.has_token:
+                    self._consider(lane)
+                    continue
+                if self._over_share(lane.tenant):
+                    over_share.append(lane)
+                    continue
+                self._requeue_front(over_share)
+                return self._start(lane, now)
+            if over_share:
+                lane = over_share.pop(0)
+                self._requeue_front(over_share)
+                return self._start(lane, self.clock.monotonic())
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -267,12 +294,36 @@ class Lanes:
                 if not waiter.done():
                     waiter.cancel()
 
+    def _requeue_front(self, lanes: list[Lane]) -> None:
+        for lane in reversed(lanes):
+            lane.listed = True
+            self._ready.appendleft(lane)
+
+    def _start(self, lane: Lane, now: float) -> tuple[Lane, Work]:
+        if lane.rate is not None:
+            lane.tokens = max(0.0, lane.tokens - 1)
+        work = lane.queue.popleft()
+        work.started_at = now
+        lane.in_flight += 1
+        self._tenant_in_flight[lane.tenant] = self._tenant_in_flight.get(lane.tenant, 0) + 1
+        self.in_flight.add(work)
+        self._consider(lane)  # back of the ring: the next endpoint goes first
+        if self._ready:
+            self._wake_one()  # more is ready than this sender takes: pass it on
+        return lane, work
+
     def release(self, lane: Lane, work: Work) -> None:
         """An attempt ended (whatever its outcome): frees its slot and its share of the bound."""
         lane.in_flight -= 1
+        left = self._tenant_in_flight[lane.tenant] - 1
+        if left:
+            self._tenant_in_flight[lane.tenant] = left
+        else:
+            del self._tenant_in_flight[lane.tenant]
         self.in_flight.discard(work)
         self.deliveries -= 1
         self.bytes -= work.size
+        self._count(lane.tenant, -1)
         took = self.clock.monotonic() - work.started_at
         lane.latency = took if lane.latency is None else 0.8 * lane.latency + 0.2 * took
         if not lane.queue and not lane.in_flight and not lane.listed and lane.rate is None:

@@ -78,7 +78,7 @@ class DispatcherParts:
         self.lanes = Lanes(in_flight_per_endpoint=settings.endpoint_in_flight,
                            queue_per_endpoint=settings.endpoint_max_queued,
                            max_deliveries=settings.dispatch_max_deliveries, max_bytes=settings.dispatch_max_bytes,
-                           clock=clock)
+                           senders=settings.dispatch_senders, clock=clock)
         self.received = Received()
         self._recent_attempts = recent_attempts
         self.deliverer = Deliverer(

@@ -407,3 +407,20 @@ def test_metrics_need_their_own_token(parts: tuple[ApiComponents, MemoryLog, Mem
         assert b"jobwire_http_request_seconds" in client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).content
         assert client.get("/metrics").status_code == 401
         assert client.get("/metrics", headers={"Authorization": "Bearer key_acme_0123456789"}).status_code == 401
+
+
+def test_a_tenant_has_at_most_its_quota_of_unfinished_jobs(parts: tuple[ApiComponents, MemoryLog, MemoryTopic]) -> None:
+    settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789,globex:key_globex_0123456789",
+                              "JOBWIRE_UNFINISHED_JOBS_PER_TENANT": "2"})
+    with TestClient(create_app(settings, parts[0]), raise_server_exceptions=False) as client:
+        first = submit(client, headers={"Idempotency-Key": "one"}).json()
+        submit(client)
+        refused = submit(client)
+        assert refused.status_code == 429 and refused.json()["quota"] == "unfinished_jobs_per_tenant"
+        assert refused.headers["retry-after"] == "5"
+        again = submit(client, headers={"Idempotency-Key": "one"})
+        assert again.status_code in (200, 202) and again.json()["id"] == first["id"], "a replayed key still answers"
+        assert client.post("/v1/jobs", json={"operation": "ocr", "parameters": {}}, headers=GLOBEX).status_code == 202
+        # A finished job frees its place.
+        assert client.post(f"/v1/jobs/{first['id']}/cancel", headers=ACME).status_code == 200
+        assert submit(client).status_code == 202

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from jobwire.api.app import create_app
-from jobwire.api.limits import ConcurrencyGate, Slot, TokenBuckets, presented_key, retry_after
+from jobwire.api.limits import ApiLimits, ConcurrencyGate, Slot, TokenBuckets, presented_key, retry_after
 from jobwire.api.problems import MAX_LISTED_VIOLATIONS, MAX_VIOLATION_CHARS, Problem, problem_response
 from jobwire.api.server import raw_problem
 from jobwire.config import load_settings
@@ -197,7 +197,8 @@ def test_a_key_over_its_rate_gets_429_while_others_and_strangers_do_not(client: 
     assert client.get("/healthz", headers=acme).status_code == 200, "only /v1 is rate limited"
 
 
-def test_routes_find_the_apps_gates_on_request_state(client: TestClient) -> None:
+def gates_seen(client: TestClient, requests: int = 1) -> list[ApiLimits]:
+    """The gates each of ``requests`` requests found on its request state."""
     seen = []
 
     async def probe(request: Request) -> Response:
@@ -205,8 +206,13 @@ def test_routes_find_the_apps_gates_on_request_state(client: TestClient) -> None
         return Response()
 
     client.app.add_route("/probe", probe)  # type: ignore[attr-defined]
-    client.get("/probe")
-    client.get("/probe")
+    for _ in range(requests):
+        client.get("/probe")
+    return seen
+
+
+def test_routes_find_the_apps_gates_on_request_state(client: TestClient) -> None:
+    seen = gates_seen(client, 2)
     assert len(seen) == 2 and seen[0] is seen[1], "one set of gates per app, shared by its requests"
     slot = seen[0].long_poll("acme")
     with pytest.raises(Problem) as refused:
@@ -214,3 +220,22 @@ def test_routes_find_the_apps_gates_on_request_state(client: TestClient) -> None
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "1"
     slot.release()
     seen[0].long_poll("acme").release()
+
+
+def test_a_wait_for_a_position_holds_a_long_poll_slot_and_a_visible_one_none() -> None:
+    settings = load_settings({"JOBWIRE_API_KEYS": KEYS, "JOBWIRE_LONG_POLLS_PER_TENANT": "1"})
+    with TestClient(create_app(settings, memory_components()[0]), raise_server_exceptions=False) as client:
+        acme = {"X-API-Key": ACME_KEY}
+        position = client.post("/v1/jobs", json={"operation": "ocr", "parameters": {}},
+                               headers=acme).headers["jobwire-position"]
+        slot = gates_seen(client)[0].long_poll("acme")  # acme's one long-poll is waiting
+        try:
+            visible = client.get("/v1/jobs", headers={**acme, "Jobwire-Position": position})
+            assert visible.status_code == 200, "a position already applied waits for nothing"
+            ahead = f"{position.split(':')[0]}:{int(position.split(':')[1]) + 100}"
+            refused = client.get("/v1/jobs", headers={**acme, "Jobwire-Position": ahead})
+            assert refused.status_code == 429 and "Prefer: wait" in refused.json()["detail"]
+            other = client.get("/v1/jobs", headers={"X-API-Key": GLOBEX_KEY, "Jobwire-Position": position})
+            assert other.status_code == 200
+        finally:
+            slot.release()

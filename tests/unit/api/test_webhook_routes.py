@@ -79,6 +79,36 @@ def test_rotation_keeps_the_old_secret_for_the_grace_period(setup: Any) -> None:
     assert secrets[0].expires_at is None and secrets[1].expires_at is not None
 
 
+def test_a_tenant_has_at_most_its_quota_of_endpoints_and_others_are_unaffected() -> None:
+    parts, _, _ = memory_components()
+    with make_client(parts, JOBWIRE_DEV="1", JOBWIRE_ENDPOINTS_PER_TENANT="3") as client:
+        ids = [create(client).json()["id"] for _ in range(3)]
+        refused = create(client)
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["quota"] == "endpoints_per_tenant" and refused.json()["limit"] == 3
+        assert len(client.get("/v1/webhooks/endpoints", headers=ACME).json()["data"]) == 3
+        other = client.post("/v1/webhooks/endpoints", json={"url": "https://hooks.example/g"}, headers=GLOBEX)
+        assert other.status_code == 201, "the quota is per tenant"
+        assert client.delete(f"/v1/webhooks/endpoints/{ids[0]}", headers=ACME).status_code == 204
+        assert create(client).status_code == 201, "room again after a delete"
+
+
+def test_rotations_keep_at_most_the_quota_of_live_secrets() -> None:
+    parts, _, _ = memory_components()
+    with make_client(parts, JOBWIRE_DEV="1", JOBWIRE_SECRETS_PER_ENDPOINT="3") as client:
+        endpoint_id = create(client).json()["id"]
+        rotate = f"/v1/webhooks/endpoints/{endpoint_id}/rotate-secret"
+        for _ in range(2):
+            assert client.post(rotate, json={"grace_period_s": 3600}, headers=ACME).status_code == 200
+        refused = client.post(rotate, json={"grace_period_s": 3600}, headers=ACME)
+        assert refused.status_code == 429 and refused.json()["quota"] == "secrets_per_endpoint"
+        assert 3500 <= int(refused.headers["retry-after"]) <= 3600
+        assert len(parts.endpoints.endpoints[endpoint_id].secrets) == 3, "nothing changed"
+        # Without a grace period the old secrets go at once: always allowed.
+        dropped = client.post(rotate, json={"grace_period_s": 0}, headers=ACME)
+        assert dropped.status_code == 200 and len(parts.endpoints.endpoints[endpoint_id].secrets) == 1
+
+
 @pytest.mark.parametrize(
     ("url", "status"),
     [("ftp://hooks.example/x", 422), ("https://user:pw@hooks.example/x", 422), ("https://10.0.0.7/hook", 422),

@@ -12,8 +12,8 @@ from jobwire.webhooks.model import Delivery
 TRACKER = OffsetTracker()
 
 
-def work(endpoint: str, n: int, body: bytes = b"{}") -> Work:
-    delivery = Delivery(f"msg_{endpoint}_{n}", endpoint, "acme", "task.completed", f"evt_{n}", "job_1", body,
+def work(endpoint: str, n: int, body: bytes = b"{}", tenant: str = "acme") -> Work:
+    delivery = Delivery(f"msg_{endpoint}_{n}", endpoint, tenant, "task.completed", f"evt_{n}", "job_1", body,
                         "2026-01-01T00:00:00.000Z")
     return Work(delivery, Source(TRACKER, 0, n, 1))
 
@@ -112,3 +112,46 @@ async def test_a_lane_that_proves_slow_gives_back_its_excess() -> None:
     assert 4 <= kept <= 5, "about 5 s of work at 1 s each stays"
     assert len(spilled) == 99 - kept and spilled[0].delivery.id == f"msg_slow_{kept + 1}", "the newest go, in order"
     assert subject.drain_s("slow") <= 5.0 < subject.drain_s("slow", more=1)
+
+
+async def test_a_tenant_with_many_hanging_endpoints_holds_only_its_share_of_the_senders() -> None:
+    # 16 endpoints x 16 in flight would take all 256 senders; with another tenant's work
+    # ready, the hostile tenant gets half of them and the rest go to the other tenant.
+    subject = lanes(in_flight_per_endpoint=16, max_deliveries=100_000, senders=256)
+    for endpoint in range(16):
+        for n in range(40):
+            subject.push(work(f"hole{endpoint}", n, tenant="mallory"), None)
+    for n in range(200):
+        subject.push(work("fine", n, tenant="acme"), None)
+    subject.in_flight_per_endpoint = 200  # acme's single endpoint may use many senders
+    taken = [await asyncio.wait_for(subject.take(), 1) for _ in range(256)]  # every sender busy, none released
+    by_tenant = {t: sum(1 for lane, _ in taken if lane.tenant == t) for t in ("mallory", "acme")}
+    assert by_tenant == {"mallory": 128, "acme": 128}, by_tenant
+
+
+async def test_a_tenant_alone_may_use_every_sender() -> None:
+    subject = lanes(in_flight_per_endpoint=16, max_deliveries=100_000, senders=64)
+    for endpoint in range(8):
+        for n in range(10):
+            subject.push(work(f"ep{endpoint}", n, tenant="acme"), None)
+    taken = [await asyncio.wait_for(subject.take(), 1) for _ in range(64)]
+    assert len(taken) == 64
+    # Another tenant's work arrives: it is served next, though acme holds every sender's worth.
+    subject.push(work("other", 0, tenant="globex"), None)
+    subject.release(*taken[0])
+    lane, _ = await asyncio.wait_for(subject.take(), 1)
+    assert lane.tenant == "globex"
+
+
+async def test_over_its_share_a_tenant_is_still_served_when_no_other_work_is_ready() -> None:
+    subject = lanes(in_flight_per_endpoint=4, senders=4)
+    subject.push(work("a", 0, tenant="acme"), None)
+    subject.push(work("b", 0, tenant="globex"), None)
+    subject.push(work("b", 1, tenant="globex"), None)
+    subject.push(work("b", 2, tenant="globex"), None)
+    taken = [await asyncio.wait_for(subject.take(), 1) for _ in range(4)]
+    assert sorted(lane.tenant for lane, _ in taken) == ["acme", "globex", "globex", "globex"]
+    assert subject.deliveries == 4
+    for lane, item in taken:
+        subject.release(lane, item)
+    assert subject.deliveries == 0 and not subject._tenant_work and not subject._tenant_in_flight
