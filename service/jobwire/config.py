@@ -40,7 +40,7 @@ ENV_VARS = (
     "JOBWIRE_RATE_LIMIT_BURST", "JOBWIRE_JOB_DEADLINES", "JOBWIRE_SECRET_KEYS",
     "JOBWIRE_METRICS_TOKEN", "JOBWIRE_RESULT_REDIRECT_HOSTS", "JOBWIRE_RESENDS_PER_MIN",
     "JOBWIRE_ENDPOINTS_PER_TENANT", "JOBWIRE_SECRETS_PER_ENDPOINT", "JOBWIRE_UNFINISHED_JOBS_PER_TENANT",
-    "JOBWIRE_PUBLIC_URL",
+    "JOBWIRE_PUBLIC_URL", "JOBWIRE_CANCEL_GRACE_S",
     "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S",
 )
 DEV_TENANT = "dev"
@@ -131,6 +131,9 @@ class Settings:
     #: Where users reach the API (``https://jobs.example.com``): portal links are built on it,
     #: and the portal cookie is ``Secure`` when it is https. None: from each request.
     public_url: str | None = None
+    #: How long a worker has to stop a running job once a cancel is asked; then it ends canceled
+    #: whatever the worker does. None (``off``): a cancel waits for the worker.
+    cancel_grace_s: float | None = 30.0
     #: Deadlines a submitted job gets unless its request sets them: (operation or "*", field,
     #: seconds). An operation's own entry wins over "*".
     job_deadlines: tuple[tuple[str, str, float], ...] = ()
@@ -279,6 +282,21 @@ def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
     return delays
 
 
+def _cancel_grace(env: Mapping[str, str]) -> float | None:
+    name, raw = "JOBWIRE_CANCEL_GRACE_S", env.get("JOBWIRE_CANCEL_GRACE_S", "").strip().lower()
+    if raw == "off":
+        return None
+    if not raw:
+        return 30.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be seconds (0 to 86400) or off, got {raw!r}") from None
+    if not 0 <= value <= 86400:
+        raise ConfigError(name, f"must be seconds (0 to 86400) or off, got {raw!r}")
+    return value
+
+
 def _public_url(env: Mapping[str, str]) -> str | None:
     raw = env.get("JOBWIRE_PUBLIC_URL", "").strip()
     if not raw:
@@ -390,6 +408,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secrets_per_endpoint=_int(env, "JOBWIRE_SECRETS_PER_ENDPOINT", 5, 2, 100),
         unfinished_jobs_per_tenant=_int(env, "JOBWIRE_UNFINISHED_JOBS_PER_TENANT", 100_000, 1, 100_000_000),
         public_url=_public_url(env),
+        cancel_grace_s=_cancel_grace(env),
         job_deadlines=_job_deadlines(env),
         metrics_token=_metrics_token(env),
         result_redirect_hosts=_hosts(env, "JOBWIRE_RESULT_REDIRECT_HOSTS"),

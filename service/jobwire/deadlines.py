@@ -8,6 +8,10 @@ A job may carry three limits, set when it is created (``job.created`` data, the 
 - ``heartbeat_timeout_s``: the longest a processing job may go without any event from its
   worker (``job.heartbeat`` included).
 
+And one the deployment sets (``JOBWIRE_CANCEL_GRACE_S``): how long a worker has to stop a job
+it runs once a cancel is asked for it. Past that the job ends ``canceled`` whatever the worker
+does (a forced cancel); a late outcome from the worker is rejected and kept in the history.
+
 Whoever owns a job's partition (the dispatcher) asks ``next_due`` after every change and fires
 ``expiry_event`` when the time comes. The expiry is an ordinary ``job.failed`` whose id is
 derived from the job and the deadline, so two deciders (or one that fires again after a crash)
@@ -37,6 +41,7 @@ class Kind(str, Enum):
     TIMEOUT = "timeout_s"
     PENDING = "pending_timeout_s"
     HEARTBEAT = "heartbeat_timeout_s"
+    CANCEL = "cancel_grace_s"
 
 
 class Due(NamedTuple):
@@ -75,12 +80,13 @@ def last_sign_of_life(job: Job, heartbeat_at: float | None) -> float:
     return updated if heartbeat_at is None else max(updated, heartbeat_at)
 
 
-def next_due(job: Job, heartbeat_at: float | None = None) -> Due | None:
+def next_due(job: Job, heartbeat_at: float | None = None, cancel_grace_s: float | None = None) -> Due | None:
     """The earliest deadline still ahead of ``job`` (its time may already be past); None when
     the job is finished or has no limit that applies in its state.
 
     ``heartbeat_at``: unix seconds of the latest heartbeat seen, which the job itself does not
-    keep (heartbeats change no state)."""
+    keep (heartbeats change no state). ``cancel_grace_s``: the deployment's grace for a running
+    job's cancel (None: a cancel waits for the worker however long)."""
     if job.status.terminal:
         return None
     candidates: list[Due] = []
@@ -93,6 +99,8 @@ def next_due(job: Job, heartbeat_at: float | None = None) -> Due | None:
         candidates.append(Due(created + job.pending_timeout_s, Kind.PENDING))
     if job.status is Status.PROCESSING and job.heartbeat_timeout_s is not None:
         candidates.append(Due(last_sign_of_life(job, heartbeat_at) + job.heartbeat_timeout_s, Kind.HEARTBEAT))
+    if job.status is Status.PROCESSING and job.cancel_requested_at is not None and cancel_grace_s is not None:
+        candidates.append(Due(epoch(job.cancel_requested_at) + cancel_grace_s, Kind.CANCEL))
     # On a tie the whole job's timeout names the cause: it is the limit the client chose first.
     return min(candidates, key=lambda due: (due.at, list(Kind).index(due.kind))) if candidates else None
 
@@ -102,9 +110,18 @@ def expiry_event_id(job_id: str, kind: Kind) -> str:
 
 
 def expiry_event(job: Job, due: Due) -> Event:
-    """The ``job.failed`` that ends ``job`` because ``due`` passed. Its time is the deadline
+    """The ``job.failed`` that ends ``job`` because ``due`` passed (``job.canceled`` for a
+    forced cancel). Its time is the deadline
     itself, so every decider (and every replay) writes the same event."""
     at = format_utc(datetime.fromtimestamp(due.at, UTC))
+    if due.kind is Kind.CANCEL:
+        asked = job.cancel_requested_at or at
+        reason = (f"canceled by request at {asked}; the worker did not stop within the grace period "
+                  f"(deadline {at})")
+        if job.cancel_reason:
+            reason = f"{job.cancel_reason} ({reason})"
+        return new_event("job.canceled", job.id, job.tenant, {"reason": reason[:1000]}, source=SOURCE,
+                         event_id=expiry_event_id(job.id, due.kind), time=at)
     limit = getattr(job, due.kind.value)
     never_started = job.status is Status.PENDING
     if due.kind is Kind.PENDING:

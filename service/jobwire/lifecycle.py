@@ -103,6 +103,8 @@ class Job(NamedTuple):
     timeout_s: float | None = None
     pending_timeout_s: float | None = None
     heartbeat_timeout_s: float | None = None
+    #: When a cancel was first asked for a job a worker runs: the forced cancel counts from it.
+    cancel_requested_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +215,8 @@ def _transition(job: Job, event: Event, at: str) -> dict[str, Any]:
         return {"finished_at": at, "error": {"code": error["code"], "message": error["message"], "details": details},
                 "retryable": data.get("retryable")}
     if kind == "job.cancel_requested":
-        return {"cancel_requested": True, "cancel_reason": data.get("reason") or job.cancel_reason}
+        return {"cancel_requested": True, "cancel_reason": data.get("reason") or job.cancel_reason,
+                "cancel_requested_at": job.cancel_requested_at or at}
     if kind == "job.canceled":
         return {"finished_at": at, "cancel_reason": data.get("reason") or job.cancel_reason}
     raise AssertionError(f"no transition for {kind}")  # TRANSITIONS and this function disagree

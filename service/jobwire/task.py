@@ -25,6 +25,9 @@ def task_object(job: Job) -> dict[str, Any]:
         "parameters": job.parameters,
         "result": _result(job),
         "error": job.error,
+        # Whether the worker said submitting the job again could succeed (null when it did
+        # not say, and for jobs that did not fail).
+        "retryable": job.retryable if job.status is Status.FAILED else None,
         "progress": {"total": job.progress_total, "processed": job.progress_processed},
         "metadata": job.metadata,
         "result_url": job.result_url,

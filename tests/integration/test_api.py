@@ -50,6 +50,20 @@ async def test_submit_work_and_watch_it_finish(api_settings: Settings) -> None:
         assert all(h["verdict"] == "accepted" for h in history)
 
 
+async def test_a_batch_of_jobs_is_run_by_a_worker_and_its_keys_replay(api_settings: Settings) -> None:
+    async with running_api(api_settings) as url, running_worker(api_settings, "wordcount", DEMO_OPERATIONS["wordcount"]), \
+            Client(url, ACME_KEY) as client:
+        jobs = [{"job": {"operation": "wordcount", "parameters": {"text": "a " * n}}, "idempotency_key": f"batch-{n}"}
+                for n in range(1, 6)]
+        answers = await client.submit_batch(jobs)
+        assert [a["status"] for a in answers] == [202] * 5
+        done = [await client.wait(a["task"]["id"], timeout_s=30) for a in answers]
+        assert [d["result"]["words"] for d in done] == [1, 2, 3, 4, 5]
+        again = await client.submit_batch(jobs[:2])
+        assert [(a["status"], a["task"]["id"]) for a in again] == [(200, answers[0]["task"]["id"]),
+                                                                   (200, answers[1]["task"]["id"])]
+
+
 async def test_sse_streams_live_until_terminal(api_settings: Settings) -> None:
     async with running_api(api_settings) as url, Client(url, ACME_KEY) as client:
         task = await client.submit("manual", {})

@@ -198,3 +198,44 @@ async def test_two_deciders_writing_the_same_expiry_make_one_transition(kafka_bo
             assert len(webhooks_for(receiver, task["id"])) == 1
     finally:
         await producer.stop()
+
+
+async def test_a_worker_that_ignores_a_cancel_has_its_job_canceled_after_the_grace(kafka_bootstrap: str) -> None:
+    settings = load_settings({**expiry_env(kafka_bootstrap), "JOBWIRE_CANCEL_GRACE_S": "1"})
+    await ensure_topics(settings)
+    receiver = Receiver()
+    producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        # A worker of its own making (not the SDK, which stops its handlers): it starts the job
+        # and then goes silent, cancel or not.
+        publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
+        async with ReceiverServer(receiver) as server, running_api(settings) as url, running_dispatcher(settings), \
+                Client(url, ACME_KEY) as client:
+            await endpoint_for(client, server)
+            job = await client.submit("stubborn", {}, timeout_s=600)
+            await publisher.publish(new_event("job.started", job["id"], "acme", {}))
+            await status_becomes(client, job["id"], "processing")
+            asked = await client.cancel(job["id"], reason="the customer gave up")
+            assert asked["status"] == "processing" and asked["cancel_requested"] is True
+            canceled = await status_becomes(client, job["id"], "canceled")
+            # Dated at the end of the grace, counted from the cancel request.
+            waited_s = (parse_utc(canceled["finished_at"]) - parse_utc(asked["updated_at"])).total_seconds()
+            assert waited_s == 1.0, waited_s
+            assert "the customer gave up" in (await client.events(job["id"]))[-1]["event"]["data"]["reason"]
+            await receiver.wait_for(lambda: webhooks_for(receiver, job["id"]) != [])
+            [hook] = webhooks_for(receiver, job["id"])
+            assert hook.type == "task.canceled"
+            # The worker wakes up and reports a result: refused, and kept in the history.
+            await publisher.publish(new_event("job.completed", job["id"], "acme", {"result": {"late": True}}))
+            history = await eventually(lambda: late_entry(client, job["id"]), "the late outcome in the history",
+                                       timeout_s=30)
+            assert history["verdict"] == "rejected"
+            assert (await client.get(job["id"]))["status"] == "canceled"
+    finally:
+        await producer.stop()
+
+
+async def late_entry(client: Client, job_id: str) -> dict[str, Any] | None:
+    entries = [e for e in await client.events(job_id) if e["event"]["type"] == "job.completed"]
+    return entries[0] if entries else None

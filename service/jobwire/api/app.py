@@ -107,6 +107,7 @@ def resource(path: str, **endpoints: Callable[[Request], Awaitable[Response]]) -
 
 ROUTES = [
     resource("/v1/jobs", GET=jobs.list_jobs, POST=jobs.submit),
+    resource("/v1/jobs:batch", POST=jobs.submit_batch),
     resource("/v1/jobs/{job_id}", GET=jobs.get_job, DELETE=jobs.cancel),
     resource("/v1/jobs/{job_id}/cancel", POST=jobs.cancel),
     resource("/v1/jobs/{job_id}/events", GET=jobs.job_events, POST=jobs.post_event),

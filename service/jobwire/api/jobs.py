@@ -20,7 +20,7 @@ from jobwire import events
 from jobwire.api.auth import tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.headers import header
-from jobwire.api.problems import Problem, log_unavailable
+from jobwire.api.problems import Problem, log_unavailable, problem_body
 from jobwire.api.projection import ListQuery, Projection
 from jobwire.api.responses import accepts, json_response, require_json
 from jobwire.errors import InvalidEvent, LogError, Violation
@@ -147,6 +147,47 @@ async def wait_for_job(request: Request, job_id: str, wait_s: float, waiting: Ca
 # --- routes ---------------------------------------------------------------------------------
 
 
+async def create_job(request: Request, tenant: str, body: dict[str, Any], key: str | None
+                     ) -> tuple[Job, Position | None]:
+    """The job ``body`` asks for (a valid submit body), created unless ``key`` names one
+    already: the job and where its creation landed (None for a replay). Problems: 429 over the
+    quota, 413 too large, 409 a key bound to another request, 503 the log unavailable."""
+    job_id = idempotent_job_id(tenant, key) if key else new_id("job")
+    projection = projection_of(request)
+    existing = projection.get(tenant, job_id)
+    position = None
+    if existing is None:
+        quota = request.state.settings.unfinished_jobs_per_tenant
+        if projection.unfinished(tenant, quota) >= quota:
+            raise Problem(429, f"this tenant has {quota} unfinished jobs, the most it may have; submit again once "
+                          "some have finished", headers={"Retry-After": "5"},
+                          extra={"quota": "unfinished_jobs_per_tenant", "limit": quota})
+        # The operation's default deadlines (JOBWIRE_JOB_DEADLINES) unless the request sets its own.
+        data = {**request.state.settings.deadlines_for(body["operation"]), **body}
+        if key:
+            data["idempotency_key"] = key
+        event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
+        created = apply(None, event).job
+        if created is not None and (size := task_size(created)) > MAX_TASK_BYTES:
+            # A task this large could never be snapshotted or sent as a webhook: refuse it
+            # now, pointing at the larger of the two free-form members.
+            biggest = max(("parameters", "metadata"), key=lambda name: len(orjson.dumps(body.get(name))))
+            raise Problem(413, f"the task would be {size} bytes, over the {MAX_TASK_BYTES} byte limit",
+                          violations=[Violation(f"/{biggest}", "makes the task object too large")])
+        position = await publish(request, event)
+        existing = projection.get(tenant, job_id)
+        if existing is None:  # cannot happen unless the fold rejected the creation
+            raise Problem(503, "the job was not created; try again", headers={"Retry-After": "1"})
+    if key and (existing.operation, existing.parameters, existing.metadata) != (
+        body["operation"], body["parameters"], body.get("metadata")
+    ):
+        # 409: the request is well-formed; it conflicts with what the key is already bound to.
+        raise Problem(409, "this Idempotency-Key was already used with a different request; "
+                      "operation, parameters and metadata must match the first one",
+                      extra={"task": task_object(existing)})
+    return existing, position
+
+
 async def submit(request: Request) -> Response:
     tenant = tenant_of(request)
     require_json(request)
@@ -155,49 +196,17 @@ async def submit(request: Request) -> Response:
     key = header(request, b"idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:
         raise Problem(400, "Idempotency-Key must be 1 to 255 characters")
-    job_id = idempotent_job_id(tenant, key) if key else new_id("job")
-    projection = projection_of(request)
-    existing = projection.get(tenant, job_id)
-    position = None
     # The long-poll slot is taken before the job is created: a 429 after that would leave a
     # job the client never heard of.
     slot = request.state.limits.long_poll(tenant) if wait_s else None
     try:
-        if existing is None:
-            quota = request.state.settings.unfinished_jobs_per_tenant
-            if projection.unfinished(tenant, quota) >= quota:
-                raise Problem(429, f"this tenant has {quota} unfinished jobs, the most it may have; submit again once "
-                              "some have finished", headers={"Retry-After": "5"},
-                              extra={"quota": "unfinished_jobs_per_tenant", "limit": quota})
-            # The operation's default deadlines (JOBWIRE_JOB_DEADLINES) unless the request sets its own.
-            data = {**request.state.settings.deadlines_for(body["operation"]), **body}
-            if key:
-                data["idempotency_key"] = key
-            event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
-            created = apply(None, event).job
-            if created is not None and (size := task_size(created)) > MAX_TASK_BYTES:
-                # A task this large could never be snapshotted or sent as a webhook: refuse it
-                # now, pointing at the larger of the two free-form members.
-                biggest = max(("parameters", "metadata"), key=lambda name: len(orjson.dumps(body.get(name))))
-                raise Problem(413, f"the task would be {size} bytes, over the {MAX_TASK_BYTES} byte limit",
-                              violations=[Violation(f"/{biggest}", "makes the task object too large")])
-            position = await publish(request, event)
-            existing = projection.get(tenant, job_id)
-            if existing is None:  # cannot happen unless the fold rejected the creation
-                raise Problem(503, "the job was not created; try again", headers={"Retry-After": "1"})
-        if key and (existing.operation, existing.parameters, existing.metadata) != (
-            body["operation"], body["parameters"], body.get("metadata")
-        ):
-            # 409: the request is well-formed; it conflicts with what the key is already bound to.
-            raise Problem(409, "this Idempotency-Key was already used with a different request; "
-                          "operation, parameters and metadata must match the first one",
-                          extra={"task": task_object(existing)})
+        created, position = await create_job(request, tenant, body, key)
         if wait_s:
-            await wait_for_job(request, job_id, wait_s, lambda job: not job.status.terminal)
+            await wait_for_job(request, created.id, wait_s, lambda job: not job.status.terminal)
     finally:
         if slot is not None:
             slot.release()
-    job = projection.get(tenant, job_id)
+    job = projection_of(request).get(tenant, created.id)
     assert job is not None
     headers = task_headers(job, position)
     if position is None:
@@ -206,6 +215,31 @@ async def submit(request: Request) -> Response:
         headers["Preference-Applied"] = f"wait={wait_s:g}"
     status = 200 if wait_s and job.status.terminal else 202
     return json_response(task_object(job), status, headers)
+
+
+async def submit_batch(request: Request) -> Response:
+    """Up to 100 jobs in one request (``maxItems`` in schemas/api/job-batch.json: a bounded
+    request, answered within the request timeout), each with its own idempotency key. The body's
+    shape is checked whole (one 422 names every item at fault); then each job is created on its
+    own, and the answer lists, in order, each one's task or its problem."""
+    tenant = tenant_of(request)
+    require_json(request)
+    body = await read_json(request, "api/job-batch.json")
+    items: list[dict[str, Any]] = body["jobs"]
+    violations = [v for index, item in enumerate(items)
+                  for v in validator("api/job-submit.json").violations(item["job"], f"/jobs/{index}/job")]
+    if violations:
+        raise Problem(422, "the body does not match the schema", violations=violations)
+    results: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            job, position = await create_job(request, tenant, item["job"], item.get("idempotency_key"))
+        except Problem as problem:
+            results.append({"index": index, "status": problem.status, "problem": problem_body(problem)})
+            continue
+        results.append({"index": index, "status": 202 if position is not None else 200, "task": task_object(job),
+                        "position": str(position) if position is not None else None})
+    return json_response({"object": "list", "data": results})
 
 
 async def get_job(request: Request) -> Response:
@@ -289,6 +323,7 @@ async def list_jobs(request: Request) -> Response:
         operation=params.get("operation"),
         created_after=_query_time(request, "created_after"),
         created_before=_query_time(request, "created_before"),
+        updated_after=_query_time(request, "updated_after"),
         limit=int(limit_text),
         after_key=_parse_cursor(cursor) if cursor is not None else None,
     )

@@ -61,6 +61,16 @@ def log_unavailable(exc: Exception, what: str) -> Problem:
 
 
 def problem_response(request: Request | None, problem: Problem) -> Response:
+    body = problem_body(problem)
+    if request is not None:
+        body["instance"] = request.url.path
+    # Also here, not only in the middleware: a 500 is answered outside the middleware stack.
+    headers = {**problem.headers, "X-Content-Type-Options": "nosniff"}
+    return Response(orjson.dumps(body), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def problem_body(problem: Problem) -> dict[str, Any]:
+    """The problem details document (RFC 9457) for ``problem``, without an ``instance``."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": TITLES.get(problem.status, "Error"),
@@ -68,15 +78,11 @@ def problem_response(request: Request | None, problem: Problem) -> Response:
         "detail": problem.detail,
         **problem.extra,
     }
-    if request is not None:
-        body["instance"] = request.url.path
     if problem.violations:
         listed = problem.violations[:MAX_LISTED_VIOLATIONS]
         body["errors"] = [{"pointer": v.pointer, "detail": _shortened(v.message)} for v in listed]
         body["errors_total"] = len(problem.violations)
-    # Also here, not only in the middleware: a 500 is answered outside the middleware stack.
-    headers = {**problem.headers, "X-Content-Type-Options": "nosniff"}
-    return Response(orjson.dumps(body), status_code=problem.status, media_type=MEDIA_TYPE, headers=headers)
+    return body
 
 
 async def on_problem(request: Request, exc: Exception) -> Response:

@@ -79,6 +79,8 @@ class ListQuery:
     operation: str | None = None
     created_after: str | None = None
     created_before: str | None = None
+    #: Only jobs changed after this moment: what a poller asks ("what changed since I looked").
+    updated_after: str | None = None
     limit: int = 50
     #: Exclusive upper bound from the previous page (newest first).
     after_key: IndexKey | None = None
@@ -304,6 +306,9 @@ class Projection:
         if query.created_before is not None:
             where.append("created_at < ?")
             args.append(query.created_before)
+        if query.updated_after is not None:
+            where.append("updated_at > ?")
+            args.append(query.updated_after)
         if query.after_key is not None:
             where.append("(created_at, id) < (?, ?)")
             args.extend(query.after_key)

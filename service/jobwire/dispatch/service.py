@@ -91,7 +91,8 @@ class DispatcherParts:
         interval = options.commit_interval_s
         # A deadline waits until the intake has read its partition past it (see timers.py).
         self.timers = Timers(self.state, self.outbox, topics.events, clock=clock.time,
-                             read_through=lambda partition: self.intake.read_through.get(partition, -math.inf))
+                             read_through=lambda partition: self.intake.read_through.get(partition, -math.inf),
+                             cancel_grace_s=settings.cancel_grace_s)
         self.intake = EventIntake(
             consumer(self.group_id, "events"), topics.events, state=self.state, registry=self.registry,
             lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,

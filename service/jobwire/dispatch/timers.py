@@ -55,8 +55,10 @@ FIRE_BATCH = 1000
 class Timers:
     def __init__(self, state: StateStore, outbox: Outbox, events_topic: str,
                  clock: Callable[[], float] = time.time,
-                 read_through: Callable[[int], float] = lambda partition: math.inf) -> None:
+                 read_through: Callable[[int], float] = lambda partition: math.inf,
+                 cancel_grace_s: float | None = None) -> None:
         self._state = state
+        self._cancel_grace_s = cancel_grace_s
         self._read_through = read_through
         self._outbox = outbox
         self._topic = events_topic
@@ -75,7 +77,7 @@ class Timers:
 
     def arm(self, partition: int, job: Job) -> None:
         """After any change of ``job``: (re)arm its next deadline, or forget it when none is left."""
-        due = next_due(job, self._heartbeats.get(job.id))
+        due = next_due(job, self._heartbeats.get(job.id), self._cancel_grace_s)
         if due is None:
             self._discard(job.id)
             return
@@ -153,7 +155,7 @@ class Timers:
             if self._due.get(job_id) != (at, partition):
                 continue  # superseded by a later arm
             job_state = self._state.get(partition, job_id)
-            due = next_due(job_state.job, self._heartbeats.get(job_id)) if job_state else None
+            due = next_due(job_state.job, self._heartbeats.get(job_id), self._cancel_grace_s) if job_state else None
             if job_state is None or due is None:
                 self._discard(job_id)  # finished, or its partition moved away
                 continue

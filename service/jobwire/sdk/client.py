@@ -98,6 +98,12 @@ class Client:
         _, task, _ = await self._request("POST", "/v1/jobs", json=body, headers=headers)
         return dict(task)
 
+    async def submit_batch(self, jobs: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
+        """Up to 100 jobs, each ``{"job": <submit body>, "idempotency_key"?: str}``; returns,
+        in order, each one's ``{index, status, task, position}`` or ``{index, status, problem}``."""
+        _, answer, _ = await self._request("POST", "/v1/jobs:batch", json={"jobs": jobs})
+        return builtins.list(answer["data"])
+
     async def get(self, job_id: str) -> dict[str, Any]:
         _, task, _ = await self._request("GET", f"/v1/jobs/{job_id}", headers=self._read_headers(job_id))
         return dict(task)

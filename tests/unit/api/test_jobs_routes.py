@@ -424,3 +424,84 @@ def test_a_tenant_has_at_most_its_quota_of_unfinished_jobs(parts: tuple[ApiCompo
         # A finished job frees its place.
         assert client.post(f"/v1/jobs/{first['id']}/cancel", headers=ACME).status_code == 200
         assert submit(client).status_code == 202
+
+
+@pytest.mark.parametrize("retryable", [True, False, None])
+def test_a_failed_jobs_retryable_reaches_the_task_object_and_its_webhook(
+        client: TestClient, parts: tuple[ApiComponents, MemoryLog, MemoryTopic], retryable: bool | None) -> None:
+    from jobwire.webhooks.model import job_payload
+
+    job_id = submit(client).json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}", headers=ACME).json()["retryable"] is None
+    data: dict[str, Any] = {"error": {"code": "busy", "message": "the OCR farm is full"}}
+    if retryable is not None:
+        data["retryable"] = retryable
+    failed = client.post(f"/v1/jobs/{job_id}/events", headers=ACME, json={"type": "job.failed", "data": data})
+    assert failed.status_code in (200, 201, 202), failed.text
+    task = client.get(f"/v1/jobs/{job_id}", headers={**ACME, "Jobwire-Position": failed.headers["jobwire-position"]}).json()
+    assert task["status"] == "failed" and task["retryable"] is retryable
+    job = parts[0].projection.job(job_id)
+    assert job is not None
+    event_type, body = job_payload(job)
+    assert event_type == "task.failed" and orjson.loads(body)["data"]["retryable"] is retryable
+
+
+def test_a_batch_creates_each_job_and_answers_each_ones_task_or_problem(
+        parts: tuple[ApiComponents, MemoryLog, MemoryTopic]) -> None:
+    settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789,globex:key_globex_0123456789",
+                              "JOBWIRE_UNFINISHED_JOBS_PER_TENANT": "3"})
+    with TestClient(create_app(settings, parts[0]), raise_server_exceptions=False) as client:
+        first = submit(client, {"operation": "ocr", "parameters": {"n": 0}}, {"Idempotency-Key": "k0"}).json()
+        batch = {"jobs": [
+            {"job": {"operation": "ocr", "parameters": {"n": 0}}, "idempotency_key": "k0"},  # a replay
+            {"job": {"operation": "ocr", "parameters": {"n": 9}}, "idempotency_key": "k0"},  # the key, another job
+            {"job": {"operation": "ocr", "parameters": {"n": 1}}},
+            {"job": {"operation": "ocr", "parameters": {"n": 2}, "metadata": {"m": 1}}, "idempotency_key": "k2"},
+            {"job": {"operation": "ocr", "parameters": {"n": 3}}},  # over the quota of 3 unfinished
+        ]}
+        answer = client.post("/v1/jobs:batch", json=batch, headers=ACME)
+        assert answer.status_code == 200, answer.text
+        items = answer.json()["data"]
+        assert [(i["index"], i["status"]) for i in items] == [(0, 200), (1, 409), (2, 202), (3, 202), (4, 429)]
+        assert items[0]["task"]["id"] == first["id"] and items[0]["position"] is None
+        assert items[1]["problem"]["status"] == 409 and "Idempotency-Key" in items[1]["problem"]["detail"]
+        assert items[4]["problem"]["quota"] == "unfinished_jobs_per_tenant"
+        created = items[3]["task"]
+        got = client.get(f"/v1/jobs/{created['id']}", headers={**ACME, "Jobwire-Position": items[3]["position"]})
+        assert got.json()["metadata"] == {"m": 1}
+        again = client.post("/v1/jobs:batch", json={"jobs": [batch["jobs"][3]]}, headers=ACME).json()["data"]
+        assert again[0]["status"] == 200 and again[0]["task"]["id"] == created["id"], "its key replays"
+        assert client.get(f"/v1/jobs/{created['id']}", headers=GLOBEX).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "pointer"), [
+    ({"jobs": []}, "/jobs"),
+    ({"jobs": [{"job": {}}] * 101}, "/jobs"),
+    ({"jobs": [{"job": {"operation": "ocr", "parameters": {}}}, {"job": {"operation": "ocr"}}]}, "/jobs/1/job"),
+    ({"jobs": [{"job": {"operation": "o c r", "parameters": {}}}]}, "/jobs/0/job/operation"),
+    ({"jobs": [{"job": {"operation": "ocr", "parameters": {}}, "idempotency_key": ""}]}, "/jobs/0/idempotency_key"),
+    ({"jobs": [{"operation": "ocr", "parameters": {}}]}, "/jobs/0"),
+])
+def test_a_batch_of_the_wrong_shape_creates_nothing_and_names_the_item_at_fault(
+        client: TestClient, log: MemoryLog, body: dict[str, Any], pointer: str) -> None:
+    before = client.get("/v1/jobs", headers=ACME).json()["data"]
+    refused = client.post("/v1/jobs:batch", json=body, headers=ACME)
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert any(e["pointer"].startswith(pointer) for e in refused.json()["errors"]), refused.json()
+    assert client.get("/v1/jobs", headers=ACME).json()["data"] == before
+
+
+async def test_updated_after_lists_only_what_changed_since_a_poller_looked(client: TestClient, log: MemoryLog) -> None:
+    ids = [submit(client).json()["id"] for _ in range(3)]
+    listed = client.get("/v1/jobs", headers=ACME).json()["data"]
+    newest_seen = max(task["updated_at"] for task in listed)
+    from datetime import timedelta
+
+    from jobwire.timeutil import format_utc, parse_utc
+
+    later = format_utc(parse_utc(newest_seen) + timedelta(milliseconds=5))  # never the same millisecond
+    await log.publish(new_event("job.started", ids[1], "acme", {}, time=later))
+    changed = client.get("/v1/jobs", params={"updated_after": newest_seen}, headers=ACME).json()["data"]
+    assert [task["id"] for task in changed] == [ids[1]] and changed[0]["status"] == "processing"
+    assert client.get("/v1/jobs", params={"updated_after": newest_seen}, headers=GLOBEX).json()["data"] == []
+    assert client.get("/v1/jobs", params={"updated_after": "soon"}, headers=ACME).status_code == 422

@@ -345,3 +345,45 @@ async def test_a_deadline_waits_until_the_partition_is_read_past_it() -> None:
     read[0] = T0 + 5.5
     clock.now = T0 + 6 + RECHECK_S
     assert await timers.fire_due() == 1
+
+
+# --- forced cancel --------------------------------------------------------------------------
+
+
+def test_a_running_job_whose_worker_ignores_a_cancel_ends_canceled_after_the_grace() -> None:
+    running = then(created(), "job.started", 4)
+    asked = then(running, "job.cancel_requested", 10, {"reason": "customer asked"})
+    assert next_due(asked) is None, "no grace configured (off): the cancel waits for the worker"
+    assert next_due(asked, cancel_grace_s=30) == (T0 + 40, Kind.CANCEL)
+    # Asking again does not push the deadline back; progress from the worker does not either.
+    again = then(then(asked, "job.cancel_requested", 25), "job.progress", 30, {"total": 2, "processed": 1})
+    assert again.cancel_requested_at == at(10) and next_due(again, cancel_grace_s=30) == (T0 + 40, Kind.CANCEL)
+    forced = expiry_event(again, next_due(again, cancel_grace_s=30))  # type: ignore[arg-type]
+    assert forced.type == "job.canceled" and forced.time == at(40) and forced.id == expiry_event_id(again.id, Kind.CANCEL)
+    assert "customer asked" in forced.data["reason"] and "grace period" in forced.data["reason"]
+    events.encode(forced)  # the log takes it
+    outcome = apply(again, forced)
+    assert outcome.verdict is Verdict.ACCEPTED and outcome.job is not None and outcome.job.status is Status.CANCELED
+    late = apply(outcome.job, new_event("job.completed", again.id, "acme", {"result": {}}, time=at(41)))
+    assert late.verdict is Verdict.REJECTED, "the worker's late outcome is refused (and kept in the history)"
+
+
+def test_a_forced_cancel_never_comes_before_the_jobs_own_deadlines_or_for_a_pending_job() -> None:
+    running = then(created(timeout_s=20), "job.started", 4)
+    asked = then(running, "job.cancel_requested", 10)
+    assert next_due(asked, cancel_grace_s=30) == (T0 + 20, Kind.TIMEOUT)
+    pending = created()
+    # A pending job is canceled at once by the API; the grace is only for a worker's running job.
+    assert next_due(then(pending, "job.cancel_requested", 1), cancel_grace_s=0) is None
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 30.0), ("0", 0.0), ("off", None), ("OFF", None), ("2.5", 2.5)])
+def test_the_cancel_grace_setting(raw: str, expected: float | None) -> None:
+    assert load_settings({"JOBWIRE_CANCEL_GRACE_S": raw}).cancel_grace_s == expected
+
+
+@pytest.mark.parametrize("raw", ["-1", "nan", "inf", "soon", "86401"])
+def test_a_bad_cancel_grace_names_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"JOBWIRE_CANCEL_GRACE_S": raw})
+    assert caught.value.variable == "JOBWIRE_CANCEL_GRACE_S"
