@@ -283,18 +283,10 @@ def _retry_schedule(env: Mapping[str, str]) -> tuple[float, ...]:
 
 
 def _cancel_grace(env: Mapping[str, str]) -> float | None:
-    name, raw = "JOBWIRE_CANCEL_GRACE_S", env.get("JOBWIRE_CANCEL_GRACE_S", "").strip().lower()
-    if raw == "off":
+    """Seconds (0 to a day), or ``off``: a cancel then waits for the worker however long."""
+    if env.get("JOBWIRE_CANCEL_GRACE_S", "").strip().lower() == "off":
         return None
-    if not raw:
-        return 30.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be seconds (0 to 86400) or off, got {raw!r}") from None
-    if not 0 <= value <= 86400:
-        raise ConfigError(name, f"must be seconds (0 to 86400) or off, got {raw!r}")
-    return value
+    return _capped(env, "JOBWIRE_CANCEL_GRACE_S", 30.0, 0.0, 86400.0)
 
 
 def _public_url(env: Mapping[str, str]) -> str | None:

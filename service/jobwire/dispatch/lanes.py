@@ -236,11 +236,7 @@ class Lanes:
         return removed
 
     def _count(self, tenant: str, change: int) -> None:
-        left = self._tenant_work.get(tenant, 0) + change
-        if left:
-            self._tenant_work[tenant] = left
-        else:
-            self._tenant_work.pop(tenant, None)
+        _adjust(self._tenant_work, tenant, change)
 
     def _over_share(self, tenant: str) -> bool:
         if self.senders is None or len(self._tenant_work) < 2:
@@ -305,7 +301,7 @@ class Lanes:
         work = lane.queue.popleft()
         work.started_at = now
         lane.in_flight += 1
-        self._tenant_in_flight[lane.tenant] = self._tenant_in_flight.get(lane.tenant, 0) + 1
+        _adjust(self._tenant_in_flight, lane.tenant, 1)
         self.in_flight.add(work)
         self._consider(lane)  # back of the ring: the next endpoint goes first
         if self._ready:
@@ -315,11 +311,7 @@ class Lanes:
     def release(self, lane: Lane, work: Work) -> None:
         """An attempt ended (whatever its outcome): frees its slot and its share of the bound."""
         lane.in_flight -= 1
-        left = self._tenant_in_flight[lane.tenant] - 1
-        if left:
-            self._tenant_in_flight[lane.tenant] = left
-        else:
-            del self._tenant_in_flight[lane.tenant]
+        _adjust(self._tenant_in_flight, lane.tenant, -1)
         self.in_flight.discard(work)
         self.deliveries -= 1
         self.bytes -= work.size
@@ -388,3 +380,13 @@ class Lanes:
         for lane in deepest:
             oldest = now - lane.queue[0].enqueued_at if lane.queue else 0.0
             yield lane.endpoint_id, len(lane.queue), oldest
+
+
+def _adjust(counts: dict[str, int], tenant: str, change: int) -> None:
+    """Change a per-tenant count; a tenant whose count falls to 0 leaves the table (its size is
+    the number of tenants with work)."""
+    left = counts.get(tenant, 0) + change
+    if left:
+        counts[tenant] = left
+    else:
+        counts.pop(tenant, None)

@@ -69,11 +69,10 @@ class Outbox:
 
     def _make_on_done(self, number: int) -> Any:
         def on_done(future: asyncio.Future[Any]) -> None:
-            error = None if not future.cancelled() and future.exception() is None else (
-                "cancelled" if future.cancelled() else repr(future.exception()))
-            if error is not None:
+            if future.cancelled() or future.exception() is not None:
                 if self._failed is None:
-                    self._failed = LogError(f"a record was not acknowledged: {error}", retriable=False)
+                    cause = "cancelled" if future.cancelled() else repr(future.exception())
+                    self._failed = LogError(f"a record was not acknowledged: {cause}", retriable=False)
                 self._wake()
                 return
             self._acked_early.add(number)

@@ -130,4 +130,3 @@ class TierConsumer(ConsumerLoop):
         self._claims.forget(partitions)
         for tp in [tp for tp in self._waiting if tp.partition in partitions]:
             del self._waiting[tp]
-
