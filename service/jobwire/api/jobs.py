@@ -150,8 +150,10 @@ async def wait_for_job(request: Request, job_id: str, wait_s: float, waiting: Ca
 async def create_job(request: Request, tenant: str, body: dict[str, Any], key: str | None
                      ) -> tuple[Job, Position | None]:
     """The job ``body`` asks for (a valid submit body), created unless ``key`` names one
-    already: the job and where its creation landed (None for a replay). Problems: 429 over the
-    quota, 413 too large, 409 a key bound to another request, 503 the log unavailable."""
+    already: the job as its creation made it (``pending``, whatever a fast worker did since;
+    for a replay, as it stands now) and where its creation landed (None for a replay).
+    Problems: 429 over the quota, 413 too large, 409 a key bound to another request, 503 the
+    log unavailable."""
     job_id = idempotent_job_id(tenant, key) if key else new_id("job")
     projection = projection_of(request)
     existing = projection.get(tenant, job_id)
@@ -175,9 +177,9 @@ async def create_job(request: Request, tenant: str, body: dict[str, Any], key: s
             raise Problem(413, f"the task would be {size} bytes, over the {MAX_TASK_BYTES} byte limit",
                           violations=[Violation(f"/{biggest}", "makes the task object too large")])
         position = await publish(request, event)
-        existing = projection.get(tenant, job_id)
-        if existing is None:  # cannot happen unless the fold rejected the creation
+        if created is None or projection.get(tenant, job_id) is None:  # only if the fold rejected it
             raise Problem(503, "the job was not created; try again", headers={"Retry-After": "1"})
+        existing = created
     if key and (existing.operation, existing.parameters, existing.metadata) != (
         body["operation"], body["parameters"], body.get("metadata")
     ):
@@ -206,7 +208,7 @@ async def submit(request: Request) -> Response:
     finally:
         if slot is not None:
             slot.release()
-    job = projection_of(request).get(tenant, created.id)
+    job = projection_of(request).get(tenant, created.id) if wait_s else created
     assert job is not None
     headers = task_headers(job, position)
     if position is None:
