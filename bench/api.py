@@ -2,13 +2,17 @@
 
     apt-get install wrk   # the load generator, same for every target
     .venv/bin/python bench/api.py [--seconds 10] [--events 5000000] [--jobs 1000000] [--skip-http]
+        [--deliveries 1000000] [--only-health]
 
 - GET /v1/jobs/{id} requests/s vs a bare Starlette route returning the same JSON from a dict,
   same uvicorn settings (one process each), same wrk settings.
 - POST /v1/jobs accepted/s (each one written to Kafka with acks=all and visible in the
   projection before the 202).
 - The store: a cold rebuild's rate against the rate of reading and decoding the same log; a
-  replica restarted on the built store: time to ready, resident memory, filtered list latency.
+  replica restarted on the built store: time to ready, resident memory, filtered list latency;
+  a fresh replica catching up on the whole log: GET latency meanwhile against once it is ready.
+- The endpoint health query with a million deliveries in the store, against a point read of
+  one delivery in the same store (``--only-health`` runs this one alone, without a broker).
 
 Starts its own broker unless KAFKA_BOOTSTRAP_SERVERS is set. Not part of the test run.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import http.client
 import os
 import re
 import shutil
@@ -28,10 +33,12 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import orjson
 from _broker import bench_broker
 
+from jobwire.api.deliverylog import DeliveryLog
 from jobwire.api.projection import Projection
 from jobwire.api.store import Store
 from jobwire.config import Settings, load_settings
@@ -85,7 +92,7 @@ def serve(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def http_figures(bootstrap: str, seconds: int) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_API_KEYS": f"bench:{KEY}",
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_API_KEYS": f"bench:{KEY}", "JOBWIRE_RATE_LIMIT_PER_S": "0",
            "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.", "JOBWIRE_LOG_LEVEL": "WARNING"}
     bare_dir = tempfile.mkdtemp()
     env["JOBWIRE_DATA_DIR"] = str(Path(bare_dir, "data"))
@@ -183,8 +190,8 @@ async def rebuild_figures(settings: Settings) -> None:
         ends = await reader.end_offsets()
         reader.seek(projection.resume(await reader.beginning_offsets(), ends))
         started = time.perf_counter()
-        async for batch in reader.batches(timeout_ms=500):
-            projection.apply_batch(batch)
+        async for batch in reader.raw_batches(timeout_ms=500):
+            await projection.apply(batch)
             if projection.caught_up(ends):
                 break
         elapsed = time.perf_counter() - started
@@ -236,20 +243,125 @@ def restart_figures(settings: Settings, env: dict[str, str], jobs: int) -> None:
         api.wait()
 
 
+def catch_up_figures(env: dict[str, str], events: int) -> None:
+    """A fresh replica (empty data dir) folding the whole log, as a new pod does: GET latency
+    for a job while the catch-up runs, against the same GET once the replica is ready."""
+    data_dir = tempfile.mkdtemp(prefix="jobwire-bench-fresh-")
+    port = free_port()
+    started = time.perf_counter()
+    api = serve([sys.executable, "-m", "jobwire.cli", "api", "--port", str(port)], {**env, "JOBWIRE_DATA_DIR": data_dir})
+    headers = {"Authorization": f"Bearer {KEY}"}
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def timed_get(path: str) -> tuple[float, int]:
+            t = time.perf_counter()
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            return time.perf_counter() - t, response.status
+
+        during: list[float] = []
+        ready_at = None
+        for i in range(300_000):  # bounded in count, and by the 600 s below
+            if i % 100 == 0:
+                if timed_get("/readyz")[1] == 200:
+                    ready_at = time.perf_counter()
+                    break
+                if time.perf_counter() - started > 600:
+                    break
+            during.append(timed_get("/v1/jobs/job_r00000000")[0])
+        if ready_at is None:
+            print("fresh replica: not ready within 600 s")
+            return
+        after = sorted(timed_get("/v1/jobs/job_r00000000")[0] for _ in range(5000))
+        during.sort()
+
+        def p(values: list[float], q: float) -> float:
+            return values[min(len(values) - 1, int(len(values) * q))] * 1000
+
+        print(f"fresh replica folded {events:,} events to ready in {ready_at - started:.1f}s, process start included "
+              f"({events / (ready_at - started):,.0f} events/s)")
+        print(f"GET /v1/jobs/{{id}} during that catch-up: p50 {p(during, 0.5):.2f} ms, p99 {p(during, 0.99):.2f} ms, "
+              f"max {during[-1] * 1000:.1f} ms over {len(during):,} requests; once ready: p50 {p(after, 0.5):.2f} ms, "
+              f"p99 {p(after, 0.99):.2f} ms; ratio of p99s {p(during, 0.99) / p(after, 0.99):.1f} "
+              "(goal: p99 during catch-up < 5 ms)")
+    finally:
+        api.terminate()
+        api.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class AttemptRecord(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[()] = ()
+
+
+def health_figures(deliveries_count: int) -> None:
+    """The endpoint health query (attempts per hour and outcome over 30 days) on a store holding
+    ``deliveries_count`` deliveries over 100 endpoints, against a point read of one delivery."""
+    data_dir = Path(tempfile.mkdtemp(prefix="jobwire-bench-health-"))
+    store = Store(data_dir)
+    try:
+        deliveries = DeliveryLog(store)
+        started = time.perf_counter()
+        outcomes = ("succeeded",) * 8 + ("retrying", "failed")
+        for first in range(0, deliveries_count, 5000):
+            batch = []
+            for n in range(first, min(first + 5000, deliveries_count)):
+                at = f"2026-11-{1 + n * 30 // deliveries_count:02d}T{n % 24:02d}:{n % 60:02d}:00.000Z"
+                document = {"delivery_id": f"msg_{n:08d}", "endpoint_id": f"ep_{n % 100:03d}", "tenant": "acme",
+                            "event_type": "task.completed", "event_id": f"evt_{n}", "job_id": f"job_{n}",
+                            "attempt": 1, "at": at, "outcome": outcomes[n % 10], "status_code": 200}
+                batch.append(AttemptRecord("webhooks.attempts", 0, n, None, orjson.dumps(document)))
+            deliveries.apply_batch(batch)
+        print(f"(folded {deliveries_count:,} deliveries into the store in {time.perf_counter() - started:.0f}s)")
+
+        def timed(call: Any, rounds: int = 2000) -> tuple[float, float]:
+            spent = []
+            for i in range(rounds):
+                t = time.perf_counter()
+                call(i)
+                spent.append(time.perf_counter() - t)
+            spent.sort()
+            return spent[rounds // 2] * 1000, spent[int(rounds * 0.99)] * 1000
+
+        since = "2026-11-01T00:00:00.000Z"
+        counted = sum(deliveries.health("ep_007", since).values())
+        p50, p99 = timed(lambda i: deliveries.health(f"ep_{i % 100:03d}", since))
+        c50, c99 = timed(lambda i: deliveries.get("acme", f"msg_{i * 397 % deliveries_count:08d}"))
+        print(f"endpoint health over 30 days with {deliveries_count:,} deliveries in the store ({counted:,} attempts "
+              f"counted for one endpoint): p50 {p50:.3f} ms, p99 {p99:.3f} ms; a point read of one delivery p50 "
+              f"{c50:.3f} ms, p99 {c99:.3f} ms; ratio of p99s {p99 / c99:.1f} (goal: health <= 5 ms)")
+    finally:
+        store.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--skip-http", action="store_true", help="only the store figures")
+    parser.add_argument("--deliveries", type=int, default=1_000_000, help="deliveries in the store for the health query")
+    parser.add_argument("--only-health", action="store_true", help="only the endpoint health figure (no broker)")
     args = parser.parse_args()
+    if args.only_health:
+        health_figures(args.deliveries)
+        return
     if shutil.which("wrk") is None and not args.skip_http:
         raise SystemExit("bench/api.py needs wrk: apt-get install wrk")
     with bench_broker() as bootstrap:
         if not args.skip_http:
             http_figures(bootstrap, args.seconds)
         data_dir = tempfile.mkdtemp(prefix="jobwire-bench-")
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_API_KEYS": f"acme:{KEY}",
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_API_KEYS": f"acme:{KEY}", "JOBWIRE_RATE_LIMIT_PER_S": "0",
                "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.", "JOBWIRE_EVENTS_PARTITIONS": "6",
                "JOBWIRE_LOG_LEVEL": "WARNING", "JOBWIRE_DATA_DIR": data_dir, "JOBWIRE_RETENTION_DAYS": "0"}
         settings = load_settings(env)
@@ -258,6 +370,8 @@ def main() -> None:
             asyncio.run(write_histories(settings, args.events, args.jobs))
             asyncio.run(rebuild_figures(settings))
             restart_figures(settings, env, args.jobs)
+            catch_up_figures(env, args.events)
+            health_figures(args.deliveries)
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
 

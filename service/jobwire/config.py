@@ -25,7 +25,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: Every environment variable jobwire reads (the README documents each; deploy files may set
 #: only these: tests/unit/test_settings_surface.py checks both).
-ENV_VARS = (
+ENV_VARS: tuple[str, ...] = (
     "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
     "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "KAFKA_FETCH_MAX_WAIT_MS",
     "JOBWIRE_API_KEYS", "JOBWIRE_DEV_API_KEY", "JOBWIRE_SECRET_KEY", "JOBWIRE_ALLOWED_TARGETS",
@@ -43,9 +43,21 @@ ENV_VARS = (
     "JOBWIRE_PUBLIC_URL", "JOBWIRE_CANCEL_GRACE_S",
     "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S",
 )
+#: Settings that hold secrets: each may instead be read from a file named by ``<name>_FILE``
+#: (a mounted Kubernetes Secret or Docker secret), so it is in no process environment.
+SECRET_FILES = {
+    "JOBWIRE_API_KEYS": "JOBWIRE_API_KEYS_FILE", "JOBWIRE_SECRET_KEYS": "JOBWIRE_SECRET_KEYS_FILE",
+    "JOBWIRE_SECRET_KEY": "JOBWIRE_SECRET_KEY_FILE", "JOBWIRE_METRICS_TOKEN": "JOBWIRE_METRICS_TOKEN_FILE",
+    "KAFKA_SASL_PASSWORD": "KAFKA_SASL_PASSWORD_FILE",
+}
+ENV_VARS += tuple(SECRET_FILES.values())
 DEV_TENANT = "dev"
+#: What a tenant may be called: the tenant field of every event (schemas/event.json).
+TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_DATA_DIR = Path.home() / ".local" / "state" / "jobwire"
+#: Requests a second per API key on one replica when not in dev mode (the burst is twice this).
+DEFAULT_RATE_LIMIT_PER_S = 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,13 +246,20 @@ def _api_keys(env: Mapping[str, str], dev: bool) -> tuple[tuple[str, str], ...]:
     name = "JOBWIRE_API_KEYS"
     raw = env.get(name, "").strip()
     pairs: list[tuple[str, str]] = []
+    owners: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         tenant, sep, key = item.partition(":")
         if not sep or not tenant or not key:
             # Never echo the value: it holds keys.
             raise ConfigError(name, "each entry must be tenant:key, separated by commas")
-        if len(key) < 16:
-            raise ConfigError(name, f"the key of tenant {tenant!r} is shorter than 16 characters")
+        if not TENANT_NAME.fullmatch(tenant):
+            raise ConfigError(name, f"tenant {tenant[:64]!r} must be 1 to 64 letters, digits, '_', '.' or '-' "
+                                    "(the tenant field of every event)")
+        _check_key(name, f"the key of tenant {tenant!r} ", key)
+        owner = owners.setdefault(key, tenant)
+        if owner != tenant:
+            raise ConfigError(name, f"one key is listed for tenants {owner!r} and {tenant!r}; "
+                                    "each key must name one tenant")
         pairs.append((tenant, key))
     if not pairs and dev:
         pairs.append((DEV_TENANT, env.get("JOBWIRE_DEV_API_KEY") or "dev_" + secrets.token_urlsafe(18)))
@@ -332,9 +351,27 @@ def _kafka(env: Mapping[str, str]) -> KafkaSettings:
     )
 
 
+def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``env`` with each secret named by a ``<name>_FILE`` read from that file (one trailing
+    newline dropped, as ``echo`` and editors leave one)."""
+    read: dict[str, str] = {}
+    for name, file_var in SECRET_FILES.items():
+        path = env.get(file_var)
+        if not path:
+            continue
+        if env.get(name):
+            raise ConfigError(file_var, f"set {name} or {file_var}, not both")
+        try:
+            with open(path, encoding="utf-8") as secret_file:
+                read[name] = secret_file.read().removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(file_var, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return {**env, **read} if read else env
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise :class:`ConfigError` naming the first bad one."""
-    env = os.environ if env is None else env
+    env = _with_secret_files(os.environ if env is None else env)
     dev = _bool(env, "JOBWIRE_DEV")
     prefix = env.get("JOBWIRE_TOPIC_PREFIX", "")
     if prefix and not all(c.isalnum() or c in "._-" for c in prefix):
@@ -348,12 +385,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         _check_secret_keys(secret_key_var, secret_key)
     cache = env.get("JOBWIRE_KAFKA_CACHE")
     data_dir = env.get("JOBWIRE_DATA_DIR")
-    # No rate limit unless configured, in dev mode or not: a bucket per replica is no tenant
-    # quota (n replicas admit n times the rate), the right figure depends on the replica's
-    # capacity and the tenant's plan, and any default low enough to matter would throttle
-    # legitimate batch submitters (bench/api.py submits thousands a second on one key). The
-    # process protects itself with the connection, long-poll and stream bounds instead.
-    rate = _capped(env, "JOBWIRE_RATE_LIMIT_PER_S", 0.0, 0.0, 1e6)
+    # A rate per API key (and per portal session's tenant) outside dev mode: one runaway client
+    # loop must not take a replica from every other tenant. The bucket is per replica, so it
+    # is a guard, not a tenant's quota (n replicas admit n times the rate); the default leaves
+    # room for a busy integration (a batch submit is one request for 100 jobs). 0 turns it off.
+    rate = _capped(env, "JOBWIRE_RATE_LIMIT_PER_S", 0.0 if dev else DEFAULT_RATE_LIMIT_PER_S, 0.0, 1e6)
     replication_factor = _auto_int(env, "JOBWIRE_REPLICATION_FACTOR", 1, 32)
     min_insync_replicas = _auto_int(env, "JOBWIRE_MIN_INSYNC_REPLICAS", 1, 32)
     if replication_factor and min_insync_replicas and min_insync_replicas > replication_factor:
@@ -394,7 +430,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         long_polls_per_tenant=_int(env, "JOBWIRE_LONG_POLLS_PER_TENANT", 100, 1, 100_000),
         streams_per_tenant=_int(env, "JOBWIRE_STREAMS_PER_TENANT", 20, 1, 100_000),
         rate_limit_per_s=rate,
-        rate_limit_burst=_int(env, "JOBWIRE_RATE_LIMIT_BURST", max(1, math.ceil(rate)), 1, 10_000_000) if rate else 0,
+        rate_limit_burst=_int(env, "JOBWIRE_RATE_LIMIT_BURST", max(1, math.ceil(2 * rate)), 1, 10_000_000) if rate else 0,
         resends_per_min=_int(env, "JOBWIRE_RESENDS_PER_MIN", 60, 1, 100_000),
         endpoints_per_tenant=_int(env, "JOBWIRE_ENDPOINTS_PER_TENANT", 50, 1, 100_000),
         secrets_per_endpoint=_int(env, "JOBWIRE_SECRETS_PER_ENDPOINT", 5, 2, 100),
@@ -418,8 +454,8 @@ def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 def _metrics_token(env: Mapping[str, str]) -> str | None:
     token = env.get("JOBWIRE_METRICS_TOKEN") or None
-    if token is not None and (len(token) < 16 or len(set(token)) < MIN_DISTINCT_KEY_CHARACTERS):
-        raise ConfigError("JOBWIRE_METRICS_TOKEN", "must be at least 16 random characters")
+    if token is not None:
+        _check_key("JOBWIRE_METRICS_TOKEN", "", token)
     return token
 
 
@@ -435,15 +471,19 @@ def _check_secret_keys(name: str, value: str) -> None:
     """One key, or several comma-separated, newest first (the first seals, all open)."""
     keys = [key.strip() for key in value.split(",")]
     for position, key in enumerate(keys, start=1):
-        which = "" if len(keys) == 1 else f"key {position} "
-        if len(key) < 16:
-            raise ConfigError(name, f"{which}must be at least 16 characters")
-        if any(word in key.lower() for word in PLACEHOLDERS):
-            raise ConfigError(name, f"{which}is still a placeholder; set 32 or more random characters "
-                                    "(e.g. from `openssl rand -base64 32`)")
-        if len(set(key)) < MIN_DISTINCT_KEY_CHARACTERS:
-            raise ConfigError(name, f"{which}has too little entropy (under {MIN_DISTINCT_KEY_CHARACTERS} distinct "
-                                    "characters); use 32 or more random characters")
+        _check_key(name, "" if len(keys) == 1 else f"key {position} ", key)
+
+
+def _check_key(name: str, which: str, key: str) -> None:
+    """A secret a person set: long enough, no placeholder, not a repeated pattern."""
+    if len(key) < 16:
+        raise ConfigError(name, f"{which}must be at least 16 characters")
+    if any(word in key.lower() for word in PLACEHOLDERS):
+        raise ConfigError(name, f"{which}is still a placeholder; set 32 or more random characters "
+                                "(e.g. from `openssl rand -base64 32`)")
+    if len(set(key)) < MIN_DISTINCT_KEY_CHARACTERS:
+        raise ConfigError(name, f"{which}has too little entropy (under {MIN_DISTINCT_KEY_CHARACTERS} distinct "
+                                "characters); use 32 or more random characters")
 
 
 DEADLINE_FIELDS = ("timeout_s", "pending_timeout_s", "heartbeat_timeout_s")

@@ -8,10 +8,22 @@ import sys
 import time
 from collections.abc import Callable
 
+#: Control characters as they are written: escaped, so no value can end a line or start one.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+class OneLineFormatter(logging.Formatter):
+    """One line per event, whatever a logged value holds: a request path, a reason a broker
+    gave, a traceback. A newline in a value would let whoever chose it write a line of their
+    own (``GET /%0ats=… level=ERROR``), so every control character is escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(_ESCAPES)
+
 
 def setup_logging(level: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+    handler.setFormatter(OneLineFormatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("JOBWIRE_LOG_LEVEL") or "INFO").upper())

@@ -5,6 +5,7 @@ so two apps in one process, or a library user's own registry, see no collisions.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -87,3 +88,15 @@ def registry_of(metrics: Iterable[MetricWrapperBase]) -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def scrape_refusal(token: str | None, dev: bool, authorization: str | None) -> str | None:
+    """Why a scrape of /metrics is refused, or None when it is allowed. Metrics span every
+    tenant: they need ``JOBWIRE_METRICS_TOKEN`` as a bearer token (a tenant's API key is not
+    enough), and are open without one in dev mode only."""
+    if token is None:
+        return None if dev else "metrics need JOBWIRE_METRICS_TOKEN set on the server and sent as a bearer token"
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(presented.strip().encode(), token.encode()):
+        return "metrics need the JOBWIRE_METRICS_TOKEN as a bearer token"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,47 @@ def test_api_keys_never_appear_in_errors_or_repr() -> None:
     assert "key_acme_0123456789" not in str(caught.value)
     settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789", "JOBWIRE_SECRET_KEY": "config-secret-key-0123456789"})
     assert "key_acme" not in repr(settings) and "config-secret-key" not in repr(settings)
+
+
+@pytest.mark.parametrize(("keys", "why"), [
+    ("acme:key_acme_0123456789,globex:key_acme_0123456789", "listed for tenants 'acme' and 'globex'"),
+    ("ac me:key_acme_0123456789", "tenant field of every event"),
+    ("acme/x:key_acme_0123456789", "tenant field of every event"),
+    (f"{'t' * 65}:key_acme_0123456789", "tenant field of every event"),
+    ("acme:aaaaaaaaaaaaaaaaaaaa", "too little entropy"),
+    ("acme:replace_me_with_a_key_0123", "placeholder"),
+])
+def test_api_keys_name_one_tenant_each_and_tenants_are_valid_event_tenants(keys: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as caught:
+        load_settings({"JOBWIRE_API_KEYS": keys})
+    assert "key_acme_0123456789" not in str(caught.value) and "a" * 20 not in str(caught.value)
+
+
+def test_the_tenant_name_rule_is_the_event_schemas() -> None:
+    import json
+    from pathlib import Path
+
+    from jobwire.config import TENANT_NAME
+
+    schema = json.loads((Path(__file__).parents[2] / "schemas" / "event.json").read_text())
+    assert f"^{TENANT_NAME.pattern}$" == schema["properties"]["tenant"]["pattern"]
+    two_keys = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789,acme:key_acme_9876543210"})
+    assert [tenant for tenant, _ in two_keys.api_keys] == ["acme", "acme"], "a tenant may have several keys"
+
+
+def test_secrets_can_come_from_files_and_never_from_both(tmp_path: Path) -> None:
+    keys, secret = tmp_path / "api-keys", tmp_path / "secret-key"
+    keys.write_text("acme:key_acme_0123456789\n")
+    secret.write_text("file-secret-key-0123456789")
+    settings = load_settings({"JOBWIRE_API_KEYS_FILE": str(keys), "JOBWIRE_SECRET_KEY_FILE": str(secret)})
+    assert settings.tenant_for_key("key_acme_0123456789") == "acme"
+    assert settings.secret_key == "file-secret-key-0123456789"
+    with pytest.raises(ConfigError, match="not both") as both:
+        load_settings({"JOBWIRE_API_KEYS_FILE": str(keys), "JOBWIRE_API_KEYS": "acme:key_acme_0123456789"})
+    assert both.value.variable == "JOBWIRE_API_KEYS_FILE" and "key_acme" not in str(both.value)
+    with pytest.raises(ConfigError, match="cannot read") as missing:
+        load_settings({"KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "nowhere")})
+    assert missing.value.variable == "KAFKA_SASL_PASSWORD_FILE"
+    secret.write_text("short\n")
+    with pytest.raises(ConfigError, match="JOBWIRE_SECRET_KEY"):
+        load_settings({"JOBWIRE_SECRET_KEY_FILE": str(secret)})

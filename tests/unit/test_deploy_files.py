@@ -110,3 +110,30 @@ def test_dispatchers_are_static_members_with_stable_names() -> None:
     [container] = dispatcher["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["JOBWIRE_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_every_workload_has_a_network_policy_and_the_dispatcher_reaches_public_addresses_only() -> None:
+    """Below the SSRF guard: the dispatcher's egress to webhook receivers leaves out every
+    address the guard refuses (private, loopback, link-local and metadata, CGNAT, ...)."""
+    import ipaddress
+
+    from jobwire.webhooks.ssrf import refusal
+
+    docs = k8s_documents()
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
+            labels = doc["spec"]["template"]["metadata"]["labels"] if doc["kind"] != "Job" else {
+                "job-name": doc["metadata"]["name"]}
+            assert any(labels.items() >= p["spec"]["podSelector"]["matchLabels"].items() and "Egress" in
+                       p["spec"]["policyTypes"] for p in policies.values()), doc["metadata"]["name"]
+    blocks = [peer["ipBlock"] for rule in policies["jobwire-dispatcher"]["spec"]["egress"] for peer in rule["to"]
+              if "ipBlock" in peer]
+    for probe in ("10.0.0.5", "172.20.1.1", "192.168.1.1", "127.0.0.1", "169.254.169.254", "100.64.0.1",
+                  "0.0.0.1", "fd00::1", "fe80::1", "::1", "::ffff:10.0.0.1"):
+        address = ipaddress.ip_address(probe)
+        assert refusal(address, ()) is not None, f"the guard refuses {probe}"
+        assert not any(address in ipaddress.ip_network(b["cidr"]) and not any(
+            address in ipaddress.ip_network(e) for e in b.get("except", [])) for b in blocks), f"policy lets {probe} out"
+    for public in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"):
+        assert any(ipaddress.ip_address(public) in ipaddress.ip_network(b["cidr"]) for b in blocks)

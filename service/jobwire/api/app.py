@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -92,8 +93,14 @@ class AccessLog:
             if observe is None:  # labels() per request is measurable; the key set is bounded by routes
                 observe = self._latency[key] = HTTP_LATENCY.labels(key[0], key[1], str(key[2])).observe
             observe(elapsed)
+            # The path as sent (percent-encoded): decoded, a space or a newline in it would
+            # write fields or lines of the client's choosing into the log.
             log.info("request method=%s path=%s status=%d latency_ms=%.1f",
-                     scope["method"], scope["path"], status[0], elapsed * 1000)
+                     scope["method"], quote(scope["path"], safe=PATH_SAFE), status[0], elapsed * 1000)
+
+
+#: Characters a logged path keeps as they are (RFC 3986 pchar and "/"); the rest is %-encoded.
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def resource(path: str, **endpoints: Callable[[Request], Awaitable[Response]]) -> Route:
@@ -165,7 +172,7 @@ async def kafka_components(settings: Settings) -> AsyncIterator[ApiComponents]:
             ("events", projection), ("attempts", deliveries))}
         stop = asyncio.Event()
         feeds = [
-            asyncio.create_task(feed(projection, readers["events"].batches(timeout_ms=100), stop),
+            asyncio.create_task(feed(projection, readers["events"].raw_batches(timeout_ms=100), stop),
                                 name="projection-feed"),
             asyncio.create_task(follow_raw(readers["endpoints"], registry.apply, registry.positions, stop),
                                 name="endpoints-feed"),

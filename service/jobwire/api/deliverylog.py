@@ -7,7 +7,7 @@ brings the topic to, so a restart resumes without replay and a crash loses nothi
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -176,7 +176,7 @@ class DeliveryLog:
         self.retention_s = retention_s
         self.positions = AppliedPositions()  # of webhooks.attempts
         self.dead = DeadLetters(store)
-        store.db.executescript(SCHEMA)
+        store.writer.executescript(SCHEMA)
 
     def resume(self, beginnings: Mapping[int, int], ends: Mapping[int, int]) -> dict[int, int]:
         start, _ = self.store.resume("deliveries", self.topic, TABLES, beginnings, ends)
@@ -184,10 +184,17 @@ class DeliveryLog:
         return start
 
     def apply_batch(self, records: Sequence[RawRecord]) -> None:
-        """Apply records of ``webhooks.attempts`` in one transaction with their offsets. A
-        malformed one is skipped (counted and logged) before it changes anything."""
-        if not records:
-            return
+        """Apply records of ``webhooks.attempts`` in one transaction with their offsets, on this
+        thread. A malformed one is skipped (counted and logged) before it changes anything."""
+        if records:
+            self._publish(self.store.write_now(self._write_batch, records))
+
+    async def apply(self, records: Sequence[RawRecord]) -> None:
+        """As ``apply_batch``, with the decoding and the write on the store's writer thread."""
+        if records:
+            self._publish(await self.store.write(self._write_batch, records))
+
+    def _write_batch(self, db: sqlite3.Connection, records: Sequence[RawRecord]) -> dict[int, int]:
         deliveries, attempts, counted = [], [], []
         offsets: dict[int, int] = {}
         for record in records:
@@ -197,11 +204,13 @@ class DeliveryLog:
                 deliveries.append(row[0])
                 attempts.append(row[1])
                 counted.append(row[2])
-        with self.store.transaction() as db:
-            db.executemany(_UPSERT_DELIVERY, deliveries)
-            db.executemany(_INSERT_ATTEMPT, attempts)
-            db.executemany(_COUNT_ATTEMPT, counted)
-            self.store.save_offsets(db, self.topic, offsets)
+        db.executemany(_UPSERT_DELIVERY, deliveries)
+        db.executemany(_INSERT_ATTEMPT, attempts)
+        db.executemany(_COUNT_ATTEMPT, counted)
+        self.store.save_offsets(db, self.topic, offsets)
+        return offsets
+
+    def _publish(self, offsets: dict[int, int]) -> None:
         self.positions.applied.update(offsets)
         self.positions.wake()
 
@@ -264,14 +273,14 @@ class DeliveryLog:
         views = [self._view(row[1:], attempts[row[1]]) for row in rows]
         return views, (rows[-1][0] if more else None)
 
-    def replayable(self, endpoint_id: str, since: str, *, after: int = 0, limit: int = 1000) -> list[tuple[int, Delivery]]:
-        """Payloads of the endpoint's failed or skipped deliveries first attempted at or after
+    def replayable(self, endpoint_id: str, since: str, *, after: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
+        """Ids of the endpoint's failed or skipped deliveries first attempted at or after
         ``since``, oldest first, at most ``limit``, each with the position to page on from
-        (``after``)."""
+        (``after``). Ids only: the payloads are read (``dead``) for those sent again."""
         rows = self.store.db.execute(
-            "SELECT rowid, dead FROM deliveries WHERE endpoint_id = ? AND dead IS NOT NULL AND created_at >= ? "
+            "SELECT rowid, id FROM deliveries WHERE endpoint_id = ? AND dead IS NOT NULL AND created_at >= ? "
             "AND rowid > ? ORDER BY rowid LIMIT ?", (endpoint_id, since, after, limit))
-        return [(rowid, Delivery.decode(dead)) for rowid, dead in rows]
+        return rows.fetchall()
 
     def _view(self, row: tuple[Any, ...], attempts: list[dict[str, Any]] | None = None) -> DeliveryView:
         if attempts is None:
@@ -285,14 +294,19 @@ class DeliveryLog:
         """Remove deliveries last updated before ``cutoff`` with their attempts; returns how many."""
         evicted = 0
         while True:
-            with self.store.transaction() as db:
-                ids = [(row[0],) for row in db.execute(
-                    "SELECT id FROM deliveries WHERE updated_at < ? LIMIT ?", (cutoff, _EVICT_CHUNK))]
-                db.executemany("DELETE FROM attempts WHERE delivery_id = ?", ids)
-                db.executemany("DELETE FROM deliveries WHERE id = ?", ids)
-            evicted += len(ids)
-            if len(ids) < _EVICT_CHUNK:
-                with self.store.transaction() as db:
-                    db.execute("DELETE FROM endpoint_health WHERE hour < ?", (cutoff[:13],))
+            removed = await self.store.write(_evict_deliveries, cutoff)
+            evicted += removed
+            if removed < _EVICT_CHUNK:
+                await self.store.write(_evict_health, cutoff)
                 return evicted
-            await asyncio.sleep(0)
+
+
+def _evict_deliveries(db: sqlite3.Connection, cutoff: str) -> int:
+    ids = [row[:1] for row in db.execute("SELECT id FROM deliveries WHERE updated_at < ? LIMIT ?", (cutoff, _EVICT_CHUNK))]
+    db.executemany("DELETE FROM attempts WHERE delivery_id = ?", ids)
+    db.executemany("DELETE FROM deliveries WHERE id = ?", ids)
+    return len(ids)
+
+
+def _evict_health(db: sqlite3.Connection, cutoff: str) -> None:
+    db.execute("DELETE FROM endpoint_health WHERE hour < ?", (cutoff[:13],))

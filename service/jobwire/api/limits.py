@@ -1,5 +1,5 @@
 """What one client may hold or ask of a replica: concurrent long-polls and event streams per
-tenant, a request rate per API key; and the middleware that applies the rate and marks every
+tenant, a request rate per API key (and per tenant for portal sessions); and the middleware that applies the rate and marks every
 response ``nosniff``.
 
 The gates and buckets are pure (an injectable clock, no I/O); :class:`RequestLimits` owns one
@@ -12,9 +12,10 @@ import math
 import time
 from collections.abc import Callable
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobwire.api.portal_links import COOKIE, PortalLinks
 from jobwire.api.problems import Problem, problem_response
 from jobwire.config import Settings
 
@@ -133,6 +134,18 @@ class ApiLimits:
         return Slot(gate, tenant)
 
 
+def _session_tenant(scope: Scope) -> str | None:
+    """The tenant of the portal session a request carries, when it carries no API key header."""
+    cookie = None
+    for name, value in scope["headers"]:
+        if name in (b"authorization", b"x-api-key"):
+            return None
+        if name == b"cookie":
+            cookie = cookie_parser(value.decode("latin-1")).get(COOKIE) or cookie
+    links: PortalLinks | None = scope["state"].get("portal_links")
+    return links.session_tenant(cookie) if cookie is not None and links is not None else None
+
+
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The API key the request carries, read as api/auth.py reads it; None when auth would
     refuse the request anyway, so that request gets its 401, not a 429."""
@@ -162,6 +175,17 @@ class RequestLimits:
         self.app = app
         self.limits = ApiLimits(settings)
 
+    def _caller(self, scope: Scope) -> tuple[str, str] | None:
+        """Whose allowance a request spends, and how to name it: a valid API key's, else a valid
+        portal session's (one allowance per tenant, whatever the number of its sessions);
+        None for a request that auth refuses anyway, so that it gets its 401, not a 429."""
+        key = presented_key(scope["headers"])
+        if key is not None:
+            return (key, "this API key") if self.limits.settings.tenant_for_key(key) is not None else None
+        tenant = _session_tenant(scope)
+        # NUL cannot occur in a header value: no API key can take a session's bucket.
+        return (f"\0portal\0{tenant}", "the tenant's portal sessions") if tenant is not None else None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -176,11 +200,11 @@ class RequestLimits:
             await send(message)
 
         if self.limits.rate is not None and scope["path"].startswith("/v1/"):
-            key = presented_key(scope["headers"])
-            if key is not None and self.limits.settings.tenant_for_key(key) is not None:
-                wait_s = self.limits.rate.take(key)
+            caller = self._caller(scope)
+            if caller is not None:
+                wait_s = self.limits.rate.take(caller[0])
                 if wait_s > 0:
-                    problem = Problem(429, f"too many requests: this API key may make "
+                    problem = Problem(429, f"too many requests: {caller[1]} may make "
                                       f"{self.limits.rate.rate:g} a second", headers={"Retry-After": retry_after(wait_s)})
                     await problem_response(Request(scope), problem)(scope, receive, send_nosniff)
                     return

@@ -10,22 +10,20 @@ SameSite=Strict and short-lived. A session manages webhooks only: job routes and
 further links refuse it. Links and sessions die with the API keys their tenant had when the
 link was minted: removing or replacing a tenant's key ends its portal sessions.
 
-The nonces of redeemed links are remembered per tenant (a bounded number each, so one tenant
-cannot lock others out) by the replica that redeemed them, until the link would have expired
-anyway; behind several replicas, give the portal sticky sessions or a single replica, or a
-link could be redeemed once per replica within its minutes.
+This module checks tokens and makes sessions; whether a link was redeemed already is the
+log's to say, for every replica alike (``jobwire.webhooks.redemptions``; the route writes the
+claim and waits for it to be read back).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import heapq
 import hmac
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -34,12 +32,20 @@ from jobwire.errors import JobwireError
 COOKIE = "jobwire_portal"
 LINK_TTL_S = 600.0
 SESSION_TTL_S = 3600.0
-#: Redeemed nonces kept at once per tenant (links live 10 minutes; minting is behind an API key).
-MAX_REDEEMED_PER_TENANT = 1000
 
 
 class LinkRefused(JobwireError):
     """The link is malformed, forged, expired or already used (the reason says which)."""
+
+
+class LinkClaims(NamedTuple):
+    """What a valid link says: whose it is, its one-time nonce, when it expires (unix seconds),
+    and the fingerprint of the tenant's API keys it was minted under."""
+
+    tenant: str
+    nonce: str
+    expires: float
+    keys: str
 
 
 def keys_fingerprint(keys: Iterable[str]) -> str:
@@ -55,8 +61,6 @@ class PortalLinks:
         self._key = hmac.new(secret_key.encode(), b"jobwire portal links v1", hashlib.sha256).digest()
         self._clock = clock
         self._tenant_keys = tenant_keys
-        self._redeemed: dict[str, dict[str, float]] = {}  # tenant -> nonce -> until
-        self._expiring: list[tuple[float, str, str]] = []  # heap of (until, tenant, nonce)
 
     def mint(self, tenant: str) -> tuple[str, float]:
         """A one-time link token for ``tenant`` and when it expires (unix seconds)."""
@@ -64,24 +68,18 @@ class PortalLinks:
         return self._sign({"kind": "link", "tenant": tenant, "exp": expires, "nonce": secrets.token_urlsafe(16),
                            "keys": self._fingerprint(tenant)}), expires
 
-    def redeem(self, token: str) -> tuple[str, str]:
-        """Exchange a link token, once, for ``(tenant, session token)``."""
+    def open_link(self, token: str) -> LinkClaims:
+        """The claims of a valid link token, or LinkRefused. Whether it was used is not known
+        here: that is for the caller to settle, once, with the other replicas."""
         claims = self._open(token, "link")
-        if claims is None or not isinstance(claims.get("nonce"), str):
+        if claims is None or not isinstance(claims.get("nonce"), str) or not claims["nonce"]:
             raise LinkRefused("the link is not valid or has expired")
-        now = self._clock()
-        self._forget_expired(now)
-        tenant, nonce = str(claims["tenant"]), claims["nonce"]
-        redeemed = self._redeemed.setdefault(tenant, {})
-        if nonce in redeemed:
-            raise LinkRefused("the link was used already; ask for a new one")
-        if len(redeemed) >= MAX_REDEEMED_PER_TENANT:
-            raise LinkRefused("too many portal links redeemed recently for this account; try again in a few minutes")
-        redeemed[nonce] = claims["exp"]
-        heapq.heappush(self._expiring, (claims["exp"], tenant, nonce))
-        session = self._sign({"kind": "session", "tenant": tenant, "exp": now + SESSION_TTL_S,
-                              "keys": claims["keys"]})
-        return tenant, session
+        return LinkClaims(claims["tenant"], claims["nonce"], float(claims["exp"]), claims["keys"])
+
+    def session_for(self, link: LinkClaims) -> str:
+        """A session token for the tenant of a link just redeemed."""
+        return self._sign({"kind": "session", "tenant": link.tenant, "exp": self._clock() + SESSION_TTL_S,
+                           "keys": link.keys})
 
     def session_tenant(self, session: str) -> str | None:
         """The tenant a session cookie belongs to, or None if it is forged, expired, or its
@@ -91,15 +89,6 @@ class PortalLinks:
 
     def _fingerprint(self, tenant: str) -> str:
         return keys_fingerprint(self._tenant_keys(tenant))
-
-    def _forget_expired(self, now: float) -> None:
-        while self._expiring and self._expiring[0][0] <= now:
-            _, tenant, nonce = heapq.heappop(self._expiring)
-            redeemed = self._redeemed.get(tenant)
-            if redeemed is not None:
-                redeemed.pop(nonce, None)
-                if not redeemed:
-                    del self._redeemed[tenant]
 
     def _sign(self, claims: dict[str, Any]) -> str:
         body = _b64(orjson.dumps(claims))

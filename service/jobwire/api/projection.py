@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ import orjson
 
 from jobwire.api.store import Store
 from jobwire.events import HEARTBEAT, Event
+from jobwire.kafka.readers import to_log_record
 from jobwire.lifecycle import Applied, Job, Status, Verdict, apply
 from jobwire.metrics import EVENTS_APPLIED, PROJECTION_JOBS
 from jobwire.positions import AppliedPositions, Position
-from jobwire.records import LogRecord, skipped
+from jobwire.records import LogRecord, RawRecord, skipped
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ _EVENT_IDS = Job._fields.index("event_ids")
 _STATUS_FIELD = Job._fields.index("status")
 #: Jobs loaded per query (SQLite binds at most 32766 parameters; fewer keeps each query cheap).
 _LOAD_CHUNK = 500
-#: Jobs deleted per retention transaction, so eviction never holds the loop for long.
+#: Jobs deleted per retention transaction, so no transaction holds the writer for long.
 _EVICT_CHUNK = 2000
 #: Jobs kept decoded in memory, most recently written or read: a point read in SQLite costs
 #: more than the rest of a GET, and the jobs clients poll are the recent and unfinished ones.
@@ -61,6 +63,26 @@ TABLES = ("history", "jobs")
 _UPSERT_JOB = """INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET
     status = excluded.status, updated_at = excluded.updated_at, state = excluded.state"""
 _INSERT_HISTORY = "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?)"
+
+
+class FoldedBatch(NamedTuple):
+    """What one batch changed, handed from the write to the loop that publishes it."""
+
+    outcomes: list[Applied | None]
+    changed: list[Job]
+    touched: set[str]
+    offsets: dict[int, int]
+    created: int
+    verdicts: dict[Verdict, int]
+    orphans: int
+    records: int
+
+
+def _evict_jobs(db: sqlite3.Connection, cutoff: str) -> list[str]:
+    ids = [row[0] for row in db.execute("SELECT id FROM jobs WHERE updated_at < ? LIMIT ?", (cutoff, _EVICT_CHUNK))]
+    db.executemany("DELETE FROM history WHERE job_id = ?", [(job_id,) for job_id in ids])
+    db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in ids])
+    return ids
 
 
 class HistoryEntry(NamedTuple):
@@ -111,11 +133,10 @@ class Projection:
         self.records_read = 0
         #: The log's partitions; a position naming another can never be applied.
         self.partitions: frozenset[int] | None = None
-        store.db.executescript(SCHEMA)
+        store.writer.executescript(SCHEMA)
         self._count: int = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
         PROJECTION_JOBS.set(self._count)
         self._changed: dict[str, tuple[asyncio.Event, list[int]]] = {}
-        self._verdicts: dict[Verdict, int] = dict.fromkeys(Verdict, 0)
         self._hot: OrderedDict[str, Job] = OrderedDict()
 
     def resume(self, beginnings: Mapping[int, int], ends: Mapping[int, int]) -> dict[int, int]:
@@ -133,8 +154,8 @@ class Projection:
     # --- feeding ----------------------------------------------------------------------------
 
     def apply_batch(self, records: Sequence[LogRecord]) -> list[Applied | None]:
-        """Fold ``records`` (in log order) and commit them with their offsets in one transaction;
-        returns each record's outcome (None for one that was skipped).
+        """Fold ``records`` (in log order) and commit them with their offsets in one transaction,
+        on this thread; returns each record's outcome (None for one that was skipped).
 
         A record that is no valid event, or that the fold fails on, only advances the offset:
         it is counted and logged, and the batch carries on. (The dispatcher's group
@@ -142,21 +163,44 @@ class Projection:
         """
         if not records:
             return []
-        self.records_read += len(records)
-        self._verdicts = dict.fromkeys(Verdict, 0)
-        jobs = self._load({r.event.subject for r in records if r.event is not None})
+        return self._publish(self.store.write_now(self._fold_batch, records))
+
+    async def apply(self, records: Sequence[RawRecord]) -> list[Applied | None]:
+        """As ``apply_batch`` for records as read from the log: decoding them, the fold and the
+        write all run on the store's writer thread (decoding a batch of 5,000 on the loop would
+        hold requests for tens of milliseconds)."""
+        if not records:
+            return []
+        return self._publish(await self.store.write(self._decode_and_fold, records))
+
+    def _decode_and_fold(self, db: sqlite3.Connection, records: Sequence[RawRecord]) -> FoldedBatch:
+        return self._fold_batch(db, [to_log_record(record) for record in records])
+
+    def _fold_batch(self, db: sqlite3.Connection, records: Sequence[LogRecord]) -> FoldedBatch:
+        """Within the write transaction: fold ``records`` against their jobs as stored, and
+        write the changed jobs, the history and the offsets. Touches nothing the loop reads
+        but the database, since it may run on the writer thread."""
+        verdicts = dict.fromkeys(Verdict, 0)
+        jobs = self._load(db, {r.event.subject for r in records if r.event is not None})
         known = set(jobs)
         outcomes: list[Applied | None] = []
         changed: dict[str, Job] = {}
         touched: set[str] = set()
         history: list[tuple[Any, ...]] = []
         offsets: dict[int, int] = {}
+        orphans = 0
         for record in records:
             position = record.position
             offsets[position.partition] = position.offset + 1
             outcome = self._fold(record, jobs)
             outcomes.append(outcome)
-            if outcome is None or outcome.job is None or outcome.verdict is Verdict.DUPLICATE:
+            if outcome is None:
+                continue
+            verdicts[outcome.verdict] += 1
+            if outcome.job is None:
+                orphans += 1  # an event for a job that never existed (or was removed)
+                continue
+            if outcome.verdict is Verdict.DUPLICATE:
                 continue
             if record.event is not None and record.event.type == HEARTBEAT:
                 continue  # proof of life only: no row changes, no history entry
@@ -166,25 +210,30 @@ class Projection:
             touched.add(job.id)
             if outcome.verdict is Verdict.ACCEPTED:
                 jobs[job.id] = changed[job.id] = job
+        db.executemany(_UPSERT_JOB, [
+            (job.id, job.tenant, job.operation, job.status.value, job.created_at, job.updated_at,
+             encode_job(job)) for job in changed.values()])
+        db.executemany(_INSERT_HISTORY, history)
+        self.store.save_offsets(db, self.topic, offsets)
         created = sum(1 for job_id in changed if job_id not in known)
-        with self.store.transaction() as db:
-            db.executemany(_UPSERT_JOB, [
-                (job.id, job.tenant, job.operation, job.status.value, job.created_at, job.updated_at,
-                 encode_job(job)) for job in changed.values()])
-            db.executemany(_INSERT_HISTORY, history)
-            self.store.save_offsets(db, self.topic, offsets)
-        for verdict, counted in self._verdicts.items():
+        return FoldedBatch(outcomes, list(changed.values()), touched, offsets, created, verdicts, orphans,
+                           len(records))
+
+    def _publish(self, folded: FoldedBatch) -> list[Applied | None]:
+        """On the loop, with the rows committed: only now may readers and waiters see them."""
+        self.records_read += folded.records
+        self.orphans += folded.orphans
+        for verdict, counted in folded.verdicts.items():
             _APPLIED_BY_VERDICT[verdict].inc(counted)  # once per batch: per event shows at rebuild
-        # Only now, with the rows committed, may waiters see the positions as applied.
-        self._count += created
-        PROJECTION_JOBS.inc(created)
-        self.positions.applied.update(offsets)
-        for job in changed.values():
+        self._count += folded.created
+        PROJECTION_JOBS.inc(folded.created)
+        self.positions.applied.update(folded.offsets)
+        for job in folded.changed:
             self._remember(job)
-        for job_id in touched:
+        for job_id in folded.touched:
             self._notify(job_id)
         self.positions.wake()
-        return outcomes
+        return folded.outcomes
 
     def apply_record(self, record: LogRecord) -> Applied | None:
         return self.apply_batch([record])[0]
@@ -195,22 +244,19 @@ class Projection:
             skipped(self.topic, record.position, str(record.invalid))
             return None
         try:
-            outcome = apply(jobs.get(event.subject), event)
+            return apply(jobs.get(event.subject), event)
         except Exception as exc:
             skipped(self.topic, record.position, f"{type(exc).__name__}: {exc}")
             return None
-        self._verdicts[outcome.verdict] += 1
-        if outcome.job is None:
-            self.orphans += 1  # an event for a job that never existed (or was removed)
-        return outcome
 
-    def _load(self, job_ids: Iterable[str]) -> dict[str, Job]:
+    @staticmethod
+    def _load(db: sqlite3.Connection, job_ids: Iterable[str]) -> dict[str, Job]:
         wanted = list(job_ids)
         found: dict[str, Job] = {}
         for start in range(0, len(wanted), _LOAD_CHUNK):
             chunk = wanted[start:start + _LOAD_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for (state,) in self.store.db.execute(f"SELECT state FROM jobs WHERE id IN ({marks})", chunk):
+            for (state,) in db.execute(f"SELECT state FROM jobs WHERE id IN ({marks})", chunk):
                 job = decode_job(state)
                 found[job.id] = job
         return found
@@ -221,23 +267,18 @@ class Projection:
 
     async def evict_before(self, cutoff: str) -> int:
         """Remove jobs (any status) and their history last updated before ``cutoff`` (RFC 3339);
-        returns how many. In bounded transactions, yielding to the loop between them."""
+        returns how many. In bounded transactions on the writer thread."""
         evicted = 0
         while True:
-            with self.store.transaction() as db:
-                ids = [(row[0],) for row in db.execute(
-                    "SELECT id FROM jobs WHERE updated_at < ? LIMIT ?", (cutoff, _EVICT_CHUNK))]
-                db.executemany("DELETE FROM history WHERE job_id = ?", ids)
-                db.executemany("DELETE FROM jobs WHERE id = ?", ids)
+            ids = await self.store.write(_evict_jobs, cutoff)
             evicted += len(ids)
             self._count -= len(ids)
             PROJECTION_JOBS.dec(len(ids))
-            for (job_id,) in ids:
+            for job_id in ids:
                 self._hot.pop(job_id, None)
                 self._notify(job_id)  # a long-poll on a removed job answers now, with 404
             if len(ids) < _EVICT_CHUNK:
                 return evicted
-            await asyncio.sleep(0)
 
     # --- reading ----------------------------------------------------------------------------
 

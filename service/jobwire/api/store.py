@@ -7,8 +7,11 @@ transaction holds both), and deleting the file only costs a rebuild. One process
 dir at a time (an exclusive lock on a file beside the database), since two writers folding the
 same log into one file would interleave.
 
-SQLite is called synchronously from the event loop: a point read costs microseconds, and every
-write is one bounded batch in one transaction.
+Reads run on the event loop, on a connection of their own: a point read costs microseconds,
+and in WAL mode it never waits for a writer. Writes (folding a batch, removing rows past
+retention, and the WAL checkpoints commits bring) run on a second connection owned by one
+writer thread, so a catch-up of millions of records never holds a request: the thread leaves
+the GIL to the loop at least every switch interval, and SQLite releases it while it works.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 from jobwire.errors import StoreError
 from jobwire.timeutil import format_utc
@@ -36,6 +41,8 @@ FILE_NAME = "api.sqlite3"
 #: upper levels and the hot jobs; the rest stays on disk, not in RSS.
 CACHE_KIB = 32 * 1024
 
+T = TypeVar("T")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
@@ -45,38 +52,72 @@ CREATE TABLE IF NOT EXISTS offsets (
 
 
 class Store:
-    """The database file, its lock, and the offsets of each topic folded into it."""
+    """The database file, its lock, and the offsets of each topic folded into it.
+
+    ``db`` is for reads on the event loop; ``writer`` for write transactions, used from the
+    writer thread once the feeds run (``write``). In memory there is one connection for both,
+    and writes run on the caller's thread: a second connection would open another database.
+    """
 
     def __init__(self, data_dir: Path | None) -> None:
         """The store in ``data_dir``; with None, one in memory (unit tests, a throwaway replica)."""
         self.path = data_dir / FILE_NAME if data_dir is not None else Path(":memory:")
         self._lock = _lock(data_dir) if data_dir is not None else None
+        self._executor: ThreadPoolExecutor | None = None
         try:
-            self.db = _connect(self.path)
-            if self.meta("schema") not in (None, SCHEMA_VERSION):
+            self.writer = _connect(self.path)
+            if self.meta_of(self.writer, "schema") not in (None, SCHEMA_VERSION):
                 log.warning("store rebuilding path=%s reason=written by another version of jobwire", self.path)
-                self.db.close()
+                self.writer.close()
                 _remove(self.path)
+                self.writer = _connect(self.path)
+            self.writer.executescript(_SCHEMA)
+            self.writer.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            if data_dir is None:
+                self.db = self.writer
+            else:
                 self.db = _connect(self.path)
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                self.db.execute("PRAGMA query_only = ON")  # a write from a request would bypass the log
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         except sqlite3.Error as exc:
             self._release()
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # a write under way finishes: rows and offsets together
         with contextlib.suppress(sqlite3.Error):
-            self.db.execute("PRAGMA optimize")
-        self.db.close()
+            self.writer.execute("PRAGMA optimize")
+        self.writer.close()
+        if self.db is not self.writer:
+            self.db.close()
         self._release()
+
+    def write_now(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)`` in one write transaction, on this thread."""
+        with self.transaction() as db:
+            return work(db, *args)
+
+    async def write(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(connection, *args)`` in one write transaction on the writer thread; the loop
+        goes on serving reads meanwhile. ``work`` must touch nothing the loop reads but the
+        database: what it changed is published by the caller, back on the loop."""
+        if self._executor is None:
+            return self.write_now(work, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(self.write_now, work, *args))
 
     def _release(self) -> None:
         if self._lock is not None:
             self._lock.close()
 
     def meta(self, key: str) -> str | None:
+        return self.meta_of(self.db, key)
+
+    @staticmethod
+    def meta_of(db: sqlite3.Connection, key: str) -> str | None:
         with contextlib.suppress(sqlite3.OperationalError):  # no meta table yet: a new file
-            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             return row[0] if row else None
         return None
 
@@ -86,13 +127,13 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: everything in it, offsets included, lands or nothing does."""
-        self.db.execute("BEGIN IMMEDIATE")
+        self.writer.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
+            yield self.writer
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.writer.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        self.writer.execute("COMMIT")
 
     def offsets(self, topic: str) -> dict[int, int]:
         """partition -> next offset to apply, as stored with the rows."""
@@ -161,7 +202,7 @@ class ReadModel(Protocol):
     topic: str
     retention_s: float
 
-    def apply_batch(self, records: Sequence[Any]) -> object: ...
+    async def apply(self, records: Sequence[Any]) -> object: ...
 
     async def evict_before(self, cutoff: str) -> int: ...
 
@@ -178,7 +219,7 @@ async def feed(model: ReadModel, batches: AsyncIterator[Sequence[Any]], stop: as
     loop = asyncio.get_running_loop()
     async for batch in batches:
         try:
-            model.apply_batch(batch)
+            await model.apply(batch)
         except sqlite3.Error:
             log.exception("store write failed topic=%s", model.topic)
             raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-import secrets
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +17,7 @@ from jobwire.api.headers import header
 from jobwire.api.problems import Problem
 from jobwire.api.responses import json_response
 from jobwire.config import Settings
+from jobwire.metrics import scrape_refusal
 from jobwire.validation import load_schema, schema_dir
 
 
@@ -39,16 +39,9 @@ async def metrics(request: Request) -> Response:
     """Prometheus metrics, which span every tenant: only with JOBWIRE_METRICS_TOKEN as a bearer
     token (a tenant's API key is not enough); open without one in dev mode only."""
     settings: Settings = request.state.settings
-    if settings.metrics_token is None:
-        if not settings.dev:
-            raise Problem(401, "metrics need JOBWIRE_METRICS_TOKEN set on the server and sent as a bearer token",
-                          headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
-    else:
-        scheme, _, presented = (header(request, b"authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(presented.strip().encode(),
-                                                                     settings.metrics_token.encode()):
-            raise Problem(401, "metrics need the JOBWIRE_METRICS_TOKEN as a bearer token",
-                          headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
+    refusal = scrape_refusal(settings.metrics_token, settings.dev, header(request, b"authorization"))
+    if refusal is not None:
+        raise Problem(401, refusal, headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
     return Response(generate_latest(request.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import html
 import logging
 import math
+import secrets
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -18,7 +20,7 @@ from jobwire.api.auth import is_portal_session, tenant_of, webhook_tenant_of
 from jobwire.api.bodies import read_json
 from jobwire.api.deliverylog import REPLAYABLE, DeliveryLog
 from jobwire.api.limits import ApiLimits
-from jobwire.api.portal_links import COOKIE, SESSION_TTL_S, LinkRefused, PortalLinks
+from jobwire.api.portal_links import COOKIE, SESSION_TTL_S, LinkClaims, LinkRefused, PortalLinks
 from jobwire.api.problems import Problem, log_unavailable
 from jobwire.api.resends import RecentResends
 from jobwire.api.responses import json_response, require_json
@@ -35,6 +37,7 @@ from jobwire.webhooks.model import (
     payload,
     webhook_id,
 )
+from jobwire.webhooks.redemptions import MAX_REDEEMED_PER_TENANT, Redemption
 from jobwire.webhooks.registry import EndpointRegistry
 from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 from jobwire.webhooks.ssrf import TargetRefused, check_target_url
@@ -296,10 +299,16 @@ async def recover(request: Request) -> Response:
     except ValueError as exc:  # the schema checks the shape; month 13 gets this far
         raise Problem(422, "since must be a real RFC 3339 time", violations=[Violation("/since", str(exc))]) from None
     limits_of(request).resend(tenant)
-    chosen, more = recoverable(log_of(request), resends_of(request), endpoint.id, since)
-    await enqueue(request, [replay(d) for d in chosen])
+    deliveries = log_of(request)
+    chosen, more = recoverable(deliveries, resends_of(request), endpoint.id, since)
+    sent: list[str] = []
+    # Payloads (up to 512 KiB each) are read and written a few at a time, not held together.
+    for start in range(0, len(chosen), RECOVER_CHUNK):
+        dead = [d for d in map(deliveries.dead.get, chosen[start:start + RECOVER_CHUNK]) if d is not None]
+        await enqueue(request, [replay(delivery) for delivery in dead])
+        sent.extend(delivery.id for delivery in dead)  # one removed past retention meanwhile is not
     return json_response({"object": "recovery", "endpoint_id": endpoint.id, "since": since,
-                          "deliveries": [d.id for d in chosen], "more": more}, 202)
+                          "deliveries": sent, "more": more}, 202)
 
 
 #: Deliveries one recover call sends again at most; ``more`` says when there were others.
@@ -307,20 +316,22 @@ MAX_RECOVER = 200
 #: Replayable deliveries one recover call looks at, at most: those already asked for again
 #: are passed over, so the next call reaches the ones after them.
 MAX_RECOVER_SCAN = 10 * MAX_RECOVER
+#: Payloads a recover holds at once.
+RECOVER_CHUNK = 20
 
 
 def recoverable(deliveries: DeliveryLog, resends: RecentResends, endpoint_id: str,
-                since: str) -> tuple[list[Delivery], bool]:
-    """Up to MAX_RECOVER of the endpoint's dead deliveries since ``since`` not already asked
-    for again (each now claimed), and whether others remain."""
-    chosen: list[Delivery] = []
+                since: str) -> tuple[list[str], bool]:
+    """Ids of up to MAX_RECOVER of the endpoint's dead deliveries since ``since`` not already
+    asked for again (each now claimed), and whether others remain."""
+    chosen: list[str] = []
     after, scanned = 0, 0
     while scanned < MAX_RECOVER_SCAN:
         page = deliveries.replayable(endpoint_id, since, after=after, limit=MAX_RECOVER)
-        for after, delivery in page:
+        for after, delivery_id in page:
             scanned += 1
-            if resends.claim(delivery.id):
-                chosen.append(delivery)
+            if resends.claim(delivery_id):
+                chosen.append(delivery_id)
                 if len(chosen) == MAX_RECOVER:
                     return chosen, bool(deliveries.replayable(endpoint_id, since, after=after, limit=1))
         if len(page) < MAX_RECOVER:
@@ -387,6 +398,43 @@ LOGIN_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8"><title>jobw
 MAX_LOGIN_FORM_BYTES = 4096
 
 
+async def redeem(request: Request, link: LinkClaims) -> LinkClaims:
+    """Spend the link, once across every replica: write a claim on its nonce and read the log
+    back; the first claim in the log wins. Raises LinkRefused when it was spent already."""
+    redemptions = registry_of(request).redemptions
+    if redemptions.winner(link.tenant, link.nonce) is not None:
+        raise LinkRefused("the link was used already; ask for a new one")
+    if redemptions.count(link.tenant) >= MAX_REDEEMED_PER_TENANT:
+        raise LinkRefused("too many portal links redeemed recently for this account; try again in a few minutes")
+    mine = Redemption(link.tenant, link.nonce, secrets.token_urlsafe(12), link.expires)
+    try:
+        position = await request.state.endpoint_writer.redeem(mine)
+    except LogError as exc:
+        log.warning("portal link not redeemed tenant=%s reason=%s", link.tenant, exc)
+        raise LinkRefused("the service cannot record the sign-in right now; try the link again in a minute") from None
+    if not await registry_of(request).positions.wait_for(position, WRITE_VISIBLE_TIMEOUT_S):
+        raise LinkRefused("the sign-in is taking too long; ask for a new link")
+    winner = redemptions.winner(link.tenant, link.nonce)
+    if winner is None or winner.claim != mine.claim:
+        raise LinkRefused("the link was used already; ask for a new one")
+    return link
+
+
+#: Tombstones one sign-in writes for redemptions whose links have expired.
+FORGET_PER_LOGIN = 100
+
+
+async def forget_expired_redemptions(request: Request) -> None:
+    """After a sign-in: tombstones for expired redemptions, so the compacted topic forgets them
+    (every replica knows them; whichever signs someone in next writes them)."""
+    writer = request.state.endpoint_writer
+    try:
+        for key in registry_of(request).redemptions.stale(FORGET_PER_LOGIN):
+            await writer.forget_redemption(key)
+    except LogError as exc:
+        log.info("expired portal redemptions not forgotten yet reason=%s", exc)
+
+
 async def portal_login(request: Request) -> Response:
     """GET shows the link as a page whose button POSTs it (a link scanner that fetches the URL
     spends nothing); the POST exchanges it, once, for a session cookie, then on to the portal."""
@@ -401,12 +449,14 @@ async def portal_login(request: Request) -> Response:
     try:
         if links is None:
             raise LinkRefused("portal links are not enabled on this server")
-        tenant, session = links.redeem(token)
+        link = await redeem(request, links.open_link(token))
     except LinkRefused as refused:
         return HTMLResponse(f"<!doctype html><title>jobwire portal</title><p>{html.escape(str(refused))}.</p>",
                             status_code=403, headers=no_store)
+    tenant, session = link.tenant, links.session_for(link)
     log.info("portal link redeemed tenant=%s", tenant)
-    response = RedirectResponse("/portal", status_code=303, headers=no_store)
+    response = RedirectResponse("/portal", status_code=303, headers=no_store,
+                                background=BackgroundTask(forget_expired_redemptions, request))
     public_url = request.state.settings.public_url
     secure = request.url.scheme == "https" or (public_url or "").startswith("https:")
     response.set_cookie(COOKIE, session, max_age=int(SESSION_TTL_S), path="/", httponly=True, samesite="strict",

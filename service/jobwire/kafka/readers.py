@@ -23,7 +23,7 @@ from jobwire.records import LogRecord, RawRecord, skipped
 log = logging.getLogger(__name__)
 
 
-def to_log_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord:
+def to_log_record(record: RawRecord) -> LogRecord:
     position = Position(record.partition, record.offset)
     headers = tuple(record.headers or ())
     skipped_batch = undecodable(headers)

@@ -19,6 +19,7 @@ from jobwire.records import RawRecord, RecordSink, skipped
 from jobwire.timeutil import is_time
 from jobwire.validation import FieldChecks, checked_record
 from jobwire.webhooks.model import Endpoint, SealedSecret
+from jobwire.webhooks.redemptions import REDEEMED_KEY_SUFFIX, Redemption, Redemptions
 
 
 def _text(value: Any) -> bool:
@@ -181,6 +182,8 @@ class EndpointRegistry:
         self._snapshot_offsets: dict[str, int | None] = {}
         self._health: dict[str, Health] = {}
         self._resealed: dict[str, Resealed] = {}
+        #: Portal links redeemed (the API's; other readers keep them too, bounded by time).
+        self.redemptions = Redemptions()
 
     def apply(self, record: RawRecord) -> None:
         """Apply one record of the topic. A malformed one is skipped (counted and logged): the
@@ -191,6 +194,12 @@ class EndpointRegistry:
             return
         if key.endswith(RESEALED_KEY_SUFFIX):
             self._apply_beside(self._resealed, Resealed, key.removesuffix(RESEALED_KEY_SUFFIX), record)
+            return
+        if key.endswith(REDEEMED_KEY_SUFFIX):
+            try:
+                self.redemptions.apply(key, record.value)
+            except ValueError as exc:
+                skipped(record.topic, Position(record.partition, record.offset), str(exc))
             return
         if record.value is None:
             self._snapshots.pop(key, None)
@@ -260,7 +269,8 @@ class EndpointRegistry:
 
 
 class EndpointWriter:
-    """Endpoint snapshots, and tombstones for deleted endpoints, on the compacted topic."""
+    """Endpoint snapshots, and tombstones for deleted endpoints, on the compacted topic; and
+    the portal's redemptions, which share it."""
 
     def __init__(self, writer: RecordSink) -> None:
         self._writer = writer
@@ -270,6 +280,12 @@ class EndpointWriter:
 
     async def reseal(self, resealed: Resealed) -> Position:
         return await self._writer.send(resealed_key(resealed.endpoint_id), resealed.encode())
+
+    async def redeem(self, redemption: Redemption) -> Position:
+        return await self._writer.send(redemption.key, redemption.encode())
+
+    async def forget_redemption(self, key: str) -> Position:
+        return await self._writer.send(key, None)
 
     async def delete(self, endpoint_id: str) -> Position:
         await self._writer.send(health_key(endpoint_id), None)

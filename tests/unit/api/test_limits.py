@@ -136,9 +136,11 @@ def test_limit_settings_have_safe_defaults() -> None:
     assert (settings.http_max_connections, settings.http_max_header_bytes, settings.http_max_headers) == (1000, 16384, 100)
     assert (settings.http_header_timeout_s, settings.http_body_timeout_s, settings.http_keepalive_s) == (10.0, 30.0, 5)
     assert (settings.long_polls_per_tenant, settings.streams_per_tenant) == (100, 20)
-    assert settings.rate_limit_per_s == 0 and load_settings({"JOBWIRE_DEV": "1"}).rate_limit_per_s == 0
-    limited = load_settings({"JOBWIRE_RATE_LIMIT_PER_S": "2.5"})
-    assert (limited.rate_limit_per_s, limited.rate_limit_burst) == (2.5, 3)
+    assert (settings.rate_limit_per_s, settings.rate_limit_burst) == (200, 400), "on outside dev mode"
+    assert load_settings({"JOBWIRE_DEV": "1"}).rate_limit_per_s == 0
+    assert load_settings({"JOBWIRE_RATE_LIMIT_PER_S": "0"}).rate_limit_burst == 0, "0 turns it off"
+    limited = load_settings({"JOBWIRE_RATE_LIMIT_PER_S": "2.5", "JOBWIRE_DEV": "1"})
+    assert (limited.rate_limit_per_s, limited.rate_limit_burst) == (2.5, 5)
 
 
 @pytest.mark.parametrize(("name", "value"), [

@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import ConsumerRecord
 
 from jobwire.api import projection as projection_module
 from jobwire.api.projection import ListQuery, Projection
 from jobwire.api.store import Store, feed
 from jobwire.kafka.readers import to_log_record
 from jobwire.positions import Position
-from jobwire.records import LogRecord
 from tests.support.poison import consumer_record, event_document, invalid_count, poison_events
 
 
@@ -61,11 +61,11 @@ def test_a_record_the_fold_fails_on_is_skipped(topic: str, monkeypatch: pytest.M
 class BatchReader:
     """Hands out the given batches, then empty ones (as a caught-up reader does)."""
 
-    def __init__(self, topic: str, batches: list[list[LogRecord]]) -> None:
+    def __init__(self, topic: str, batches: list[list[ConsumerRecord[bytes, bytes]]]) -> None:
         self.topic = topic
         self._batches = batches
 
-    async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[LogRecord]]:
+    async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
         for batch in self._batches:
             yield batch
         while True:
@@ -74,7 +74,7 @@ class BatchReader:
 
 
 async def test_the_feed_carries_on_after_poison(topic: str) -> None:
-    records = [to_log_record(consumer_record(topic, offset, value)) for offset, value in
+    records = [consumer_record(topic, offset, value) for offset, value in
                enumerate([*poison_events("job_a").values(), orjson.dumps(event_document("job_a"))])]
     projection, stop = Projection(Store(None), topic=topic), asyncio.Event()
     feeding = asyncio.create_task(feed(projection, BatchReader(topic, [records]).batches(), stop))

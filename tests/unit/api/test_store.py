@@ -3,7 +3,10 @@ of jobs of every status and of deliveries, the list filters and cursors."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+import threading
 from pathlib import Path
 
 import orjson
@@ -25,11 +28,16 @@ from tests.support.poison import attempt_document, consumer_record
 TOPIC = "jobs.events"
 
 
+def raw_record(offset: int, event_type: str, job_id: str, data: dict[str, object], at: str, tenant: str = "acme",
+               partition: int = 0) -> ConsumerRecord[bytes, bytes]:
+    """An event as read from the log."""
+    event = new_event(event_type, job_id, tenant, data)._replace(time=at)
+    return ConsumerRecord(TOPIC, partition, offset, 0, 0, job_id.encode(), encode(event), None, 0, 0, ())
+
+
 def record(offset: int, event_type: str, job_id: str, data: dict[str, object], at: str, tenant: str = "acme",
            partition: int = 0) -> LogRecord:
-    event = new_event(event_type, job_id, tenant, data)
-    event = event._replace(time=at)
-    return to_log_record(ConsumerRecord(TOPIC, partition, offset, 0, 0, job_id.encode(), encode(event), None, 0, 0, ()))
+    return to_log_record(raw_record(offset, event_type, job_id, data, at, tenant, partition))
 
 
 def finished_jobs(projection: Projection) -> None:
@@ -120,6 +128,62 @@ def test_history_and_verdicts_come_back_in_log_order() -> None:
     assert projection.history_entry("job_done", Position(0, 10)).reason  # type: ignore[union-attr]
     assert projection.events_of("globex", "job_done") is None, "another tenant's job is not found"
     assert [e.position.offset for e in projection.events_of("acme", "job_done", after=Position(0, 3)) or []] == [4, 10]
+
+
+async def test_reads_go_on_while_the_writer_thread_holds_a_transaction(tmp_path: Path) -> None:
+    """On disk, folding runs on the writer thread: a request reading the store never waits for
+    a batch, a WAL checkpoint or an eviction, and the loop stays free meanwhile."""
+    store = Store(tmp_path)
+    projection, deliveries = Projection(store, TOPIC), DeliveryLog(store)
+    try:
+        await projection.apply([raw_record(0, "job.created", "job_a", {"operation": "a", "parameters": {}},
+                                           "2026-01-01T00:00:00Z")])
+        await deliveries.apply([consumer_record("webhooks.attempts", 0, orjson.dumps(
+            attempt_document("msg_a", "ep_1")))])
+        assert projection.applied == {0: 1} and deliveries.positions.applied == {0: 1}
+        holding, release = threading.Event(), threading.Event()
+        threads: list[str] = []
+
+        def slow_write(db: sqlite3.Connection) -> None:
+            threads.append(threading.current_thread().name)
+            db.execute("UPDATE jobs SET status = 'canceled'")
+            holding.set()
+            assert release.wait(10)
+
+        writing = asyncio.create_task(store.write(slow_write))
+        assert await asyncio.to_thread(holding.wait, 10)
+        page, _ = projection.list(ListQuery("acme"))  # served from the store, on the loop
+        assert [job.status for job in page] == [Status.PENDING], "a read sees the last commit, not the open write"
+        assert deliveries.get("acme", deliveries.of_endpoint("ep_1")[0][0].id) is not None
+        release.set()
+        await writing
+        assert threads[0].startswith("store-writer") and threads[0] != threading.current_thread().name
+        assert projection.store.db.execute("SELECT status FROM jobs").fetchone() == ("canceled",)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store.db.execute("DELETE FROM jobs")  # only the log's fold writes
+    finally:
+        store.close()
+
+
+def test_closing_the_store_waits_for_the_write_under_way(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    projection = Projection(store, TOPIC)
+    projection.resume({0: 0}, {0: 11})
+
+    async def write_then_close() -> None:
+        writing = asyncio.create_task(projection.apply([raw_record(0, "job.created", "job_a", {
+            "operation": "a", "parameters": {}}, "2026-01-01T00:00:00Z")]))
+        await asyncio.sleep(0)  # the write is on the writer thread
+        store.close()
+        await writing
+
+    asyncio.run(write_then_close())
+    store = Store(tmp_path)
+    try:
+        assert store.offsets(TOPIC) == {0: 1}
+        assert store.db.execute("SELECT id FROM jobs").fetchall() == [("job_a",)]
+    finally:
+        store.close()
 
 
 def test_a_data_dir_has_one_owner(tmp_path: Path) -> None:

@@ -175,16 +175,22 @@ def test_delivery_log_retry_and_recover(setup: Any) -> None:
     assert len(requests.records) == 1
 
 
+def failed_deliveries(client: TestClient, parts: ApiComponents, prefix: str, count: int) -> str:
+    """A new endpoint with ``count`` failed deliveries, ``<prefix>0`` first; returns its id."""
+    endpoint_id: str = create(client).json()["id"]
+    for n in range(count):
+        dead = Delivery(f"{prefix}{n}", endpoint_id, "acme", "task.failed", f"evt_{prefix}{n}", f"job_{n}", "{}",
+                        f"2026-11-23T10:00:0{n}.000Z", 3)
+        feed_attempt(parts, "failed", dead, n + 1)
+    return endpoint_id
+
+
 def test_recover_is_bounded_per_call_and_sends_each_delivery_once(setup: Any, monkeypatch: Any) -> None:
     from jobwire.api import webhooks as routes
 
     client, parts, requests = setup
     monkeypatch.setattr(routes, "MAX_RECOVER", 3)
-    endpoint_id = create(client).json()["id"]
-    for n in range(5):
-        dead = Delivery(f"msg_r{n}", endpoint_id, "acme", "task.failed", f"evt_r{n}", f"job_{n}", "{}",
-                        f"2026-11-23T10:00:0{n}.000Z", 3)
-        feed_attempt(parts, "failed", dead, n + 1)
+    endpoint_id = failed_deliveries(client, parts, "msg_r", 5)
     body = {"since": "2026-11-23T00:00:00Z"}
     first = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json=body, headers=ACME).json()
     assert first["deliveries"] == ["msg_r0", "msg_r1", "msg_r2"] and first["more"] is True
@@ -195,6 +201,38 @@ def test_recover_is_bounded_per_call_and_sends_each_delivery_once(setup: Any, mo
     assert third["deliveries"] == [] and third["more"] is False
     sent = [Delivery.decode(v).id for _, v in requests.records]
     assert sent == [f"msg_r{n}" for n in range(5)], "each once"
+
+
+def test_recover_reads_only_the_payloads_it_sends_a_few_at_a_time(setup: Any, monkeypatch: Any) -> None:
+    """A recover of hundreds of deliveries of up to 512 KiB each must not hold them together,
+    nor decode those it passes over (already asked for again)."""
+    from jobwire.api import webhooks as routes
+    from jobwire.webhooks import model
+
+    client, parts, requests = setup
+    monkeypatch.setattr(routes, "RECOVER_CHUNK", 2)
+    endpoint_id = failed_deliveries(client, parts, "msg_s", 7)
+    assert client.post("/v1/webhooks/deliveries/msg_s1/retry", headers=ACME).status_code == 202
+    decoded, batches = [], []
+    real_decode, real_enqueue = model.Delivery.decode, routes.enqueue
+
+    def counting_decode(raw: bytes) -> Delivery:
+        decoded.append(raw)
+        return real_decode(raw)
+
+    async def recording_enqueue(request: Any, deliveries: list[Delivery]) -> None:
+        batches.append([d.id for d in deliveries])
+        await real_enqueue(request, deliveries)
+
+    monkeypatch.setattr(model.Delivery, "decode", staticmethod(counting_decode))
+    monkeypatch.setattr(routes, "enqueue", recording_enqueue)
+    recovered = client.post(f"/v1/webhooks/endpoints/{endpoint_id}/recover", json={"since": "2026-11-23T00:00:00Z"},
+                            headers=ACME).json()
+    expected = [f"msg_s{n}" for n in (0, 2, 3, 4, 5, 6)]
+    assert recovered["deliveries"] == expected
+    assert batches == [expected[0:2], expected[2:4], expected[4:6]], "at most RECOVER_CHUNK payloads at once"
+    assert len(decoded) == 6, "msg_s1, already on its way, is passed over without reading its payload"
+    assert [Delivery.decode(v).id for _, v in requests.records] == ["msg_s1", *expected]
 
 
 def test_retry_recover_and_test_requests_are_rate_limited_per_tenant(setup: Any) -> None:

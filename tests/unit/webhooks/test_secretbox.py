@@ -8,6 +8,7 @@ import hashlib
 import os
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from jobwire.config import load_settings
@@ -38,14 +39,36 @@ def test_keys_rotate_the_first_seals_every_one_opens() -> None:
         SecretBox(NEW).open(sealed_old, bound_to=HERE)  # the old key dropped too early: said plainly
 
 
-def test_values_sealed_before_binding_still_open() -> None:
+def test_values_sealed_before_binding_open_only_to_be_resealed() -> None:
+    """An unbound value could be copied into another endpoint's record and open there: only
+    the reseal command (``jobwire secrets rotate``) opens it, to seal it bound."""
     legacy_aead = AESGCM(hashlib.sha256(b"jobwire endpoint secret v1" + OLD.encode()).digest())
     nonce = os.urandom(12)
     legacy = base64.b64encode(nonce + legacy_aead.encrypt(nonce, b"whsec_legacy", b"jobwire endpoint secret v1")).decode()
     box = SecretBox(f"{NEW},{OLD}")
-    assert box.open(legacy, bound_to=HERE) == "whsec_legacy" and not box.is_current(legacy)
+    with pytest.raises(SecretBoxError, match="jobwire secrets rotate"):
+        box.open(legacy, bound_to=HERE)
+    assert box.open(legacy, bound_to=HERE, unbound_too=True) == "whsec_legacy" and not box.is_current(legacy)
     with pytest.raises(SecretBoxError):
-        box.open("not base64 at all!", bound_to=HERE)
+        box.open("not base64 at all!", bound_to=HERE, unbound_too=True)
+
+
+def test_values_sealed_under_the_sha256_derivation_still_open_bound_and_are_resealed_with_scrypt() -> None:
+    """``v2.``: the key derived with one SHA-256, bound to its endpoint. It opens (deployments
+    have them) until ``jobwire secrets rotate`` seals it again as ``v3.``."""
+    fast = AESGCM(hashlib.sha256(b"jobwire endpoint secret v1" + NEW.encode()).digest())
+    nonce = os.urandom(12)
+    sealed = fast.encrypt(nonce, b"whsec_v2", b"jobwire endpoint secret v2\0" + HERE.encode())
+    v2 = f"v2.{key_id(NEW)}.{base64.b64encode(nonce + sealed).decode()}"
+    box = SecretBox(NEW)
+    assert box.open(v2, bound_to=HERE) == "whsec_v2" and not box.is_current(v2)
+    with pytest.raises(SecretBoxError):
+        box.open(v2, bound_to=binding("acme", "ep_other"))
+    resealed = box.seal(box.open(v2, bound_to=HERE), bound_to=HERE)
+    assert resealed.startswith(f"v3.{key_id(NEW)}.") and box.is_current(resealed)
+    raw = base64.b64decode(resealed.split(".")[2])
+    with pytest.raises(InvalidTag):  # sealed under the scrypt key, not the SHA-256 one
+        fast.decrypt(raw[:12], raw[12:], b"jobwire endpoint secret v2\0" + HERE.encode())
 
 
 @pytest.mark.parametrize("value", [
