@@ -41,7 +41,7 @@ ENV_VARS: tuple[str, ...] = (
     "JOBWIRE_METRICS_TOKEN", "JOBWIRE_RESULT_REDIRECT_HOSTS", "JOBWIRE_RESENDS_PER_MIN",
     "JOBWIRE_ENDPOINTS_PER_TENANT", "JOBWIRE_SECRETS_PER_ENDPOINT", "JOBWIRE_UNFINISHED_JOBS_PER_TENANT",
     "JOBWIRE_PUBLIC_URL", "JOBWIRE_CANCEL_GRACE_S",
-    "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S",
+    "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S", "JOBWIRE_PROFILES", "JOBWIRE_ROOT_PROFILE",
 )
 #: Settings that hold secrets: each may instead be read from a file named by ``<name>_FILE``
 #: (a mounted Kubernetes Secret or Docker secret), so it is in no process environment.
@@ -52,6 +52,7 @@ SECRET_FILES = {
 }
 ENV_VARS += tuple(SECRET_FILES.values())
 DEV_TENANT = "dev"
+PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 #: What a tenant may be called: the tenant field of every event (schemas/event.json).
 TENANT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -146,6 +147,10 @@ class Settings:
     #: How long a worker has to stop a running job once a cancel is asked; then it ends canceled
     #: whatever the worker does. None (``off``): a cancel waits for the worker.
     cancel_grace_s: float | None = 30.0
+    #: Wire profiles mounted under their prefixes ("all": every one shipped), and the one
+    #: also mounted at the root, for a deployment that speaks only that dialect.
+    profiles: tuple[str, ...] = ("all",)
+    root_profile: str | None = None
     #: Deadlines a submitted job gets unless its request sets them: (operation or "*", field,
     #: seconds). An operation's own entry wins over "*".
     job_deadlines: tuple[tuple[str, str, float], ...] = ()
@@ -351,6 +356,20 @@ def _kafka(env: Mapping[str, str]) -> KafkaSettings:
     )
 
 
+def _profile_name(env: Mapping[str, str], name: str, value: str) -> str:
+    if value and not PROFILE_NAME.fullmatch(value):
+        raise ConfigError(name, f"{value[:64]!r} is no profile name (lowercase letters, digits and '-')")
+    return value
+
+
+def _profiles(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``JOBWIRE_PROFILES``: profile names, comma-separated; ``all`` (the default) or ``none``."""
+    raw = env.get("JOBWIRE_PROFILES", "all").strip()
+    if raw in ("", "none"):
+        return ()
+    return tuple(_profile_name(env, "JOBWIRE_PROFILES", part.strip()) for part in raw.split(",") if part.strip())
+
+
 def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
     """``env`` with each secret named by a ``<name>_FILE`` read from that file (one trailing
     newline dropped, as ``echo`` and editors leave one)."""
@@ -437,6 +456,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         unfinished_jobs_per_tenant=_int(env, "JOBWIRE_UNFINISHED_JOBS_PER_TENANT", 100_000, 1, 100_000_000),
         public_url=_public_url(env),
         cancel_grace_s=_cancel_grace(env),
+        profiles=_profiles(env),
+        root_profile=_profile_name(env, "JOBWIRE_ROOT_PROFILE", env.get("JOBWIRE_ROOT_PROFILE", "").strip()) or None,
         job_deadlines=_job_deadlines(env),
         metrics_token=_metrics_token(env),
         result_redirect_hosts=_hosts(env, "JOBWIRE_RESULT_REDIRECT_HOSTS"),

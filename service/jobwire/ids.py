@@ -24,11 +24,11 @@ def derived_id(prefix: str, name: str) -> str:
     return f"{prefix}_x{hashlib.sha256(name.encode()).hexdigest()[:27]}"
 
 
-def idempotent_job_id(tenant: str, key: str) -> str:
+def idempotent_job_id(tenant: str, key: str, prefix: str = "job") -> str:
     """The job id for a tenant's ``Idempotency-Key``: the same request always names the same job.
 
     Because the id is derived, repeats land on the same partition and the fold rejects the
     second ``job.created``; API replicas need no coordination to honour the key.
     """
     digest = hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()
-    return f"job_k{digest[:27]}"
+    return f"{prefix}_k{digest[:27]}"

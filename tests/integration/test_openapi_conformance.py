@@ -17,6 +17,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from jobwire import events
+from jobwire.api.profiles.model import available
 from jobwire.api.system import openapi_document
 from jobwire.config import Settings
 from jobwire.events import new_event
@@ -64,8 +65,10 @@ async def one_job_per_partition(api_settings: Settings) -> None:
 # The stateful phase follows the spec's own links only: links schemathesis infers from list
 # responses depend on what earlier examples left on the server, which Hypothesis reports as
 # flaky data generation.
+# Every wire profile is mounted (JOBWIRE_PROFILES' default), so the document has their paths.
+DOCUMENT = orjson.loads(openapi_document(tuple(available())))
 schema = schemathesis.openapi.from_dict(
-    orjson.loads(openapi_document()),
+    DOCUMENT,
     config=SchemathesisConfig.from_dict({"phases": {"stateful": {"inference": {"algorithms": []}}}}),
 )
 
@@ -74,13 +77,18 @@ def test_served_document_is_the_one_tested(live_api: str) -> None:
     import urllib.request
 
     with urllib.request.urlopen(f"{live_api}/openapi.json", timeout=10) as response:
-        assert orjson.loads(response.read()) == orjson.loads(openapi_document())
+        assert orjson.loads(response.read()) == DOCUMENT
 
 
 EXAMPLES_PER_OPERATION = 200
 HYPOTHESIS = settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))
-POSITION = re.compile(orjson.loads(openapi_document())["components"]["parameters"]["Position"]["schema"]["pattern"])
+POSITION = re.compile(DOCUMENT["components"]["parameters"]["Position"]["schema"]["pattern"])
+#: (method, path) of the profiles' submits that wait for the job unless a body member is true
+#: (Pulse's sync mode), and that member.
+WAITS_UNLESS = {(method.upper(), path): operation["x-jobwire-waits-unless"]
+                for path, item in DOCUMENT["paths"].items() for method, operation in item.items()
+                if isinstance(operation, dict) and "x-jobwire-waits-unless" in operation}
 #: Partitions of the test topic (JOBWIRE_EVENTS_PARTITIONS in tests/conftest.py).
 PARTITIONS = 3
 
@@ -88,11 +96,15 @@ PARTITIONS = 3
 def tame(case: schemathesis.Case) -> None:
     """Keep generated requests fast without leaving the schema.
 
-    A long-poll (``Prefer: wait=N``) and a ``Jobwire-Position`` of a record not yet written make
-    a request wait by design (up to 60 s, or 5 s then 503); they have their own tests. So waits
-    are shortened to 0.2 s, and a position on an existing partition is moved to offset 0. A
+    A long-poll (``Prefer: wait=N``), a profile's synchronous submit and a ``Jobwire-Position``
+    of a record not yet written make a request wait by design (up to 60 s, or 5 s then 503);
+    they have their own tests. So waits are shortened to 0.2 s, a profile's submit asks for the
+    asynchronous answer, and a position on an existing partition is moved to offset 0. A
     position on a partition the log does not have is kept: it is answered 422 at once.
     """
+    switch = WAITS_UNLESS.get((case.method.upper(), case.operation.path))
+    if switch is not None and isinstance(case.body, dict):
+        case.body[switch] = True  # Pulse's sync mode waits up to 60 s for a job no worker runs
     if not case.headers:
         return
     if "wait=" in case.headers.get("Prefer", ""):

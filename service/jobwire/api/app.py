@@ -24,6 +24,8 @@ from jobwire.api.deliverylog import DeliveryLog
 from jobwire.api.limits import RequestLimits
 from jobwire.api.portal_links import PortalLinks
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
+from jobwire.api.profiles.model import available, load_profile, load_profiles
+from jobwire.api.profiles.routes import profile_routes
 from jobwire.api.projection import Projection
 from jobwire.api.resends import RecentResends
 from jobwire.api.store import Store, feed
@@ -227,6 +229,14 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
     """The API app. Without ``components`` the lifespan connects to Kafka. The app owns its
     metrics registry: what /metrics serves is made here, not at import."""
     metrics_registry = registry_of(API_METRICS)
+    names = tuple(available()) if "all" in settings.profiles else settings.profiles
+    if settings.root_profile and settings.root_profile not in names:
+        names = (*names, settings.root_profile)  # a dialect at the root is under its prefix too
+    profiles = load_profiles(names)
+    root = load_profile(settings.root_profile) if settings.root_profile else None
+    # A dialect at the root goes first: its paths win over jobwire's own where they meet.
+    routes = [*(profile_routes(root, "") if root else []), *ROUTES,
+              *(route for profile in profiles for route in profile_routes(profile))]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -248,10 +258,11 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
                 "readiness": parts.readiness,
                 "clock": loop.time,
                 "metrics_registry": metrics_registry,
+                "profiles_mounted": (names, settings.root_profile),
             }
 
     return Starlette(
-        routes=ROUTES,
+        routes=routes,
         lifespan=lifespan,
         # Inside AccessLog, so its 429s are logged and timed like any answer.
         middleware=[Middleware(AccessLog), Middleware(RequestLimits, settings=settings)],

@@ -147,14 +147,14 @@ async def wait_for_job(request: Request, job_id: str, wait_s: float, waiting: Ca
 # --- routes ---------------------------------------------------------------------------------
 
 
-async def create_job(request: Request, tenant: str, body: dict[str, Any], key: str | None
-                     ) -> tuple[Job, Position | None]:
+async def create_job(request: Request, tenant: str, body: dict[str, Any], key: str | None,
+                     id_prefix: str = "job") -> tuple[Job, Position | None]:
     """The job ``body`` asks for (a valid submit body), created unless ``key`` names one
     already: the job as its creation made it (``pending``, whatever a fast worker did since;
     for a replay, as it stands now) and where its creation landed (None for a replay).
     Problems: 429 over the quota, 413 too large, 409 a key bound to another request, 503 the
     log unavailable."""
-    job_id = idempotent_job_id(tenant, key) if key else new_id("job")
+    job_id = idempotent_job_id(tenant, key, id_prefix) if key else new_id(id_prefix)
     projection = projection_of(request)
     existing = projection.get(tenant, job_id)
     position = None
@@ -307,7 +307,9 @@ def _query_time(request: Request, name: str) -> str | None:
                       violations=[Violation(f"/query/{name}", f"not an RFC 3339 time: {value!r}")]) from None
 
 
-async def list_jobs(request: Request) -> Response:
+async def list_page(request: Request) -> tuple[list[Job], str | None]:
+    """The page of the caller's jobs the query parameters ask for (filters, limit, cursor),
+    and the cursor of the next page (None on the last)."""
     tenant = tenant_of(request)
     require_json(request)
     await wait_for_header_position(request, tenant)
@@ -330,11 +332,16 @@ async def list_jobs(request: Request) -> Response:
         after_key=_parse_cursor(cursor) if cursor is not None else None,
     )
     page, next_key = projection_of(request).list(query)
+    return page, _cursor(next_key) if next_key else None
+
+
+async def list_jobs(request: Request) -> Response:
+    page, next_cursor = await list_page(request)
     return json_response({
         "object": "list",
         "data": [task_object(job) for job in page],
-        "has_more": next_key is not None,
-        "next_cursor": _cursor(next_key) if next_key else None,
+        "has_more": next_cursor is not None,
+        "next_cursor": next_cursor,
     })
 
 
@@ -344,7 +351,15 @@ async def cancel(request: Request) -> Response:
     reason = None
     if request.method == "POST" and header(request, b"content-length") not in (None, "0"):
         reason = (await read_json(request, "api/job-cancel.json")).get("reason")
-    job_id = request.path_params["job_id"]
+    job, position = await request_cancel(request, tenant, request.path_params["job_id"], reason)
+    return json_response(task_object(job), 200 if job.status.terminal else 202, task_headers(job, position))
+
+
+async def request_cancel(request: Request, tenant: str, job_id: str, reason: str | None
+                         ) -> tuple[Job, Position | None]:
+    """Cancel the job (a pending one at once; a processing one is asked to stop); the job as it
+    is then, and where the cancel landed (None when it had been asked already). 404 unknown,
+    409 finished or lost to a race."""
     job = found(request, tenant, job_id)
     if job.status.terminal:
         raise Problem(409, f"job {job_id} is {job.status.value}; it can no longer be canceled",
@@ -357,8 +372,7 @@ async def cancel(request: Request) -> Response:
         if verdict is Verdict.REJECTED:
             raise Problem(409, f"the cancel lost a race with another change: {why}",
                           extra={"task": task_object(found(request, tenant, job_id))})
-    job = found(request, tenant, job_id)
-    return json_response(task_object(job), 200 if job.status.terminal else 202, task_headers(job, position))
+    return found(request, tenant, job_id), position
 
 
 #: Most history entries one request returns (and the default).

@@ -46,8 +46,17 @@ async def metrics(request: Request) -> Response:
 
 
 @cache
-def openapi_document() -> bytes:
-    return bundled_document("openapi.yaml")
+def openapi_document(profiles: tuple[str, ...] = (), root_profile: str | None = None) -> bytes:
+    """The API's OpenAPI document, with the paths of the wire profiles mounted."""
+    spec: dict[str, Any] = yaml.safe_load((schema_dir() / "openapi.yaml").read_text())
+    if profiles or root_profile:
+        from jobwire.api.profiles.model import load_profile
+        from jobwire.api.profiles.openapi import profile_paths
+
+        spec["paths"].update(profile_paths(tuple(load_profile(name) for name in profiles),
+                                           load_profile(root_profile) if root_profile else None,
+                                           spec["paths"]["/v1/jobs:batch"]["post"]["requestBody"]))
+    return bundle(spec)
 
 
 def asyncapi_document() -> bytes:
@@ -56,11 +65,14 @@ def asyncapi_document() -> bytes:
 
 @cache
 def bundled_document(name: str) -> bytes:
-    """schemas/<name> (OpenAPI or AsyncAPI) with every $ref to a schema file moved under
+    return bundle(yaml.safe_load((schema_dir() / name).read_text()))
+
+
+def bundle(spec: dict[str, Any]) -> bytes:
+    """An OpenAPI or AsyncAPI document with every $ref to a schema file moved under
     components/schemas, so the served document is self-contained and the JSON Schemas in
     schemas/ stay the single source. A relative $ref inside a schema file is read relative to
     that file, as JSON Schema resolves it against the file's $id."""
-    spec: dict[str, Any] = yaml.safe_load((schema_dir() / name).read_text())
     components = spec.setdefault("components", {}).setdefault("schemas", {})
 
     def component_name(relative: str) -> str:
@@ -94,7 +106,8 @@ def bundled_document(name: str) -> bytes:
 
 
 async def openapi(request: Request) -> Response:
-    return Response(openapi_document(), media_type="application/json")
+    mounted: tuple[tuple[str, ...], str | None] = request.state.profiles_mounted
+    return Response(openapi_document(*mounted), media_type="application/json")
 
 
 async def asyncapi(request: Request) -> Response:

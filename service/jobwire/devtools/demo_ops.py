@@ -1,8 +1,11 @@
-"""Demo operations for `jobwire worker --demo` and `make run`: sleep, wordcount, fail."""
+"""Demo operations for `jobwire worker --demo` and `make run`: sleep, wordcount, fail; and one
+per seed dialect (docs/seed-apis.md), so each wire profile's clients see jobs finish: extract
+(Pulse, DocuRift), parse (Knowhere), docx-to-pdf (Syncfusion)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 from typing import Any
 
@@ -42,4 +45,37 @@ async def fail(job: JobContext) -> dict[str, Any]:
                     {"operation": "fail"})
 
 
-DEMO_OPERATIONS: dict[str, Handler] = {"sleep": sleep, "wordcount": wordcount, "fail": fail}
+async def extract(job: JobContext) -> dict[str, Any]:
+    """A stand-in for a document extraction: markdown and a page count for ``parameters.file_url``."""
+    await job.progress(1, 2, stage="extracting")
+    return {"markdown": "# Document Content\n\nExtracted by the jobwire demo worker.", "page_count": 50,
+            "source": job.parameters.get("file_url")}
+
+
+async def parse(job: JobContext) -> Result:
+    """A stand-in for a parsing job: converting, then running over 3 pages, then a result URL
+    with its expiry and checksum (the URL is an example: nothing is stored)."""
+    await job.progress(0, 3, stage="converting")
+    for page in range(1, 4):
+        await job.progress(page, 3, stage="running")
+    chunks = b'{"chunks": []}'
+    return Result({"chunks": 0}, result_url=f"https://results.example/{job.id}.json",
+                  result_url_expires_at="2099-01-01T00:00:00Z",
+                  result_checksum={"algorithm": "sha256", "value": hashlib.sha256(chunks).hexdigest()})
+
+
+#: A one-page PDF: what the demo's conversion answers with.
+DEMO_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj "
+            b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+
+
+async def docx_to_pdf(job: JobContext) -> dict[str, Any]:
+    """A stand-in for a conversion: the document inline in the result (base64, under the task's
+    512 KiB), which the Syncfusion profile answers as the document itself."""
+    name = str(job.parameters.get("file", "file.docx")).rsplit(".", 1)[0] or "file"
+    return {"document": {"content_base64": base64.b64encode(DEMO_PDF).decode(), "content_type": "application/pdf",
+                         "filename": f"{name}.pdf"}}
+
+
+DEMO_OPERATIONS: dict[str, Handler] = {"sleep": sleep, "wordcount": wordcount, "fail": fail, "extract": extract,
+                                       "parse": parse, "docx-to-pdf": docx_to_pdf}

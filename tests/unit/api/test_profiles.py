@@ -1,0 +1,164 @@
+"""Wire profiles without a broker: the rules render a task object in each dialect, a broken
+profile is refused at start with what is wrong, and the routes (under their prefixes, or a
+dialect at the root) reach the same jobs as jobwire's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from jobwire.api.app import create_app
+from jobwire.api.profiles.model import Profile, _profile, available, load_profile
+from jobwire.config import load_settings
+from jobwire.errors import ConfigError
+from tests.support.memlog import memory_components
+
+KEY = {"X-API-Key": "key_acme_0123456789"}
+BASE = {"id": "job_1", "operation": "parse", "status": "pending", "stage": None, "parameters": {"a": 1},
+        "result": None, "error": None, "progress": {"total": None, "processed": None}, "metadata": None,
+        "result_url": None, "result_url_expires_at": None, "result_checksum": None,
+        "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
+        "finished_at": None, "pending_deadline_at": None}
+
+
+def task(**changes: Any) -> dict[str, Any]:
+    return {**BASE, **changes}
+
+
+def test_every_shipped_profile_loads() -> None:
+    assert available() == ["docurift", "knowhere", "pulse", "scan-documents", "syncfusion"]
+    for name in available():
+        profile = load_profile(name)
+        assert profile.name == name and profile.prefix.startswith("/")
+
+
+def test_knowhere_tells_apart_what_jobwire_keeps_in_one_status() -> None:
+    knowhere = load_profile("knowhere")
+    waiting = knowhere.render(task(metadata={"upload_url": "https://up.example/x", "upload_headers": {"A": "b"}},
+                                   pending_deadline_at="2026-01-01T01:00:00.000Z"))
+    assert waiting == {"job_id": "job_1", "status": "waiting-file", "created_at": "2026-01-01T00:00:00.000Z",
+                       "upload_url": "https://up.example/x", "upload_headers": {"A": "b"},
+                       "expires_at": "2026-01-01T01:00:00.000Z"}
+    assert knowhere.render(task())["status"] == "pending"
+    converting = knowhere.render(task(status="processing", stage="converting", progress={"total": 50, "processed": 23}))
+    assert converting["status"] == "converting" and converting["progress"] == {"total_pages": 50, "processed_pages": 23}
+    assert knowhere.render(task(status="processing", stage=None))["status"] == "running"
+    failed = knowhere.render(task(status="failed", finished_at="2026-01-01T00:01:00.000Z",
+                                  error={"code": "INVALID_ARGUMENT", "message": "Unsupported file format: .xyz"}))
+    assert failed["error"] == {"code": "INVALID_ARGUMENT", "message": "Unsupported file format: .xyz"}
+    assert failed["failed_at"] == "2026-01-01T00:01:00.000Z" and "completed_at" not in failed
+    canceled = knowhere.render(task(status="canceled"))
+    assert canceled["status"] == "failed" and canceled["error"]["code"] == "canceled", "Knowhere has no canceled"
+
+
+def test_scan_documents_result_is_empty_until_done_then_output_or_error() -> None:
+    scan = load_profile("scan-documents")
+    assert scan.render(task())["result"] == {} and scan.render(task(status="processing"))["result"] == {}
+    assert scan.render(task(status="completed", result={"content": "x"}))["result"] == {"content": "x"}
+    failed = scan.render(task(status="failed", error={"code": "E", "message": "Source file not found.",
+                                                     "details": {"file_id": "f"}}))
+    assert failed["result"] == {"error": "Source file not found.", "details": {"file_id": "f"}}
+
+
+def test_pulse_reads_its_error_as_a_string_and_syncfusion_its_errror() -> None:
+    pulse, syncfusion = load_profile("pulse"), load_profile("syncfusion")
+    failed = task(status="failed", error={"code": "E", "message": "boom", "details": None})
+    assert pulse.render(failed)["error"] == "boom"
+    assert "error" not in pulse.render(task()) and "result" not in pulse.render(task()), "fields only when present"
+    assert syncfusion.render(failed) == {"jobId": "job_1", "status": "errror", "code": "E", "message": "boom"}
+    assert syncfusion.render(task(status="processing")) == {"jobId": "job_1", "status": "in progress"}
+    assert syncfusion.render(task(), syncfusion.submit_fields)["status"] == "requested"
+
+
+def valid() -> dict[str, Any]:
+    return {"title": "t", "prefix": "/t", "status": {s: s for s in ("pending", "processing", "completed", "failed",
+                                                                    "canceled")},
+            "fields": {"id": "id"}, "routes": [{"method": "GET", "path": "/jobs/{id}", "action": "get"}]}
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"prefix": "t/"}, "prefix"),
+    ({"status": {"pending": "p"}}, "status names no value"),
+    ({"fields": {"x": {"when": ["done"], "path": "id"}}}, "no jobwire statuses"),
+    ({"fields": {"x": {"nothing": 1}}}, "a field rule is"),
+    ({"routes": [{"method": "GET", "path": "/jobs", "action": "get"}]}, "names the job as"),
+    ({"routes": [{"method": "POST", "path": "/jobs", "action": "submit"}]}, "fixes its operation"),
+    ({"routes": [{"method": "GET", "path": "/jobs/{id}", "action": "explode"}]}, "action one of"),
+    ({"status": {"pending": {"by": "stage"}, "processing": "p", "completed": "c", "failed": "f", "canceled": "x"}},
+     "status rule"),
+])
+def test_a_broken_profile_says_what_is_wrong(change: dict[str, Any], why: str) -> None:
+    with pytest.raises((KeyError, TypeError, ValueError), match=why):
+        _profile("t", {**valid(), **change})
+    assert isinstance(_profile("t", valid()), Profile)
+
+
+def test_profile_settings() -> None:
+    assert load_settings({}).profiles == ("all",)
+    assert load_settings({"JOBWIRE_PROFILES": "none"}).profiles == ()
+    assert load_settings({"JOBWIRE_PROFILES": "pulse", "JOBWIRE_ROOT_PROFILE": "knowhere"}).root_profile == "knowhere"
+    with pytest.raises(ConfigError, match="JOBWIRE_PROFILES"):
+        load_settings({"JOBWIRE_PROFILES": "Pulse!"})
+    parts, _, _ = memory_components()
+    with pytest.raises(ConfigError, match="no wire profile 'nope'"):
+        create_app(load_settings({"JOBWIRE_PROFILES": "nope", "JOBWIRE_DEV": "1"}), parts)
+
+
+def client_for(**env: str) -> TestClient:
+    parts, _, _ = memory_components()
+    return TestClient(create_app(load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789", "JOBWIRE_DEV": "1",
+                                                **env}), parts))
+
+
+def test_a_dialect_at_the_root_and_under_its_prefix_reaches_the_same_jobs() -> None:
+    with client_for(JOBWIRE_PROFILES="none", JOBWIRE_ROOT_PROFILE="docurift") as client:
+        created = client.post("/v1/jobs", json={"operation": "ocr", "parameters": {}}, headers=KEY)
+        assert created.status_code == 202 and created.json()["data"]["status"] == "pending", "the root speaks DocuRift"
+        job_id = created.json()["data"]["id"]
+        assert client.get(f"/docurift/v1/jobs/{job_id}", headers=KEY).json()["data"]["id"] == job_id
+        assert client.get(f"/pulse/job/{job_id}", headers=KEY).status_code == 404, "pulse is not mounted"
+        assert client.get(f"/v1/jobs/{job_id}/events", headers=KEY).status_code == 200, "jobwire's other routes stay"
+        paths = client.get("/openapi.json").json()["paths"]
+        assert "/docurift/v1/jobs/{id}" in paths and "/pulse/job/{id}" not in paths
+
+
+def test_profile_routes_keep_jobwires_rules() -> None:
+    with client_for() as client:
+        assert client.post("/pulse/extract", json={"async": True}).status_code == 401
+        assert client.post("/pulse/extract", content=b"[1]", headers={**KEY, "Content-Type": "application/json"}
+                           ).status_code == 422
+        bad = client.post("/scan-documents/v1/pdf-operations/%20x", json={}, headers=KEY)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/operation"
+        keyed = {**KEY, "Idempotency-Key": "order-1"}
+        first = client.post("/pulse/extract", json={"async": True, "file_url": "u"}, headers=keyed)
+        again = client.post("/pulse/extract", json={"async": True, "file_url": "u"}, headers=keyed)
+        assert first.json()["job_id"] == again.json()["job_id"] and again.headers["idempotent-replayed"] == "true"
+        job_id = first.json()["job_id"]
+        assert client.delete(f"/pulse/job/{job_id}", headers=KEY).json()["status"] == "canceled"
+        assert client.delete(f"/pulse/job/{job_id}", headers=KEY).status_code == 409, "finished: no second cancel"
+        assert client.get("/syncfusion/status/job_nope", headers=KEY).status_code == 404
+
+
+
+async def test_syncfusion_answers_the_document_itself_once_done() -> None:
+    import base64
+
+    from jobwire.events import new_event
+
+    parts, log, _ = memory_components()
+    app = create_app(load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789", "JOBWIRE_DEV": "1"}), parts)
+    with TestClient(app) as client:
+        ids = [client.post("/syncfusion/v1/docx-to-pdf", json={"file": "a.docx"}, headers=KEY).json()["jobID"]
+               for _ in range(2)]
+        document = {"content_base64": base64.b64encode(b"%PDF-1.4 x").decode(), "content_type": "application/pdf",
+                    "filename": 'a"\r\nb.pdf'}
+        for job_id, result in zip(ids, ({"document": document}, {"pages": 1}), strict=True):
+            await log.publish(new_event("job.started", job_id, "acme", {}))
+            await log.publish(new_event("job.completed", job_id, "acme", {"result": result}))
+        streamed = client.get(f"/syncfusion/status/{ids[0]}", headers=KEY)
+        assert streamed.content == b"%PDF-1.4 x" and streamed.headers["content-type"] == "application/pdf"
+        assert streamed.headers["content-disposition"] == 'attachment; filename="a___b.pdf"', "no header injection"
+        plain = client.get(f"/syncfusion/status/{ids[1]}", headers=KEY)
+        assert plain.json() == {"jobId": ids[1], "status": "completed"}, "no document: the status object"
