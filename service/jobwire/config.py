@@ -51,6 +51,8 @@ SECRET_FILES = {
     "KAFKA_SASL_PASSWORD": "KAFKA_SASL_PASSWORD_FILE",
 }
 ENV_VARS += tuple(SECRET_FILES.values())
+#: Secrets that are comma-separated lists (in a file, one entry per line works too).
+LIST_SECRETS = frozenset({"JOBWIRE_API_KEYS", "JOBWIRE_SECRET_KEYS"})
 DEV_TENANT = "dev"
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 #: What a tenant may be called: the tenant field of every event (schemas/event.json).
@@ -371,8 +373,9 @@ def _profiles(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
-    """``env`` with each secret named by a ``<name>_FILE`` read from that file (one trailing
-    newline dropped, as ``echo`` and editors leave one)."""
+    """``env`` with each secret named by a ``<name>_FILE`` read from that file: surrounding
+    blank space dropped (``echo`` and editors leave a newline), and for a list, one entry per
+    line or comma-separated."""
     read: dict[str, str] = {}
     for name, file_var in SECRET_FILES.items():
         path = env.get(file_var)
@@ -382,9 +385,13 @@ def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
             raise ConfigError(file_var, f"set {name} or {file_var}, not both")
         try:
             with open(path, encoding="utf-8") as secret_file:
-                read[name] = secret_file.read().removesuffix("\n").removesuffix("\r")
+                lines = [line.strip() for line in secret_file.read().splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(file_var, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        if len(lines) > 1 and name not in LIST_SECRETS:
+            raise ConfigError(file_var, f"{path} holds {len(lines)} lines; {name} is one value")
+        # A list may be written one entry per line, as secret files usually are.
+        read[name] = ",".join(lines)
     return {**env, **read} if read else env
 
 
@@ -496,7 +503,10 @@ def _check_secret_keys(name: str, value: str) -> None:
 
 
 def _check_key(name: str, which: str, key: str) -> None:
-    """A secret a person set: long enough, no placeholder, not a repeated pattern."""
+    """A secret a person set: long enough, no placeholder, not a repeated pattern, and nothing
+    a header could not carry (a key with a space or a line break would never match)."""
+    if any(c.isspace() or not c.isprintable() for c in key):
+        raise ConfigError(name, f"{which}holds a space, a line break or another unprintable character")
     if len(key) < 16:
         raise ConfigError(name, f"{which}must be at least 16 characters")
     if any(word in key.lower() for word in PLACEHOLDERS):

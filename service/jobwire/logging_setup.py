@@ -8,8 +8,10 @@ import sys
 import time
 from collections.abc import Callable
 
-#: Control characters as they are written: escaped, so no value can end a line or start one.
-_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+#: Control characters (C0, DEL, C1 with NEL) and Unicode's line and paragraph separators, as
+#: they are written: escaped, so no value can end a line or start one in any log reader.
+_ESCAPES = ({code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+            | {0x2028: "\\u2028", 0x2029: "\\u2029", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
 
 
 class OneLineFormatter(logging.Formatter):

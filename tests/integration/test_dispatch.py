@@ -190,6 +190,30 @@ async def test_test_event_and_rotation(hooks: Settings) -> None:
         assert len(webhook.headers["webhook-signature"].split()) == 2
 
 
+async def test_an_ed25519_endpoint_is_verified_with_its_public_key_alone(hooks: Settings) -> None:
+    """``v1a``: the receiver holds only the ``whpk_`` key the API served; after a rotation both
+    keys sign during the grace period, and a receiver on either one verifies."""
+    old_key, new_key = Receiver(), Receiver()
+    async with ReceiverServer(old_key) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \
+            running_dispatcher(hooks):
+        endpoint = await client.create_endpoint(server.url, signing="ed25519")
+        assert "secret" not in endpoint and endpoint["signing"] == "ed25519"
+        served = await client.public_keys(endpoint["id"])
+        assert [k["public_key"] for k in served] == [endpoint["public_key"]]
+        old_key.secrets.append(served[0]["public_key"])
+        done = await finish_a_job(client)
+        await old_key.wait_for(lambda: len(old_key.received) == 1)
+        assert old_key.received[0].data["id"] == done["id"] and old_key.rejected == 0
+        assert old_key.received[0].headers["webhook-signature"].startswith("v1a,")
+        rotated = await client.rotate_secret(endpoint["id"])
+        new_key.secrets.append(rotated["public_key"])
+        sent = await client.send_test(endpoint["id"])
+        await old_key.wait_for(lambda: any(r.webhook_id == sent["id"] for r in old_key.received))
+        webhook = next(r for r in old_key.received if r.webhook_id == sent["id"])
+        assert len(webhook.headers["webhook-signature"].split()) == 2 and old_key.rejected == 0
+        assert new_key._verifies(rotated["public_key"], webhook.body, webhook.headers)
+
+
 async def test_an_endpoint_failing_for_too_long_is_disabled(kafka_bootstrap: str) -> None:
     settings = settings_for(kafka_bootstrap, JOBWIRE_API_KEYS=f"acme:{ACME_KEY}", JOBWIRE_DEV="1",
                             JOBWIRE_SECRET_KEY="test-secret-key-0123456789", JOBWIRE_ALLOWED_TARGETS="127.0.0.1/32",

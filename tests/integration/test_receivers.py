@@ -21,6 +21,7 @@ from jobwire.devtools.broker import free_port, set_parent_death_signal
 from jobwire.dispatch.signing import sign_headers
 from jobwire.kafka.admin import ensure_topics
 from jobwire.sdk.client import Client
+from jobwire.webhooks.keys import new_signing_key
 from tests.integration.test_dispatch import ACME_KEY, finish_a_job, hook_settings, running_dispatcher
 from tests.support.servers import running_api
 
@@ -75,8 +76,11 @@ def processes() -> Iterator[list[ReceiverProcess]]:
         process.stop()
 
 
+@pytest.mark.parametrize("signing", ["hmac", "ed25519"])
 async def test_three_languages_verify_the_same_webhooks_and_refuse_a_tampered_one(
-        kafka_bootstrap: str, tmp_path: Path, go_receiver: Path, processes: list[ReceiverProcess]) -> None:
+        kafka_bootstrap: str, tmp_path: Path, go_receiver: Path, processes: list[ReceiverProcess], signing: str) -> None:
+    """``hmac``: each receiver holds its endpoint's ``whsec_`` secret (``v1``). ``ed25519``: only
+    its ``whpk_`` public key (``v1a``), and what the other key signs is refused."""
     settings = hook_settings(kafka_bootstrap)
     await ensure_topics(settings)
     commands = {
@@ -88,9 +92,12 @@ async def test_three_languages_verify_the_same_webhooks_and_refuse_a_tampered_on
         secrets: dict[str, str] = {}
         for name, argv in commands.items():
             port = free_port()
-            endpoint = await client.create_endpoint(f"http://127.0.0.1:{port}/hooks")
-            secrets[name] = endpoint["secret"]
-            processes.append(ReceiverProcess(name, argv, endpoint["secret"], port, tmp_path / f"{name}.log"))
+            endpoint = await client.create_endpoint(f"http://127.0.0.1:{port}/hooks", signing=signing)
+            held = endpoint["public_key"] if signing == "ed25519" else endpoint["secret"]
+            # A signer the test holds: the endpoint's own secret; for ed25519, whose private key
+            # never leaves jobwire, another key, whose signatures must be refused.
+            secrets[name] = new_signing_key() if signing == "ed25519" else endpoint["secret"]
+            processes.append(ReceiverProcess(name, argv, held, port, tmp_path / f"{name}.log"))
         for process in processes:
             await listening(process.port)
         job = await finish_a_job(client)
@@ -114,7 +121,9 @@ async def test_three_languages_verify_the_same_webhooks_and_refuse_a_tampered_on
                     assert response.status == 400, process.name
                 async with http.post(f"http://127.0.0.1:{process.port}/hooks", data=body,
                                      headers={**headers, "content-type": "application/json"}) as response:
-                    assert response.status == 204, process.name  # the untouched one still verifies
+                    # The untouched one verifies with the endpoint's secret; another ed25519
+                    # key's signature is refused whatever the body.
+                    assert response.status == (400 if signing == "ed25519" else 204), process.name
         for process in processes:
             deadline = time.monotonic() + 10
             while "rejected msg_tampered" not in process.lines():

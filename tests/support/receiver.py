@@ -1,9 +1,11 @@
-"""A webhook receiver on loopback that verifies every request with the svix library, as a
-customer's server would, and can be told to fail, rate-limit or answer 410."""
+"""A webhook receiver on loopback that verifies every request as a customer's server would
+(``v1`` with the svix library, ``v1a`` with ``cryptography`` exactly as the Standard Webhooks
+spec defines it), and can be told to fail, rate-limit or answer 410."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +13,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from svix.webhooks import Webhook, WebhookVerificationError
 
 from jobwire.devtools.broker import free_port
@@ -27,6 +31,26 @@ class Received:
     attempt: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def verifies_v1a(public_key: str, body: bytes, headers: dict[str, str], tolerance_s: float = 300) -> bool:
+    """A ``v1a`` (ed25519) signature checked as the Standard Webhooks spec defines it: one of the
+    space-separated ``webhook-signature`` entries is ``v1a,`` and the base64 ed25519 signature
+    of ``{webhook-id}.{webhook-timestamp}.{body}`` by the ``whpk_`` key; the timestamp recent."""
+    if abs(time.time() - int(headers["webhook-timestamp"])) > tolerance_s:
+        return False
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key.removeprefix("whpk_")))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    for entry in headers["webhook-signature"].split(" "):
+        version, _, signature = entry.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            key.verify(base64.b64decode(signature), signed)
+        except InvalidSignature:
+            continue
+        return True
+    return False
 
 
 @dataclass
@@ -62,6 +86,8 @@ class Receiver:
 
     @staticmethod
     def _verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:
+        if secret.startswith("whpk_"):
+            return verifies_v1a(secret, body, headers)
         try:
             Webhook(secret).verify(body, headers)
         except WebhookVerificationError:

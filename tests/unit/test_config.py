@@ -133,3 +133,12 @@ def test_secrets_can_come_from_files_and_never_from_both(tmp_path: Path) -> None
     secret.write_text("short\n")
     with pytest.raises(ConfigError, match="JOBWIRE_SECRET_KEY"):
         load_settings({"JOBWIRE_SECRET_KEY_FILE": str(secret)})
+    keys.write_text("acme:key_acme_0123456789\n\nglobex:key_globex_0123456789\n")  # one entry per line
+    both_tenants = load_settings({"JOBWIRE_API_KEYS_FILE": str(keys)})
+    assert [tenant for tenant, _ in both_tenants.api_keys] == ["acme", "globex"]
+    secret.write_text("file-secret-key-0123456789\nanother-line-0123456789\n")
+    with pytest.raises(ConfigError, match="holds 2 lines") as two_lines:
+        load_settings({"JOBWIRE_SECRET_KEY_FILE": str(secret)})
+    assert "file-secret-key" not in str(two_lines.value)
+    with pytest.raises(ConfigError, match="space, a line break"):
+        load_settings({"JOBWIRE_API_KEYS": "acme:key acme 0123456789"})

@@ -25,11 +25,12 @@ from jobwire.api.limits import RequestLimits
 from jobwire.api.portal_links import PortalLinks
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
 from jobwire.api.profiles.model import available, load_profile, load_profiles
-from jobwire.api.profiles.routes import profile_routes
+from jobwire.api.profiles.routes import profile_routes, root_conflicts
 from jobwire.api.projection import Projection
 from jobwire.api.resends import RecentResends
 from jobwire.api.store import Store, feed
 from jobwire.config import Settings
+from jobwire.errors import ConfigError
 from jobwire.events import Event
 from jobwire.kafka.clients import make_producer
 from jobwire.kafka.readers import LogReader, follow_raw
@@ -97,8 +98,11 @@ class AccessLog:
             observe(elapsed)
             # The path as sent (percent-encoded): decoded, a space or a newline in it would
             # write fields or lines of the client's choosing into the log.
+            path = scope["path"]
+            if not (path.isascii() and path.isprintable()) or " " in path:
+                path = quote(path, safe=PATH_SAFE)
             log.info("request method=%s path=%s status=%d latency_ms=%.1f",
-                     scope["method"], quote(scope["path"], safe=PATH_SAFE), status[0], elapsed * 1000)
+                     scope["method"], path, status[0], elapsed * 1000)
 
 
 #: Characters a logged path keeps as they are (RFC 3986 pchar and "/"); the rest is %-encoded.
@@ -125,6 +129,7 @@ ROUTES = [
     resource("/v1/webhooks/endpoints/{endpoint_id}", GET=webhooks.get_endpoint, PATCH=webhooks.patch_endpoint,
              DELETE=webhooks.delete_endpoint),
     resource("/v1/webhooks/endpoints/{endpoint_id}/rotate-secret", POST=webhooks.rotate_secret),
+    resource("/v1/webhooks/endpoints/{endpoint_id}/public-key", GET=webhooks.endpoint_public_keys),
     resource("/v1/webhooks/endpoints/{endpoint_id}/test", POST=webhooks.test_endpoint),
     resource("/v1/webhooks/endpoints/{endpoint_id}/deliveries", GET=webhooks.list_deliveries),
     resource("/v1/webhooks/endpoints/{endpoint_id}/health", GET=webhooks.endpoint_health),
@@ -234,6 +239,9 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
         names = (*names, settings.root_profile)  # a dialect at the root is under its prefix too
     profiles = load_profiles(names)
     root = load_profile(settings.root_profile) if settings.root_profile else None
+    if root is not None and (conflicts := root_conflicts(root, ROUTES)):
+        raise ConfigError("JOBWIRE_ROOT_PROFILE", f"the {root.name} dialect cannot be mounted at the root: "
+                          f"{'; '.join(conflicts)}; mount it under its prefix only")
     # A dialect at the root goes first: its paths win over jobwire's own where they meet.
     routes = [*(profile_routes(root, "") if root else []), *ROUTES,
               *(route for profile in profiles for route in profile_routes(profile))]

@@ -236,8 +236,9 @@ class DeliveryLog:
                 (attempt.endpoint_id, attempt.at[:13], attempt.outcome))
 
     def get(self, tenant: str, delivery_id: str) -> DeliveryView | None:
-        row = self.store.db.execute(f"SELECT {_VIEW_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-        return self._view(row) if row is not None and row[2] == tenant else None
+        with self.store.snapshot() as db:  # the delivery and its attempts as of one commit
+            row = db.execute(f"SELECT {_VIEW_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            return self._view(row) if row is not None and row[2] == tenant else None
 
     def health(self, endpoint_id: str, since: str) -> dict[tuple[str, str], int]:
         """Attempts of the endpoint from the hour of ``since`` on, counted by (hour, outcome):
@@ -260,16 +261,17 @@ class DeliveryLog:
         if before is not None:
             sql += " AND rowid < ?"
             args.append(before)
-        rows = self.store.db.execute(sql + " ORDER BY rowid DESC LIMIT ?", [*args, limit + 1]).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        attempts: dict[str, list[dict[str, Any]]] = {row[1]: [] for row in rows}
-        if rows:
-            marks = ",".join("?" * len(rows))
-            for delivery_id, entry in self.store.db.execute(
-                    f"SELECT delivery_id, entry FROM attempts WHERE delivery_id IN ({marks}) "  # noqa: S608 - only marks
-                    "ORDER BY log_partition, log_offset", list(attempts)):
-                attempts[delivery_id].append(orjson.loads(entry))
+        with self.store.snapshot() as db:  # the page and its attempts as of one commit
+            rows = db.execute(sql + " ORDER BY rowid DESC LIMIT ?", [*args, limit + 1]).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            attempts: dict[str, list[dict[str, Any]]] = {row[1]: [] for row in rows}
+            if rows:
+                marks = ",".join("?" * len(rows))
+                for delivery_id, entry in db.execute(
+                        f"SELECT delivery_id, entry FROM attempts WHERE delivery_id IN ({marks}) "  # noqa: S608 - only marks
+                        "ORDER BY log_partition, log_offset", list(attempts)):
+                    attempts[delivery_id].append(orjson.loads(entry))
         views = [self._view(row[1:], attempts[row[1]]) for row in rows]
         return views, (rows[-1][0] if more else None)
 

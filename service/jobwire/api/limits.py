@@ -167,6 +167,10 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     return key.decode("latin-1") if key else None
 
 
+#: Health, readiness and metrics: a probe that gets a 429 takes a healthy replica out.
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class RequestLimits:
     """Raw ASGI (no body buffering): the per-key rate limit on /v1, ``nosniff`` on every
     response, and ``request.state.limits`` for the routes' gates."""
@@ -199,7 +203,9 @@ class RequestLimits:
                     message = {**message, "headers": [*headers, NOSNIFF]}
             await send(message)
 
-        if self.limits.rate is not None and scope["path"].startswith("/v1/"):
+        # Every route a caller reaches with a key or a session: /v1, and the wire profiles'
+        # dialects, at their prefixes or at the root; never the probes, whatever they carry.
+        if self.limits.rate is not None and scope["path"] not in UNLIMITED_PATHS:
             caller = self._caller(scope)
             if caller is not None:
                 wait_s = self.limits.rate.take(caller[0])

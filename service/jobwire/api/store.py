@@ -80,6 +80,8 @@ class Store:
                 self.db.execute("PRAGMA query_only = ON")  # a write from a request would bypass the log
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         except sqlite3.Error as exc:
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self.writer.close()
             self._release()
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
 
@@ -92,6 +94,19 @@ class Store:
         if self.db is not self.writer:
             self.db.close()
         self._release()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Reads that must agree with each other (a page, then its rows' details): one read
+        transaction on the read connection, so a fold committed meanwhile shows in none or all."""
+        if self.db is self.writer:  # in memory: writes run on the caller's thread, never meanwhile
+            yield self.db
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            self.db.execute("COMMIT")
 
     def write_now(self, work: Callable[..., T], *args: Any) -> T:
         """``work(connection, *args)`` in one write transaction, on this thread."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -53,10 +54,29 @@ def openapi_document(profiles: tuple[str, ...] = (), root_profile: str | None = 
         from jobwire.api.profiles.model import load_profile
         from jobwire.api.profiles.openapi import profile_paths
 
-        spec["paths"].update(profile_paths(tuple(load_profile(name) for name in profiles),
-                                           load_profile(root_profile) if root_profile else None,
-                                           spec["paths"]["/v1/jobs:batch"]["post"]["requestBody"]))
+        root = load_profile(root_profile) if root_profile else None
+        paths = profile_paths(tuple(load_profile(name) for name in profiles), root,
+                              spec["paths"]["/v1/jobs:batch"]["post"]["requestBody"])
+        _merge_paths(spec["paths"], paths)
     return bundle(spec)
+
+
+def _merge_paths(paths: dict[str, Any], added: dict[str, Any]) -> None:
+    """Add ``added`` operation by operation. One on a template jobwire has already (a dialect
+    at the root answering instead, whatever its parameters are called) replaces jobwire's
+    operation of that method under jobwire's template, its path parameters renamed to match."""
+    def template(path: str) -> str:
+        return re.sub(r"\{[^}]+\}", "{}", path)
+
+    by_template = {template(path): path for path in paths}
+    for path, item in added.items():
+        existing = by_template.setdefault(template(path), path)
+        rename = dict(zip(re.findall(r"\{([^}]+)\}", path), re.findall(r"\{([^}]+)\}", existing), strict=True))
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path":
+                    parameter["name"] = rename.get(parameter["name"], parameter["name"])
+            paths.setdefault(existing, {})[method] = operation
 
 
 def asyncapi_document() -> bytes:

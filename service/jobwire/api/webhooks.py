@@ -28,6 +28,7 @@ from jobwire.errors import LogError, Violation
 from jobwire.ids import new_id
 from jobwire.positions import Position
 from jobwire.timeutil import bound_utc, format_utc, now_utc
+from jobwire.webhooks.keys import ED25519, HMAC, is_signing_key, new_signing_key, public_key
 from jobwire.webhooks.model import (
     TEST_EVENT_TYPE,
     Delivery,
@@ -39,7 +40,7 @@ from jobwire.webhooks.model import (
 )
 from jobwire.webhooks.redemptions import MAX_REDEEMED_PER_TENANT, Redemption
 from jobwire.webhooks.registry import EndpointRegistry
-from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
+from jobwire.webhooks.secretbox import SecretBox, SecretBoxError, binding, new_webhook_secret
 from jobwire.webhooks.ssrf import TargetRefused, check_target_url
 
 WRITE_VISIBLE_TIMEOUT_S = 5.0
@@ -113,7 +114,8 @@ async def create_endpoint(request: Request) -> Response:
     if len(registry_of(request).of_tenant(tenant)) >= quota:
         raise Problem(422, f"this tenant has {quota} webhook endpoints, the most it may have; delete one first",
                       extra={"quota": "endpoints_per_tenant", "limit": quota})
-    secret = new_webhook_secret()
+    signing = body.get("signing", HMAC)
+    secret = new_signing_key() if signing == ED25519 else new_webhook_secret()
     now = now_utc()
     endpoint_id = new_id("ep")
     endpoint = Endpoint(
@@ -121,11 +123,38 @@ async def create_endpoint(request: Request) -> Response:
         secrets=(SealedSecret(box_of(request).seal(secret, bound_to=binding(tenant, endpoint_id))),),
         event_types=event_types(body.get("event_types")),
         description=body.get("description"), disabled=body.get("disabled", False),
-        rate_limit_per_s=body.get("rate_limit_per_s"),
+        rate_limit_per_s=body.get("rate_limit_per_s"), signing=signing,
     )
     await write_endpoint(request, endpoint, endpoint.id)
-    return json_response({**endpoint.public(), "secret": secret}, 201,
+    return json_response({**endpoint.public(), **shown_once(secret)}, 201,
                          {"Location": f"/v1/webhooks/endpoints/{endpoint.id}"})
+
+
+def shown_once(secret: str) -> dict[str, str]:
+    """What a create or a rotation shows of the new secret: a shared secret itself, once; of an
+    ed25519 signing key only its public key (the private key never leaves the service)."""
+    return {"public_key": public_key(secret)} if is_signing_key(secret) else {"secret": secret}
+
+
+async def endpoint_public_keys(request: Request) -> Response:
+    """The public keys an ed25519 endpoint's webhooks are signed with: the current one, and those
+    rotated out and still signing in their grace period (with when they stop)."""
+    tenant = webhook_tenant_of(request)
+    require_json(request)
+    endpoint = found(request, tenant)
+    if endpoint.signing != ED25519:
+        raise Problem(409, f"endpoint {endpoint.id} signs with a shared secret (signing: {endpoint.signing}); "
+                      "it has no public key")
+    current = now_utc()
+    bound_to = binding(tenant, endpoint.id)
+    try:
+        keys = [{"public_key": public_key(box_of(request).open(s.sealed, bound_to=bound_to)),
+                 "expires_at": s.expires_at} for s in endpoint.secrets if s.expires_at is None or s.expires_at > current]
+    except SecretBoxError as exc:
+        log.error("signing key unopenable endpoint_id=%s: %s", endpoint.id, exc)
+        raise Problem(503, "the endpoint's signing key cannot be opened on this server; ask its operator "
+                      "(JOBWIRE_SECRET_KEYS)", headers={"Retry-After": "60"}) from None
+    return json_response({"object": "public_keys", "endpoint_id": endpoint.id, "data": keys})
 
 
 async def list_endpoints(request: Request) -> Response:
@@ -200,11 +229,11 @@ async def rotate_secret(request: Request) -> Response:
                       f"{soonest}, or rotate with grace_period_s 0 to drop the old ones",
                       headers={"Retry-After": str(wait_s)},
                       extra={"quota": "secrets_per_endpoint", "limit": quota})
-    secret = new_webhook_secret()
+    secret = new_signing_key() if endpoint.signing == ED25519 else new_webhook_secret()
     sealed = box_of(request).seal(secret, bound_to=binding(tenant, endpoint.id))
     updated = endpoint.with_changes(secrets=(SealedSecret(sealed), *kept), updated_at=format_utc(now))
     await write_endpoint(request, updated, updated.id)
-    return json_response({**updated.public(), "secret": secret})
+    return json_response({**updated.public(), **shown_once(secret)})
 
 
 async def enqueue(request: Request, deliveries: list[Delivery]) -> None:
@@ -442,8 +471,13 @@ async def portal_login(request: Request) -> Response:
     if request.method == "GET":
         token = request.query_params.get("token", "")
         return HTMLResponse(LOGIN_PAGE.format(token=html.escape(token, quote=True)), headers=no_store)
-    body = await request.body()
-    form = parse_qs(body[:MAX_LOGIN_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=4)
+    body = b""
+    async for chunk in request.stream():  # unauthenticated: read no more than a form can hold
+        body += chunk
+        if len(body) > MAX_LOGIN_FORM_BYTES:
+            return HTMLResponse("<!doctype html><title>jobwire portal</title><p>The form is too large.</p>",
+                                status_code=413, headers=no_store)
+    form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
     token = (form.get("token") or [""])[0]
     links: PortalLinks | None = request.state.portal_links
     try:

@@ -136,13 +136,22 @@ class Client:
     # --- webhooks -----------------------------------------------------------------------------
 
     async def create_endpoint(self, url: str, *, event_types: builtins.list[str] | None = None,
-                              description: str | None = None, rate_limit_per_s: float | None = None) -> dict[str, Any]:
-        """Register an endpoint; the answer carries its ``secret``, shown only here."""
+                              description: str | None = None, rate_limit_per_s: float | None = None,
+                              signing: str | None = None) -> dict[str, Any]:
+        """Register an endpoint; the answer carries its ``secret``, shown only here (with
+        ``signing="ed25519"``, its ``public_key`` instead: ``v1a`` signatures)."""
         body: dict[str, Any] = {"url": url, "event_types": event_types, "description": description}
         if rate_limit_per_s is not None:
             body["rate_limit_per_s"] = rate_limit_per_s
+        if signing is not None:
+            body["signing"] = signing
         _, endpoint, _ = await self._request("POST", "/v1/webhooks/endpoints", json=body, expect=(201,))
         return dict(endpoint)
+
+    async def public_keys(self, endpoint_id: str) -> builtins.list[dict[str, Any]]:
+        """An ed25519 endpoint's live ``whpk_`` public keys, current first, with ``expires_at``."""
+        _, page, _ = await self._request("GET", f"/v1/webhooks/endpoints/{endpoint_id}/public-key")
+        return list(page["data"])
 
     async def endpoints(self) -> builtins.list[dict[str, Any]]:
         _, page, _ = await self._request("GET", "/v1/webhooks/endpoints")

@@ -15,6 +15,7 @@ import orjson
 from jobwire.ids import derived_id
 from jobwire.lifecycle import Job, Status
 from jobwire.task import task_object
+from jobwire.webhooks.keys import HMAC
 
 EVENT_TYPES = ("task.completed", "task.failed", "task.canceled")
 TEST_EVENT_TYPE = "webhook.test"
@@ -50,6 +51,8 @@ class Endpoint:
     #: Since when every attempt has failed (None while healthy): kept here, on the compacted
     #: topic, so the auto-disable clock survives a dispatcher restart.
     failing_since: str | None = None
+    #: ``hmac`` (``v1``: the secrets are ``whsec_``) or ``ed25519`` (``v1a``: ``whsk_`` keys).
+    signing: str = HMAC
 
     def wants(self, event_type: str) -> bool:
         if event_type == TEST_EVENT_TYPE:
@@ -65,9 +68,14 @@ class Endpoint:
             "event_types": list(self.event_types) if self.event_types is not None else None,
             "description": self.description, "disabled": self.disabled, "disabled_reason": self.disabled_reason,
             "rate_limit_per_s": self.rate_limit_per_s, "created_at": self.created_at, "updated_at": self.updated_at,
+            "signing": self.signing,
         }
 
     def encode(self) -> bytes:
+        if self.signing == HMAC:
+            # Without the field, as before it existed: a dispatcher of the previous version
+            # still reads every HMAC endpoint during a rolling upgrade.
+            return orjson.dumps({name: getattr(self, name) for name in _FIELDS_BEFORE_SIGNING})
         return orjson.dumps(self)  # orjson encodes dataclasses natively; asdict deep-copies
 
     @classmethod
@@ -80,6 +88,9 @@ class Endpoint:
 
     def with_changes(self, **changes: Any) -> Endpoint:
         return replace(self, **changes)
+
+
+_FIELDS_BEFORE_SIGNING = tuple(name for name in Endpoint.__dataclass_fields__ if name != "signing")
 
 
 def webhook_id(event_id: str, endpoint_id: str) -> str:

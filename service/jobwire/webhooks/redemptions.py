@@ -6,9 +6,9 @@ every replica folds (as it folds endpoints). Two replicas redeeming one link at 
 moment both write; the log orders them and the first claim for a nonce wins, so exactly one
 of them opens a session.
 
-Memory is bounded by time: a redemption is kept until its link would have expired anyway,
-then its key is handed to the replicas that redeem next, which write a tombstone for it so the
-topic forgets it too. The count per tenant is kept as records are folded: the cap on recent
+Memory is bounded by time: a redemption is kept until well after its link has expired (a
+margin for clocks that disagree), then its key is handed to the replicas that redeem next,
+which write a tombstone for it so the topic forgets it too. The count per tenant is kept as records are folded: the cap on recent
 redemptions per tenant (one tenant cannot lock the others out) is checked in O(1).
 """
 
@@ -25,9 +25,12 @@ import orjson
 REDEEMED_KEY_SUFFIX = "#redeemed"
 #: Redeemed nonces kept at once per tenant (links live 10 minutes; minting is behind an API key).
 MAX_REDEEMED_PER_TENANT = 1000
-#: Keys of expired redemptions remembered until a tombstone for them is read; past this, the
+#: Keys of forgotten redemptions remembered until a tombstone for them is read; past this, the
 #: oldest are left to the topic (they are tiny, and only hold compaction back).
 MAX_STALE = 10_000
+#: How long after its link expires a redemption is kept, and only then tombstoned: a replica
+#: whose clock runs behind still refuses the link, and one started meanwhile reads the claim.
+FORGET_AFTER_S = 600.0
 
 
 def redemption_key(tenant: str, nonce: str) -> str:
@@ -63,14 +66,14 @@ class Redemption:
 
 
 class Redemptions:
-    """The first claim for each nonce, until its link expires."""
+    """The first claim for each nonce, kept until its link has long expired."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._first: dict[str, Redemption] = {}
         self._per_tenant: Counter[str] = Counter()
-        self._expiring: list[tuple[float, str]] = []  # heap of (until, key)
-        #: Keys whose redemption expired and whose tombstone has not been read yet.
+        self._expiring: list[tuple[float, str]] = []  # heap of (until + margin, key)
+        #: Keys whose redemption is forgotten and whose tombstone has not been read yet.
         self._stale: OrderedDict[str, None] = OrderedDict()
 
     def apply(self, key: str, value: bytes | None) -> None:
@@ -78,30 +81,36 @@ class Redemptions:
         Raises ValueError for a malformed one (the caller counts it and skips it)."""
         self.forget_expired()
         if value is None:
+            # Its tombstone is written: nothing more to forget. A claim still remembered here
+            # stays (a replica whose clock runs ahead wrote it): this replica forgets it itself.
             self._stale.pop(key, None)
-            self._drop(key)
             return
         redemption = Redemption.decode(value)
         if redemption.key != key:
             raise ValueError("a portal redemption under another nonce's key")
-        if key in self._first or redemption.until <= self._clock():
-            return  # a later claim for a nonce already redeemed, or one past its link's life
+        if key in self._first:
+            return  # a later claim for a nonce already redeemed: the first one stands
+        if redemption.until + FORGET_AFTER_S <= self._clock():
+            self._stale[key] = None  # long expired (read at start-up): only its tombstone is due
+            self._trim_stale()
+            return
         self._first[key] = redemption
         self._per_tenant[redemption.tenant] += 1
-        heapq.heappush(self._expiring, (redemption.until, key))
+        heapq.heappush(self._expiring, (redemption.until + FORGET_AFTER_S, key))
 
     def winner(self, tenant: str, nonce: str) -> Redemption | None:
-        """The claim that redeemed the link, if it was redeemed and has not expired."""
+        """The claim that redeemed the link, if it was redeemed and is still remembered."""
         self.forget_expired()
         return self._first.get(redemption_key(tenant, nonce))
 
     def count(self, tenant: str) -> int:
-        """The tenant's redemptions whose links have not expired."""
+        """The tenant's redemptions still remembered (their links expired at most
+        ``FORGET_AFTER_S`` ago)."""
         self.forget_expired()
         return self._per_tenant[tenant]
 
     def stale(self, limit: int) -> list[str]:
-        """Up to ``limit`` keys of expired redemptions for the topic to forget (tombstones)."""
+        """Up to ``limit`` keys of forgotten redemptions for the topic to forget (tombstones)."""
         self.forget_expired()
         return [key for key, _ in zip(self._stale, range(limit), strict=False)]
 
@@ -109,16 +118,15 @@ class Redemptions:
         now = self._clock()
         while self._expiring and self._expiring[0][0] <= now:
             _, key = heapq.heappop(self._expiring)
-            if self._drop(key):
-                self._stale[key] = None
-                if len(self._stale) > MAX_STALE:
-                    self._stale.popitem(last=False)
+            redemption = self._first.pop(key, None)
+            if redemption is None:
+                continue
+            self._per_tenant[redemption.tenant] -= 1
+            if not self._per_tenant[redemption.tenant]:
+                del self._per_tenant[redemption.tenant]
+            self._stale[key] = None
+            self._trim_stale()
 
-    def _drop(self, key: str) -> bool:
-        redemption = self._first.pop(key, None)
-        if redemption is None:
-            return False
-        self._per_tenant[redemption.tenant] -= 1
-        if not self._per_tenant[redemption.tenant]:
-            del self._per_tenant[redemption.tenant]
-        return True
+    def _trim_stale(self) -> None:
+        if len(self._stale) > MAX_STALE:
+            self._stale.popitem(last=False)

@@ -18,6 +18,7 @@ from jobwire.positions import AppliedPositions, Position
 from jobwire.records import RawRecord, RecordSink, skipped
 from jobwire.timeutil import is_time
 from jobwire.validation import FieldChecks, checked_record
+from jobwire.webhooks.keys import SCHEMES
 from jobwire.webhooks.model import Endpoint, SealedSecret
 from jobwire.webhooks.redemptions import REDEEMED_KEY_SUFFIX, Redemption, Redemptions
 
@@ -68,6 +69,7 @@ ENDPOINT_FIELDS: FieldChecks = {
     "disabled_reason": (_optional_text, "null or a string"),
     "rate_limit_per_s": (_rate, "null or a positive number"),
     "failing_since": (_optional_time, "null or an RFC 3339 time"),
+    "signing": (lambda value: value in SCHEMES, f"one of {', '.join(SCHEMES)}"),
 }
 
 

@@ -19,7 +19,13 @@ from jobwire.api.portal_links import (
     LinkRefused,
     PortalLinks,
 )
-from jobwire.webhooks.redemptions import MAX_REDEEMED_PER_TENANT, Redemption, Redemptions, redemption_key
+from jobwire.webhooks.redemptions import (
+    FORGET_AFTER_S,
+    MAX_REDEEMED_PER_TENANT,
+    Redemption,
+    Redemptions,
+    redemption_key,
+)
 from tests.support.memlog import memory_components
 from tests.unit.api.test_webhook_routes import ACME, GLOBEX, make_client
 
@@ -126,9 +132,10 @@ def test_the_first_claim_for_a_nonce_in_the_log_wins_until_the_link_expires() ->
     assert redemptions.winner("acme", "n1").claim == "replica-a"  # type: ignore[union-attr]
     assert redemptions.winner("globex", "n1") is None, "nonces are per tenant"
     assert redemptions.count("acme") == 1
-    redemptions.apply(*claim("acme", "late", "replica-a", now[0] - 1))
-    assert redemptions.winner("acme", "late") is None, "a claim read after its link expired counts for nothing"
-    now[0] = until
+    now[0] = until + FORGET_AFTER_S - 1
+    assert redemptions.winner("acme", "n1") is not None, "kept past expiry, for clocks that disagree"
+    assert redemptions.stale(10) == []
+    now[0] = until + FORGET_AFTER_S
     assert redemptions.winner("acme", "n1") is None and redemptions.count("acme") == 0
     assert redemptions.stale(10) == [redemption_key("acme", "n1")], "its key is handed on for a tombstone"
     redemptions.apply(redemption_key("acme", "n1"), None)
@@ -140,13 +147,31 @@ def test_the_first_claim_for_a_nonce_in_the_log_wins_until_the_link_expires() ->
             redemptions.apply(redemption_key("acme", "n"), bad)
 
 
+def test_a_tombstone_from_a_clock_ahead_never_reopens_a_link() -> None:
+    """Replica Y's clock runs ahead: it forgets a claim and writes the tombstone while the link
+    is still alive on replica X's clock. X keeps refusing the link until it forgets it itself."""
+    now_x = [1_000_000.0]
+    x = Redemptions(clock=lambda: now_x[0])
+    x.apply(*claim("acme", "n1", "y", now_x[0] + LINK_TTL_S))
+    x.apply(redemption_key("acme", "n1"), None)
+    assert x.winner("acme", "n1") is not None and x.count("acme") == 1
+
+
+def test_a_long_expired_claim_read_at_start_up_is_tombstoned_not_kept() -> None:
+    now = [1_000_000.0]
+    redemptions = Redemptions(clock=lambda: now[0])
+    redemptions.apply(*claim("acme", "old", "a", now[0] - FORGET_AFTER_S - 1))
+    assert redemptions.winner("acme", "old") is None and redemptions.count("acme") == 0
+    assert redemptions.stale(10) == [redemption_key("acme", "old")]
+
+
 def test_one_tenant_redeeming_many_links_never_locks_another_out() -> None:
     now = [1_000_000.0]
     redemptions = Redemptions(clock=lambda: now[0])
     for n in range(MAX_REDEEMED_PER_TENANT):
         redemptions.apply(*claim("mallory", f"n{n}", "a", now[0] + LINK_TTL_S))
     assert redemptions.count("mallory") == MAX_REDEEMED_PER_TENANT and redemptions.count("acme") == 0
-    now[0] += LINK_TTL_S  # mallory's nonces expire with their links
+    now[0] += LINK_TTL_S + FORGET_AFTER_S  # mallory's nonces are forgotten after their links expire
     assert redemptions.count("mallory") == 0
 
 
@@ -248,9 +273,15 @@ def test_a_sign_in_writes_tombstones_for_expired_redemptions() -> None:
     old = [claim("acme", f"old{n}", "a", now[0] + 1) for n in range(3)]
     for offset, (key, value) in enumerate(old):
         parts.endpoints.apply(ConsumerRecord(topic.name, 0, offset, 0, 0, key.encode(), value, None, 0, 0, ()))
-    now[0] += 2  # their links have expired
+    now[0] += 2 + FORGET_AFTER_S  # their links have long expired
     with make_client(parts, JOBWIRE_DEV="1") as client:
         assert open_link(client, link(client).json()["url"]).status_code == 303
     tombstones = [key for key, value in topic.records if value is None]
     assert sorted(tombstones) == sorted(key for key, _ in old)
     assert parts.endpoints.redemptions.stale(10) == [], "read back: nothing left to forget"
+
+
+def test_the_sign_in_form_is_read_no_further_than_a_form_can_hold(client: TestClient) -> None:
+    refused = client.post("/portal/login", content=b"token=" + b"x" * 5000,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert refused.status_code == 413

@@ -44,7 +44,8 @@ def test_knowhere_tells_apart_what_jobwire_keeps_in_one_status() -> None:
     assert knowhere.render(task())["status"] == "pending"
     converting = knowhere.render(task(status="processing", stage="converting", progress={"total": 50, "processed": 23}))
     assert converting["status"] == "converting" and converting["progress"] == {"total_pages": 50, "processed_pages": 23}
-    assert knowhere.render(task(status="processing", stage=None))["status"] == "running"
+    started = knowhere.render(task(status="processing", stage=None))
+    assert started["status"] == "running" and "progress" not in started, "no progress yet: no progress object"
     failed = knowhere.render(task(status="failed", finished_at="2026-01-01T00:01:00.000Z",
                                   error={"code": "INVALID_ARGUMENT", "message": "Unsupported file format: .xyz"}))
     assert failed["error"] == {"code": "INVALID_ARGUMENT", "message": "Unsupported file format: .xyz"}
@@ -122,6 +123,37 @@ def test_a_dialect_at_the_root_and_under_its_prefix_reaches_the_same_jobs() -> N
         assert client.get(f"/v1/jobs/{job_id}/events", headers=KEY).status_code == 200, "jobwire's other routes stay"
         paths = client.get("/openapi.json").json()["paths"]
         assert "/docurift/v1/jobs/{id}" in paths and "/pulse/job/{id}" not in paths
+        assert "/v1/jobs/{id}" not in paths, "one template, whatever its parameters are called"
+        get = paths["/v1/jobs/{job_id}"]["get"]
+        assert get["tags"] == ["profile: docurift"] and get["parameters"][0]["name"] == "job_id"
+        assert paths["/v1/jobs"]["post"]["tags"] == ["profile: docurift"] and "/v1/jobs/{job_id}/events" in paths
+        ids = [op["operationId"] for item in paths.values() for op in item.values() if isinstance(op, dict)
+               and "operationId" in op]
+        assert len(ids) == len(set(ids)), "the root mount and the prefixed one have ids of their own"
+
+
+def test_knowhere_at_the_root_keeps_jobwires_list_and_a_dialect_that_would_swallow_routes_is_refused() -> None:
+    with client_for(JOBWIRE_ROOT_PROFILE="knowhere") as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert set(paths["/v1/jobs"]) == {"get", "post"} and paths["/v1/jobs"]["get"]["operationId"] == "listJobs"
+        assert client.get("/v1/jobs", headers=KEY).json()["object"] == "list", "jobwire's list is still served"
+    parts, _, _ = memory_components()
+    with pytest.raises(ConfigError, match=r"/v1/\{operation\} would answer for /v1/jobs"):
+        create_app(load_settings({"JOBWIRE_DEV": "1", "JOBWIRE_ROOT_PROFILE": "syncfusion"}), parts)
+
+
+def test_profile_routes_spend_the_rate_limit_too() -> None:
+    with client_for(JOBWIRE_RATE_LIMIT_PER_S="0.01", JOBWIRE_RATE_LIMIT_BURST="2") as client:
+        answers = [client.get("/pulse/job/job_x", headers=KEY).status_code for _ in range(3)]
+        assert answers == [404, 404, 429]
+        assert client.get("/v1/jobs/job_x", headers=KEY).status_code == 429, "one bucket per key, every route"
+        assert client.get("/healthz").status_code == 200, "no key, no bucket"
+
+
+def test_a_tenants_metadata_cannot_break_a_status_rule() -> None:
+    knowhere = load_profile("knowhere")
+    assert knowhere.render(task(metadata={"upload_url": ["x"]}))["status"] == "waiting-file"
+    assert knowhere.render(task(status="processing", stage=None, metadata={"upload_url": {"a": 1}}))["status"] == "running"
 
 
 def test_profile_routes_keep_jobwires_rules() -> None:

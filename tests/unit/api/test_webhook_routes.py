@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from jobwire.api.app import ApiComponents, create_app
 from jobwire.config import load_settings
-from jobwire.webhooks.model import Attempt, Delivery, Endpoint
+from jobwire.webhooks.model import Attempt, Delivery, Endpoint, SealedSecret
 from jobwire.webhooks.secretbox import SecretBox, binding
 from tests.support.memlog import MemoryTopic, memory_components
 from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS, UNICODE_FORMS
@@ -336,3 +336,39 @@ def test_every_refused_form_is_refused_at_create_and_patch(host: str) -> None:
         patched = client.patch(f"/v1/webhooks/endpoints/{allowed.json()['id']}", json={"url": f"https://{host}/in"},
                                headers=ACME)
         assert patched.status_code == 422 and patched.json()["errors"][0]["pointer"] == "/url", patched.text
+
+
+def test_an_ed25519_endpoint_shows_its_public_key_never_the_private_one(setup: Any) -> None:
+    from jobwire.webhooks.keys import public_key
+
+    client, parts, _ = setup
+    created = create(client, signing="ed25519")
+    body = created.json()
+    assert created.status_code == 201 and body["signing"] == "ed25519" and "secret" not in body
+    assert body["public_key"].startswith("whpk_")
+    stored: Endpoint = parts.endpoints.endpoints[body["id"]]
+    opened = SecretBox(SECRET_KEY).open(stored.secrets[0].sealed, bound_to=binding("acme", body["id"]))
+    assert opened.startswith("whsk_") and public_key(opened) == body["public_key"]
+    keys = client.get(f"/v1/webhooks/endpoints/{body['id']}/public-key", headers=ACME).json()
+    assert keys["data"] == [{"public_key": body["public_key"], "expires_at": None}]
+    rotated = client.post(f"/v1/webhooks/endpoints/{body['id']}/rotate-secret", headers=ACME).json()
+    assert rotated["public_key"] != body["public_key"] and "secret" not in rotated
+    keys = client.get(f"/v1/webhooks/endpoints/{body['id']}/public-key", headers=ACME).json()["data"]
+    assert [k["public_key"] for k in keys] == [rotated["public_key"], body["public_key"]]
+    assert keys[0]["expires_at"] is None and keys[1]["expires_at"] is not None, "the old key signs in its grace"
+    assert client.get(f"/v1/webhooks/endpoints/{body['id']}/public-key", headers=GLOBEX).status_code == 404
+    shared = create(client).json()
+    assert shared["signing"] == "hmac" and shared["secret"].startswith("whsec_")
+    assert client.get(f"/v1/webhooks/endpoints/{shared['id']}/public-key", headers=ACME).status_code == 409
+    assert create(client, signing="rsa").status_code == 422
+
+
+def test_an_hmac_endpoint_is_written_as_before_signing_existed() -> None:
+    """A dispatcher of the previous version reads every HMAC endpoint during a rolling upgrade."""
+    import orjson
+
+    endpoint = Endpoint("ep_1", "acme", "https://h.example/x", "2026-01-01T00:00:00.000Z",
+                        "2026-01-01T00:00:00.000Z", (SealedSecret("v3.k.x"),))
+    assert "signing" not in orjson.loads(endpoint.encode()) and Endpoint.decode(endpoint.encode()) == endpoint
+    signed = endpoint.with_changes(signing="ed25519")
+    assert orjson.loads(signed.encode())["signing"] == "ed25519" and Endpoint.decode(signed.encode()) == signed

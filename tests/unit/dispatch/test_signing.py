@@ -70,3 +70,27 @@ def test_secret_format_and_sealing() -> None:
 
     with pytest.raises(JobwireError, match="JOBWIRE_SECRET_KEY"):
         SecretBox("x" * 32).open(sealed, bound_to=binding("acme", "ep_1"))
+
+
+def test_an_ed25519_key_signs_v1a_as_the_spec_defines_it() -> None:
+    """``v1a,`` + base64 ed25519 over ``{msg_id}.{timestamp}.{payload}``, verified with the
+    ``whpk_`` public key alone, beside a ``v1`` of a shared secret in rotation."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from jobwire.webhooks.keys import new_signing_key, public_key
+    from tests.support.receiver import verifies_v1a
+
+    key, shared = new_signing_key(), new_webhook_secret()
+    body = '{"type": "task.completed", "data": {"id": "job_1"}}'
+    headers = sign_headers("msg_1", body, [key, shared])
+    v1a, v1 = headers["webhook-signature"].split(" ")
+    assert v1a.startswith("v1a,") and v1.startswith("v1,")
+    assert key.startswith("whsk_") and len(base64.b64decode(key[5:])) == 32
+    verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key(key).removeprefix("whpk_")))
+    verifier.verify(base64.b64decode(v1a[4:]), f"msg_1.{headers['webhook-timestamp']}.{body}".encode())
+    assert verifies_v1a(public_key(key), body.encode(), headers)
+    assert not verifies_v1a(public_key(new_signing_key()), body.encode(), headers), "another key's public key"
+    assert not verifies_v1a(public_key(key), body.encode() + b" ", headers), "a changed body"
+    Webhook(shared).verify(body, headers)  # the v1 beside it still verifies with svix

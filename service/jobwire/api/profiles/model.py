@@ -80,7 +80,8 @@ class Profile:
         if isinstance(rule, str):
             return rule
         value = lookup(task, rule["by"])
-        if value is not None and value in rule.get("cases", {}):
+        # Only a scalar can name a case: the value may come from the tenant (metadata).
+        if isinstance(value, str | int | float) and value in rule.get("cases", {}):
             return rule["cases"][value]
         if value is not None and "present" in rule:
             return rule["present"]
@@ -114,8 +115,12 @@ class Profile:
             return rule["const"]
         if "fields" in rule:
             nested = {name: self._value(task, sub) for name, sub in rule["fields"].items()}
-            return {name: value for name, value in nested.items()
+            kept = {name: value for name, value in nested.items()
                     if value is not _MISSING and not (self.omit_null and value is None)}
+            # A dialect that leaves out what is unknown leaves out an object with nothing in it
+            # (Knowhere shows `progress` only once there is some): a client that finds the key
+            # reads its members.
+            return _MISSING if self.omit_null and not kept else kept
         value = self._value(task, rule["path"])
         return rule.get("default", value) if value is None else value
 
@@ -212,6 +217,8 @@ def _check_rule(rule: Any, where: str) -> None:
         return
     if not isinstance(rule, Mapping) or not ({"path", "const", "fields"} & set(rule)):
         raise ValueError(f"{where}: a field rule is a path, or an object with path, const or fields")
+    if not isinstance(rule.get("when", []), list):
+        raise ValueError(f"{where}: when is a list of jobwire statuses")
     unknown = set(rule.get("when", ())) - set(STATUSES)
     if unknown:
         raise ValueError(f"{where}: when names {sorted(unknown)}, which are no jobwire statuses")

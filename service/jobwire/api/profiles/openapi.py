@@ -21,7 +21,7 @@ def profile_paths(profiles: tuple[Profile, ...], root: Profile | None, batch_bod
     for profile, prefix in mounts:
         for route in profile.routes:
             path = prefix + route.path
-            operation_id = f"{profile.name}_{route.action}_{route.method.lower()}_{route.path}"
+            operation_id = f"{profile.name}{'' if prefix else '_root'}_{route.action}_{route.method.lower()}_{route.path}"
             operation = _operation(profile, route, prefix, operation_id)
             if route.action == "batch":
                 operation["requestBody"] = batch_body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,6 +55,23 @@ def profile_routes(profile: Profile, prefix: str | None = None) -> list[Route]:
             return await handler(request)
         routes.append(Route(base + path, endpoint, methods=list(methods), name=f"{profile.name} {path}"))
     return routes
+
+
+def root_conflicts(profile: Profile, own: list[Route]) -> list[str]:
+    """The routes of jobwire's own (``own``) that ``profile``, mounted at the root, would take
+    over without meaning to: a path of another template that one of its paths matches (a
+    ``/v1/{operation}`` would swallow ``/v1/jobs``). Its own templates replacing jobwire's of
+    the same shape (``/v1/jobs/{id}``) are what a dialect at the root is for."""
+    def template(path: str) -> str:
+        return re.sub(r"\{[^}]+\}", "{}", path)
+
+    conflicts = []
+    for route in profile_routes(profile, ""):
+        for other in own:
+            sample = re.sub(r"\{[^}]+\}", "x", other.path)
+            if route.path_regex.match(sample) and template(route.path) != template(other.path):
+                conflicts.append(f"{route.path} would answer for {other.path}")
+    return conflicts
 
 
 def _handler(profile: Profile, route: ProfileRoute) -> Handler:
