@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -14,8 +14,6 @@ from urllib.parse import quote
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +26,7 @@ from jobwire.api.profiles.model import available, load_profile, load_profiles
 from jobwire.api.profiles.routes import profile_routes, root_conflicts
 from jobwire.api.projection import Projection
 from jobwire.api.resends import RecentResends
+from jobwire.api.routing import resource
 from jobwire.api.store import Store, feed
 from jobwire.config import Settings
 from jobwire.errors import ConfigError
@@ -107,15 +106,6 @@ class AccessLog:
 
 #: Characters a logged path keeps as they are (RFC 3986 pchar and "/"); the rest is %-encoded.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
-
-
-def resource(path: str, **endpoints: Callable[[Request], Awaitable[Response]]) -> Route:
-    """One route per path, dispatching on the method, so a 405's ``Allow`` lists all of them."""
-
-    async def endpoint(request: Request) -> Response:
-        return await endpoints[request.method](request)
-
-    return Route(path, endpoint, methods=list(endpoints))
 
 
 ROUTES = [

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from jobwire.api.headers import header
 from jobwire.api.problems import Problem
 from jobwire.api.responses import json_response
+from jobwire.api.routing import path_template
 from jobwire.config import Settings
 from jobwire.metrics import scrape_refusal
 from jobwire.validation import load_schema, schema_dir
@@ -65,12 +66,9 @@ def _merge_paths(paths: dict[str, Any], added: dict[str, Any]) -> None:
     """Add ``added`` operation by operation. One on a template jobwire has already (a dialect
     at the root answering instead, whatever its parameters are called) replaces jobwire's
     operation of that method under jobwire's template, its path parameters renamed to match."""
-    def template(path: str) -> str:
-        return re.sub(r"\{[^}]+\}", "{}", path)
-
-    by_template = {template(path): path for path in paths}
+    by_template = {path_template(path): path for path in paths}
     for path, item in added.items():
-        existing = by_template.setdefault(template(path), path)
+        existing = by_template.setdefault(path_template(path), path)
         rename = dict(zip(re.findall(r"\{([^}]+)\}", path), re.findall(r"\{([^}]+)\}", existing), strict=True))
         for method, operation in item.items():
             for parameter in operation.get("parameters", []):

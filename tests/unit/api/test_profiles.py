@@ -194,3 +194,12 @@ async def test_syncfusion_answers_the_document_itself_once_done() -> None:
         assert streamed.headers["content-disposition"] == 'attachment; filename="a___b.pdf"', "no header injection"
         plain = client.get(f"/syncfusion/status/{ids[1]}", headers=KEY)
         assert plain.json() == {"jobId": ids[1], "status": "completed"}, "no document: the status object"
+
+
+def test_a_method_a_route_does_not_answer_gets_405_there_and_in_every_dialect() -> None:
+    """One dispatcher for jobwire's routes and the profiles': HEAD reaches a GET route through
+    Starlette, and is answered 405 with the methods there are, not a 500."""
+    with client_for() as client:
+        for path in ("/v1/jobs/job_x", "/pulse/job/job_x"):
+            answer = client.head(path, headers=KEY)
+            assert answer.status_code == 405 and "GET" in answer.headers["allow"], path

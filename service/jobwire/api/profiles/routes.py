@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -33,11 +32,10 @@ from jobwire.api.jobs import (
 from jobwire.api.problems import Problem
 from jobwire.api.profiles.model import Profile, ProfileRoute, lookup
 from jobwire.api.responses import json_response, require_json
+from jobwire.api.routing import Handler, path_template, resource
 from jobwire.lifecycle import Job, Status
 from jobwire.task import task_object
 from jobwire.validation import validator
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def profile_routes(profile: Profile, prefix: str | None = None) -> list[Route]:
@@ -46,15 +44,7 @@ def profile_routes(profile: Profile, prefix: str | None = None) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = {}
     for route in profile.routes:
         by_path.setdefault(route.path, {})[route.method] = _handler(profile, route)
-    routes = []
-    for path, methods in by_path.items():
-        async def endpoint(request: Request, methods: dict[str, Handler] = methods) -> Response:
-            handler = methods.get(request.method)
-            if handler is None:
-                raise Problem(405, f"{request.method} is not allowed here", headers={"Allow": ", ".join(methods)})
-            return await handler(request)
-        routes.append(Route(base + path, endpoint, methods=list(methods), name=f"{profile.name} {path}"))
-    return routes
+    return [resource(base + path, name=f"{profile.name} {path}", **methods) for path, methods in by_path.items()]
 
 
 def root_conflicts(profile: Profile, own: list[Route]) -> list[str]:
@@ -62,14 +52,11 @@ def root_conflicts(profile: Profile, own: list[Route]) -> list[str]:
     over without meaning to: a path of another template that one of its paths matches (a
     ``/v1/{operation}`` would swallow ``/v1/jobs``). Its own templates replacing jobwire's of
     the same shape (``/v1/jobs/{id}``) are what a dialect at the root is for."""
-    def template(path: str) -> str:
-        return re.sub(r"\{[^}]+\}", "{}", path)
-
     conflicts = []
     for route in profile_routes(profile, ""):
         for other in own:
             sample = re.sub(r"\{[^}]+\}", "x", other.path)
-            if route.path_regex.match(sample) and template(route.path) != template(other.path):
+            if route.path_regex.match(sample) and path_template(route.path) != path_template(other.path):
                 conflicts.append(f"{route.path} would answer for {other.path}")
     return conflicts
 
