@@ -1,10 +1,12 @@
-"""Seed API 003 (Knowhere's parsing jobs) served by jobwire: a job waits for its file upload
-and fails with an upload timeout when none comes, as Knowhere's ``waiting-file`` state does.
+"""Seed API 003 (Knowhere's parsing jobs) served by jobwire: a job waits in ``waiting-file``
+for its file, and fails with an upload timeout when none comes.
 
-jobwire has no ``waiting-file`` status: the job is ``pending`` with the upload URL in its
-``metadata``, and its ``pending_timeout_s`` is the upload window (Knowhere's is one hour). The
-worker that sees the upload starts the job; if nothing starts it in time, the dispatcher fails
-it with ``error.code: "expired"`` and every subscriber gets a ``task.failed`` webhook.
+The job is submitted with ``input: {upload: {...}}``: the API hands out an upload URL and the
+headers to send with it, no worker starts the job until the file is PUT there
+(``job.input_received``), and past the upload window (Knowhere's is one hour) the dispatcher
+fails it with ``error.code: "expired"``; every subscriber gets a ``task.failed`` webhook. The
+job is read as Knowhere's clients read it, from the Knowhere profile
+(``/compat/knowhere/v1/jobs/{id}``).
 
 Run it against a running stack (``make run``), with a short window to see the expiry:
 
@@ -17,46 +19,28 @@ import argparse
 import asyncio
 from typing import Any
 
+import aiohttp
+
 from jobwire.sdk.client import Client
 
 
-def knowhere_view(task: dict[str, Any]) -> dict[str, Any]:
-    """A jobwire task object in the shape of Knowhere's job (seed 003)."""
-    view: dict[str, Any] = {"job_id": task["id"], "created_at": task["created_at"]}
-    status = task["status"]
-    if status == "pending":
-        waiting = (task["metadata"] or {}).get("upload_url") is not None
-        view["status"] = "waiting-file" if waiting else "pending"
-        if waiting:
-            view["upload_url"] = task["metadata"]["upload_url"]
-            view["expires_at"] = task["pending_deadline_at"]
-    elif status == "processing":
-        view["status"] = task["stage"] or "running"  # converting | running
-        if task["progress"]["total"] is not None:
-            view["progress"] = {"total_pages": task["progress"]["total"],
-                                "processed_pages": task["progress"]["processed"]}
-    elif status == "completed":
-        view.update(status="done", completed_at=task["finished_at"], result_url=task["result_url"],
-                    result_url_expires_at=task["result_url_expires_at"], result_checksum=task["result_checksum"])
-    else:  # failed, canceled
-        view.update(status="failed", failed_at=task["finished_at"],
-                    error={"code": (task["error"] or {}).get("code", status),
-                           "message": (task["error"] or {}).get("message", task["status"])})
-    return view
+async def knowhere_job(api: str, api_key: str, job_id: str) -> dict[str, Any]:
+    """The job as a Knowhere client sees it."""
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{api}/compat/knowhere/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {api_key}"}) as answer:
+        return dict(await answer.json())
 
 
 async def upload_never_comes(api: str, api_key: str, upload_timeout_s: float) -> list[dict[str, Any]]:
     """Create a parsing job waiting for its file, upload nothing, and return what a Knowhere
     client saw: first ``waiting-file``, then ``failed`` once the window has passed."""
     async with Client(api, api_key) as client:
-        task = await client.submit(
-            "parse", {"source_type": "file", "file_name": "report.pdf"},
-            metadata={"upload_url": "https://storage.example/uploads/report.pdf",
-                      "upload_headers": {"Content-Type": "application/pdf"}},
-            pending_timeout_s=upload_timeout_s)
-        seen = [knowhere_view(task)]
+        task = await client.submit("parse", {"source_type": "file"}, input={"upload": {
+            "content_type": "application/pdf", "filename": "report.pdf", "timeout_s": upload_timeout_s}})
+        seen = [await knowhere_job(api, api_key, task["id"])]
         print(seen[-1], flush=True)
-        seen.append(knowhere_view(await client.wait(task["id"], timeout_s=upload_timeout_s + 60)))
+        await client.wait(task["id"], timeout_s=upload_timeout_s + 60)
+        seen.append(await knowhere_job(api, api_key, task["id"]))
         print(seen[-1], flush=True)
         return seen
 

@@ -41,7 +41,9 @@ ENV_VARS: tuple[str, ...] = (
     "JOBWIRE_METRICS_TOKEN", "JOBWIRE_RESULT_REDIRECT_HOSTS", "JOBWIRE_RESENDS_PER_MIN",
     "JOBWIRE_ENDPOINTS_PER_TENANT", "JOBWIRE_SECRETS_PER_ENDPOINT", "JOBWIRE_UNFINISHED_JOBS_PER_TENANT",
     "JOBWIRE_PUBLIC_URL", "JOBWIRE_CANCEL_GRACE_S",
-    "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S", "JOBWIRE_PROFILES", "JOBWIRE_ROOT_PROFILE",
+    "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S", "JOBWIRE_PROFILES", "JOBWIRE_PROFILE",
+    "JOBWIRE_STORAGE", "JOBWIRE_S3_ENDPOINT_URL", "JOBWIRE_MAX_FILE_BYTES", "JOBWIRE_FILE_RETENTION_DAYS",
+    "JOBWIRE_UPLOAD_TIMEOUT_S", "JOBWIRE_FILE_URL_TTL_S",
 )
 #: Settings that hold secrets: each may instead be read from a file named by ``<name>_FILE``
 #: (a mounted Kubernetes Secret or Docker secret), so it is in no process environment.
@@ -159,6 +161,18 @@ class Settings:
     #: Hosts ``GET /v1/jobs/{id}/result`` may redirect to (https only; ``*.example.com`` for
     #: subdomains); any other result_url is answered as JSON.
     result_redirect_hosts: tuple[str, ...] = ()
+    #: Where files live (uploads, job inputs, results): ``local`` (``data_dir/files``) or an
+    #: S3-compatible bucket (``s3://bucket/prefix``; the AWS_* variables, and an endpoint URL
+    #: for a store that is not AWS).
+    storage: StorageSettings = field(default_factory=lambda: StorageSettings("local"))
+    #: Largest file accepted (an upload, a job's input, a worker's result).
+    max_file_bytes: int = 100 << 20
+    #: How long a file is kept after its upload (a result: after its job finished).
+    file_retention_s: float = 30 * 86400.0
+    #: How long a job created to wait for its input file waits before it fails ``expired``.
+    upload_timeout_s: float = 3600.0
+    #: How long a signed URL (an upload URL, a result URL) stays valid.
+    file_url_ttl_s: int = 3600
     #: Bearer token for the API's /metrics (every tenant's figures); None: open in dev mode only.
     metrics_token: str | None = field(default=None, repr=False)
 
@@ -464,11 +478,44 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=_public_url(env),
         cancel_grace_s=_cancel_grace(env),
         profiles=_profiles(env),
-        root_profile=_profile_name(env, "JOBWIRE_ROOT_PROFILE", env.get("JOBWIRE_ROOT_PROFILE", "").strip()) or None,
+        root_profile=_profile_name(env, "JOBWIRE_PROFILE", env.get("JOBWIRE_PROFILE", "").strip()) or None,
         job_deadlines=_job_deadlines(env),
         metrics_token=_metrics_token(env),
         result_redirect_hosts=_hosts(env, "JOBWIRE_RESULT_REDIRECT_HOSTS"),
+        storage=_storage(env),
+        max_file_bytes=_int(env, "JOBWIRE_MAX_FILE_BYTES", 100 << 20, 1, 1 << 40),
+        file_retention_s=_float(env, "JOBWIRE_FILE_RETENTION_DAYS", 30.0, 1 / 1440) * 86400.0,
+        upload_timeout_s=_capped(env, "JOBWIRE_UPLOAD_TIMEOUT_S", 3600.0, 1.0, 7 * 86400.0),
+        # An S3 presigned URL lives at most 7 days (SigV4).
+        file_url_ttl_s=_int(env, "JOBWIRE_FILE_URL_TTL_S", 3600, 1, 7 * 86400),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """``JOBWIRE_STORAGE``: ``local``, or ``s3://bucket/prefix`` (credentials and region from
+    the usual AWS_* variables; ``JOBWIRE_S3_ENDPOINT_URL`` for an S3-compatible store)."""
+
+    kind: str
+    bucket: str = ""
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+def _storage(env: Mapping[str, str]) -> StorageSettings:
+    raw = env.get("JOBWIRE_STORAGE", "local").strip() or "local"
+    endpoint = env.get("JOBWIRE_S3_ENDPOINT_URL", "").strip() or None
+    if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise ConfigError("JOBWIRE_S3_ENDPOINT_URL", f"must be an http(s) URL, got {endpoint[:100]!r}")
+    if raw == "local":
+        return StorageSettings("local")
+    parts = urlsplit(raw)
+    bucket = parts.netloc
+    if parts.scheme != "s3" or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or parts.query:
+        raise ConfigError("JOBWIRE_STORAGE", f"'local' or s3://bucket/prefix (a valid bucket name), got {raw[:100]!r}")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+    return StorageSettings("s3", bucket, parts.path.strip("/"), endpoint, region)
 
 
 def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -42,6 +42,7 @@ class Kind(str, Enum):
     PENDING = "pending_timeout_s"
     HEARTBEAT = "heartbeat_timeout_s"
     CANCEL = "cancel_grace_s"
+    UPLOAD = "upload_timeout_s"
 
 
 class Due(NamedTuple):
@@ -70,8 +71,18 @@ def deadline_at(job: Job) -> str | None:
 
 
 def pending_deadline_at(job: Job) -> str | None:
-    """When a job no worker has started expires (``created_at + pending_timeout_s``)."""
-    return _after(job.created_at, job.pending_timeout_s)
+    """When a job no worker has started expires: ``pending_timeout_s`` from its creation, or
+    from the arrival of its input file for a job that waited for one."""
+    return _after(job.input_received_at or job.created_at, job.pending_timeout_s)
+
+
+def upload_deadline_at(job: Job) -> str | None:
+    """When a job still waiting for its input file expires."""
+    return _after(job.created_at, _upload_limit(job)) if job.awaiting_upload else None
+
+
+def _upload_limit(job: Job) -> float | None:
+    return job.input.get("upload_timeout_s") if job.input is not None else None
 
 
 def last_sign_of_life(job: Job, heartbeat_at: float | None) -> float:
@@ -94,9 +105,12 @@ def next_due(job: Job, heartbeat_at: float | None = None, cancel_grace_s: float 
     if job.timeout_s is not None:
         created = epoch(job.created_at)
         candidates.append(Due(created + job.timeout_s, Kind.TIMEOUT))
-    if job.status is Status.PENDING and job.pending_timeout_s is not None:
+    if job.awaiting_upload and (upload_s := _upload_limit(job)) is not None:
         created = epoch(job.created_at) if created is None else created
-        candidates.append(Due(created + job.pending_timeout_s, Kind.PENDING))
+        candidates.append(Due(created + upload_s, Kind.UPLOAD))
+    elif job.status is Status.PENDING and job.pending_timeout_s is not None:
+        waiting_since = epoch(job.input_received_at or job.created_at)
+        candidates.append(Due(waiting_since + job.pending_timeout_s, Kind.PENDING))
     if job.status is Status.PROCESSING and job.heartbeat_timeout_s is not None:
         candidates.append(Due(last_sign_of_life(job, heartbeat_at) + job.heartbeat_timeout_s, Kind.HEARTBEAT))
     if job.status is Status.PROCESSING and job.cancel_requested_at is not None and cancel_grace_s is not None:
@@ -122,9 +136,11 @@ def expiry_event(job: Job, due: Due) -> Event:
             reason = f"{job.cancel_reason} ({reason})"
         return new_event("job.canceled", job.id, job.tenant, {"reason": reason[:1000]}, source=SOURCE,
                          event_id=expiry_event_id(job.id, due.kind), time=at)
-    limit = getattr(job, due.kind.value)
+    limit = _upload_limit(job) if due.kind is Kind.UPLOAD else getattr(job, due.kind.value)
     never_started = job.status is Status.PENDING
-    if due.kind is Kind.PENDING:
+    if due.kind is Kind.UPLOAD:
+        message = f"the input file was not uploaded within upload_timeout_s={limit:g} (deadline {at})"
+    elif due.kind is Kind.PENDING:
         message = f"no worker started the job within pending_timeout_s={limit:g} (deadline {at})"
     elif due.kind is Kind.TIMEOUT:
         message = f"the job did not finish within timeout_s={limit:g} (deadline {at})"

@@ -22,6 +22,7 @@ from jobwire.validation import SchemaValidator, depth_violation, load_schema, va
 CONTENT_TYPE = "application/cloudevents+json"
 EVENT_TYPES = (
     "job.created",
+    "job.input_received",
     "job.started",
     "job.heartbeat",
     "job.progress",

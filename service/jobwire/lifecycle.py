@@ -47,6 +47,7 @@ ACTIVE = frozenset({Status.PENDING, Status.PROCESSING})
 #: Which states each event type may be applied in, and the state it leads to
 #: (``None``: the status stays as it is).
 TRANSITIONS: dict[str, tuple[frozenset[Status], Status | None]] = {
+    "job.input_received": (frozenset({Status.PENDING}), None),
     "job.started": (frozenset({Status.PENDING}), Status.PROCESSING),
     "job.heartbeat": (ACTIVE, None),
     "job.progress": (ACTIVE, Status.PROCESSING),
@@ -62,6 +63,9 @@ EVENT_ID_WINDOW = 64
 #: Accepted events per job (``version``); past it only an ending event is accepted.
 MAX_EVENTS_PER_JOB = 100_000
 ENDINGS = frozenset({"job.completed", "job.failed", "job.canceled"})
+#: What a job may take while its input file is still to be uploaded: the upload itself, and
+#: what ends it (a cancel, an expiry). A worker's events wait for the file.
+BEFORE_INPUT = frozenset({"job.input_received", "job.cancel_requested", "job.canceled", "job.failed"})
 
 
 class Verdict(str, Enum):
@@ -105,6 +109,16 @@ class Job(NamedTuple):
     heartbeat_timeout_s: float | None = None
     #: When a cancel was first asked for a job a worker runs: the forced cancel counts from it.
     cancel_requested_at: str | None = None
+    #: The job's input file (``job.created``'s ``input``; ``awaiting_upload`` until
+    #: ``job.input_received``), and when it arrived: the pending deadline counts from then.
+    input: dict[str, Any] | None = None
+    input_received_at: str | None = None
+    #: A result stored as a file: {id, filename, content_type, size, sha256}.
+    result_file: dict[str, Any] | None = None
+
+    @property
+    def awaiting_upload(self) -> bool:
+        return self.input is not None and bool(self.input.get("awaiting_upload"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +151,13 @@ def apply(job: Job | None, event: Event) -> Applied:
         else:
             reason = f"{event.type} is not allowed while the job is {job.status.value}"
         return Applied(job, Verdict.REJECTED, reason)
+    if job.awaiting_upload and event.type not in BEFORE_INPUT:
+        return Applied(job, Verdict.REJECTED, f"{event.type} is not allowed before the job's input file is uploaded")
+    if event.type == "job.input_received":
+        if not job.awaiting_upload:
+            return Applied(job, Verdict.REJECTED, "the job is not waiting for an input file")
+        if job.input is None or event.data["file_id"] != job.input["file_id"]:
+            return Applied(job, Verdict.REJECTED, "the file is not the one this job waits for")
     if event.type == "job.heartbeat":
         # Proof of life only: no state, no version, no event id kept (a long job sends many);
         # whoever tracks deadlines takes the time from the event.
@@ -184,6 +205,7 @@ def _created(event: Event) -> Job:
         timeout_s=data.get("timeout_s"),
         pending_timeout_s=data.get("pending_timeout_s"),
         heartbeat_timeout_s=data.get("heartbeat_timeout_s"),
+        input=data.get("input"),
     )
 
 
@@ -197,6 +219,9 @@ def _transition(job: Job, event: Event, at: str) -> dict[str, Any]:
     data = event.data
     kind = event.type
     started_at = job.started_at or at
+    if kind == "job.input_received":
+        received = {name: data[name] for name in ("file_id", "size", "sha256", "content_type", "filename")}
+        return {"input": {**(job.input or {}), **received, "awaiting_upload": False}, "input_received_at": at}
     if kind == "job.started":
         return {"started_at": started_at, "stage": data.get("stage", job.stage)}
     if kind == "job.progress":
@@ -206,7 +231,8 @@ def _transition(job: Job, event: Event, at: str) -> dict[str, Any]:
         done = job.progress_total if job.progress_total is not None else job.progress_processed
         return {"finished_at": at, "result": data["result"], "result_url": data.get("result_url"),
                 "result_url_expires_at": _maybe_time(data.get("result_url_expires_at")),
-                "result_checksum": data.get("result_checksum"), "progress_processed": done}
+                "result_checksum": data.get("result_checksum") or _file_checksum(data.get("result_file")),
+                "result_file": data.get("result_file"), "progress_processed": done}
     if kind == "job.failed":
         error = data["error"]
         details = error.get("details") or {}
@@ -220,6 +246,10 @@ def _transition(job: Job, event: Event, at: str) -> dict[str, Any]:
     if kind == "job.canceled":
         return {"finished_at": at, "cancel_reason": data.get("reason") or job.cancel_reason}
     raise AssertionError(f"no transition for {kind}")  # TRANSITIONS and this function disagree
+
+
+def _file_checksum(result_file: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {"algorithm": "sha256", "value": result_file["sha256"]} if result_file else None
 
 
 def _maybe_time(value: str | None) -> str | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from jobwire.deadlines import deadline_at, pending_deadline_at
+from jobwire.deadlines import deadline_at, pending_deadline_at, upload_deadline_at
 from jobwire.lifecycle import Job, Status
 
 #: Largest task object (as JSON) a job may grow to; the dispatcher sets a job that would be
@@ -33,6 +33,8 @@ def task_object(job: Job) -> dict[str, Any]:
         "result_url": job.result_url,
         "result_url_expires_at": job.result_url_expires_at,
         "result_checksum": job.result_checksum,
+        "result_file": _result_file(job.result_file),
+        "input": _input(job),
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "started_at": job.started_at,
@@ -45,6 +47,28 @@ def task_object(job: Job) -> dict[str, Any]:
         "deadline_at": deadline_at(job),
         "pending_deadline_at": pending_deadline_at(job),
     }
+
+
+def _result_file(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {"id": found["id"], "filename": found["filename"], "content_type": found["content_type"],
+            "size": found["size"]}
+
+
+def _input(job: Job) -> dict[str, Any] | None:
+    """The input file: ``awaiting_upload`` with when that ends, or ``received`` with its
+    checksum. The upload URL is not here: the API mints it for each read."""
+    if job.input is None:
+        return None
+    data = job.input
+    shown: dict[str, Any] = {"file_id": data["file_id"],
+                             "status": "awaiting_upload" if job.awaiting_upload else "received",
+                             "filename": data.get("filename"), "content_type": data.get("content_type"),
+                             "size": data.get("size"), "received_at": job.input_received_at}
+    shown["checksum"] = {"algorithm": "sha256", "value": data["sha256"]} if data.get("sha256") else None
+    shown["upload_deadline_at"] = upload_deadline_at(job)
+    return shown
 
 
 def task_size(job: Job) -> int:

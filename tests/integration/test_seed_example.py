@@ -33,10 +33,11 @@ async def test_an_upload_that_never_comes_fails_the_job_and_tells_subscribers(ka
         async with Client(url, ACME_KEY) as client:
             await endpoint_for(client, server)
         waiting, failed = await example().upload_never_comes(url, ACME_KEY, upload_timeout_s=1)
-        assert waiting["status"] == "waiting-file" and waiting["upload_url"].startswith("https://")
+        assert waiting["status"] == "waiting-file" and f"{url}/v1/uploads/" in waiting["upload_url"]
+        assert waiting["upload_headers"] == {"Content-Type": "application/pdf"}
         assert waiting["expires_at"] > waiting["created_at"]
         assert failed["status"] == "failed" and failed["error"]["code"] == "expired"
-        assert "pending_timeout_s=1" in failed["error"]["message"]
+        assert "upload_timeout_s=1" in failed["error"]["message"]
         await receiver.wait_for(lambda: any(r.type == "task.failed" for r in receiver.received))
         [hook] = [r for r in receiver.received if r.data["id"] == failed["job_id"]]
         assert hook.type == "task.failed" and hook.data["error"]["code"] == "expired"

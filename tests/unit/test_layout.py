@@ -19,7 +19,7 @@ CORE = {"lifecycle", "clock", "events", "task", "ids", "timeutil", "offsets", "p
         "binding", "topics", "validation", "errors"}
 #: Modules kept at the top for code that imports the SDK by its old paths.
 SHIMS = {"worker", "client"}
-LAYERS = {"kafka", "webhooks", "api", "dispatch", "sdk", "devtools"}
+LAYERS = {"kafka", "storage", "webhooks", "api", "dispatch", "sdk", "devtools"}
 
 
 @functools.cache
@@ -74,6 +74,8 @@ def allowed(name: str, imported: str) -> str | None:
         return "the package never imports the tests"
     if library == "aiokafka" and layer != "kafka":
         return "only jobwire.kafka imports aiokafka"
+    if library in ("aiobotocore", "botocore") and layer != "storage":
+        return "only jobwire.storage imports the S3 client"
     if library == "aiohttp" and layer not in ("dispatch", "devtools") and name != "sdk.client":
         return "aiohttp is the dispatcher's sender and the client SDK's transport only"
     if library in ("starlette", "uvicorn") and layer not in ("api", "devtools", "cli"):
@@ -86,6 +88,8 @@ def allowed(name: str, imported: str) -> str | None:
         return "api and dispatch never import each other; they meet on topics"
     if layer in ("kafka", "webhooks") and part in {"api", "dispatch", "sdk", "devtools", "cli"}:
         return f"jobwire.{layer} is below api and dispatch"
+    if layer == "storage" and part in LAYERS - {"storage"} | {"cli"}:
+        return "jobwire.storage is an adapter below every service: it imports no other layer"
     if layer == "kafka" and part == "webhooks":
         return "jobwire.kafka knows nothing of webhooks"
     if part == "devtools" and layer not in ("devtools", "cli"):

@@ -24,6 +24,7 @@ def ev(type: str, data: dict[str, Any] | None = None, *, tenant: str = TENANT, e
         "job.progress": {"total": 10, "processed": 4, "stage": "running"},
         "job.completed": {"result": {"pages": 3}},
         "job.failed": {"error": {"code": "bad_input", "message": "page 2 is blank", "details": {"page": 2}}},
+        "job.input_received": RECEIVED,
     }
     second = next(_counter) % 60
     return new_event(
@@ -31,6 +32,12 @@ def ev(type: str, data: dict[str, Any] | None = None, *, tenant: str = TENANT, e
         event_id=event_id or f"evt_{next(_counter)}", time=f"2026-11-23T10:00:{second:02d}.000Z",
     )
 
+
+RECEIVED = {"file_id": "file_1", "size": 3, "sha256": "ab" * 32, "content_type": "application/pdf",
+            "filename": "a.pdf"}
+#: A job created to wait for its input file.
+AWAITING = {"operation": "ocr", "parameters": {}, "input": {"file_id": "file_1", "awaiting_upload": True,
+                                                            "upload_timeout_s": 3600}}
 
 STATES: dict[str, list[str]] = {
     "none": [],
@@ -40,10 +47,14 @@ STATES: dict[str, list[str]] = {
     "completed": ["job.created", "job.completed"],
     "failed": ["job.created", "job.failed"],
     "canceled": ["job.created", "job.canceled"],
+    "awaiting_upload": ["job.created"],
+    "received": ["job.created", "job.input_received"],
 }
 
 
 def job_in(state: str) -> Job | None:
+    if state in ("awaiting_upload", "received"):
+        return fold([ev("job.created", AWAITING), *(ev(t) for t in STATES[state][1:])])
     return fold([ev(t) for t in STATES[state]])
 
 
@@ -85,8 +96,52 @@ TABLE: dict[tuple[str, str], tuple[Verdict, str | None]] = {
     ("cancel_requested", "job.heartbeat"): (A, "processing"),
     **{(s, t): (R, s) for s in ("completed", "failed", "canceled") for t in (
         "job.created", "job.started", "job.heartbeat", "job.progress", "job.completed", "job.failed",
-        "job.cancel_requested", "job.canceled")},
+        "job.cancel_requested", "job.canceled", "job.input_received")},
+    # Only a job created to wait for its input takes job.input_received, once.
+    ("none", "job.input_received"): (R, None),
+    ("pending", "job.input_received"): (R, "pending"),
+    ("processing", "job.input_received"): (R, "processing"),
+    ("cancel_requested", "job.input_received"): (R, "processing"),
+    # Until the file arrives no worker's event counts; the upload, a cancel or an expiry do.
+    ("awaiting_upload", "job.created"): (R, "pending"),
+    ("awaiting_upload", "job.input_received"): (A, "pending"),
+    ("awaiting_upload", "job.started"): (R, "pending"),
+    ("awaiting_upload", "job.heartbeat"): (R, "pending"),
+    ("awaiting_upload", "job.progress"): (R, "pending"),
+    ("awaiting_upload", "job.completed"): (R, "pending"),
+    ("awaiting_upload", "job.failed"): (A, "failed"),
+    ("awaiting_upload", "job.cancel_requested"): (A, "pending"),
+    ("awaiting_upload", "job.canceled"): (A, "canceled"),
+    # Once it has, the job is an ordinary pending one.
+    ("received", "job.created"): (R, "pending"),
+    ("received", "job.input_received"): (R, "pending"),
+    ("received", "job.started"): (A, "processing"),
+    ("received", "job.heartbeat"): (A, "pending"),
+    ("received", "job.progress"): (A, "processing"),
+    ("received", "job.completed"): (A, "completed"),
+    ("received", "job.failed"): (A, "failed"),
+    ("received", "job.cancel_requested"): (A, "pending"),
+    ("received", "job.canceled"): (A, "canceled"),
 }
+
+
+def test_input_received_must_name_the_awaited_file_and_the_pending_deadline_counts_from_it() -> None:
+    from jobwire.deadlines import Kind, epoch, next_due
+
+    waiting = fold([ev("job.created", {**AWAITING, "pending_timeout_s": 60})])
+    assert waiting is not None and waiting.awaiting_upload
+    due = next_due(waiting)
+    assert due is not None and due.kind is Kind.UPLOAD and due.at == epoch(waiting.created_at) + 3600
+    other = apply(waiting, ev("job.input_received", {**RECEIVED, "file_id": "file_2"}))
+    assert other.verdict is R and "not the one" in (other.reason or "")
+    received = apply(waiting, ev("job.input_received")).job
+    assert received is not None and not received.awaiting_upload and received.input_received_at
+    assert received.input == {**AWAITING["input"], **RECEIVED, "awaiting_upload": False}
+    due = next_due(received)
+    assert due is not None and due.kind is Kind.PENDING and due.at == epoch(received.input_received_at) + 60
+    shown = task_object(received)["input"]
+    assert shown["status"] == "received" and shown["checksum"] == {"algorithm": "sha256", "value": "ab" * 32}
+    assert task_object(waiting)["input"]["upload_deadline_at"] is not None
 
 
 @pytest.mark.parametrize(("state", "event_type"), sorted(TABLE))

@@ -102,6 +102,8 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "job.created": st.fixed_dictionaries(
         {"operation": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,20}\Z"), "parameters": objects},
         optional={"metadata": st.none() | objects, "idempotency_key": st.none() | st.text(min_size=1, max_size=20),
+                  "input": st.fixed_dictionaries({"file_id": st.just("file_1"), "awaiting_upload": st.booleans()},
+                                                 optional={"upload_timeout_s": st.floats(1, 604800)}),
                   **{name: st.floats(1, 31536000) for name in ("timeout_s", "pending_timeout_s", "heartbeat_timeout_s")}}),
     "job.started": maybe(stage=optional_text),
     "job.heartbeat": st.just({}),
@@ -118,6 +120,10 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         optional={"retryable": st.booleans()}),
     "job.cancel_requested": maybe(reason=optional_text),
     "job.canceled": maybe(reason=optional_text),
+    "job.input_received": st.fixed_dictionaries(
+        {"file_id": st.from_regex(r"\Afile_[A-Za-z0-9]{1,10}\Z"), "size": counts,
+         "sha256": st.from_regex(r"\A[0-9a-f]{64}\Z"), "content_type": st.sampled_from(["application/pdf", "text/plain"]),
+         "filename": st.text(min_size=1, max_size=10)}),
 }
 
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -17,8 +18,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobwire.api import jobs, system, webhooks
+from jobwire.api import files, jobs, system, webhooks
 from jobwire.api.deliverylog import DeliveryLog
+from jobwire.api.file_urls import FileUrls
 from jobwire.api.limits import RequestLimits
 from jobwire.api.portal_links import PortalLinks
 from jobwire.api.problems import Problem, on_http_exception, on_problem, on_unexpected
@@ -37,6 +39,8 @@ from jobwire.kafka.writers import JobEvents, KeyedWriter
 from jobwire.metrics import API_METRICS, HTTP_LATENCY, registry_of
 from jobwire.positions import AppliedPositions, Position
 from jobwire.records import RecordSink
+from jobwire.storage import BlobStore, open_store
+from jobwire.storage.files import sweep
 from jobwire.topics import Topics
 from jobwire.webhooks.registry import EndpointRegistry, EndpointWriter
 from jobwire.webhooks.secretbox import SecretBox
@@ -115,6 +119,10 @@ ROUTES = [
     resource("/v1/jobs/{job_id}/cancel", POST=jobs.cancel),
     resource("/v1/jobs/{job_id}/events", GET=jobs.job_events, POST=jobs.post_event),
     resource("/v1/jobs/{job_id}/result", GET=jobs.job_result),
+    resource("/v1/files", POST=files.upload_file),
+    resource("/v1/files/{file_id}", GET=files.get_file, DELETE=files.delete_file),
+    resource("/v1/files/{file_id}/content", GET=files.file_content),
+    resource("/v1/uploads/{token}", PUT=files.put_upload),
     resource("/v1/webhooks/endpoints", GET=webhooks.list_endpoints, POST=webhooks.create_endpoint),
     resource("/v1/webhooks/endpoints/{endpoint_id}", GET=webhooks.get_endpoint, PATCH=webhooks.patch_endpoint,
              DELETE=webhooks.delete_endpoint),
@@ -211,6 +219,26 @@ def progress(started: dict[int, int], applied: dict[int, int], ends: dict[int, i
     return round(done / total, 4) if total > 0 else 1.0
 
 
+#: How often a replica looks for expired files, and how many keys one look reads.
+SWEEP_EVERY_S = 60.0
+SWEEP_KEYS = 500
+
+
+async def sweep_files(store: BlobStore) -> None:
+    """Remove expired files, a page of keys at a time, for ever (every replica does; a file
+    removed twice is no harm). Reads already treat an expired file as gone."""
+    after: str | None = None
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            removed, after = await sweep(store, datetime.now(UTC), after=after, limit=SWEEP_KEYS)
+        except Exception:  # a store that is down now may be up at the next look
+            log.warning("files sweep failed", exc_info=True)
+            continue
+        if removed:
+            log.info("files expired removed=%d", removed)
+
+
 async def stop_tasks(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
     stop.set()
     for task in tasks:
@@ -230,7 +258,7 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
     profiles = load_profiles(names)
     root = load_profile(settings.root_profile) if settings.root_profile else None
     if root is not None and (conflicts := root_conflicts(root, ROUTES)):
-        raise ConfigError("JOBWIRE_ROOT_PROFILE", f"the {root.name} dialect cannot be mounted at the root: "
+        raise ConfigError("JOBWIRE_PROFILE", f"the {root.name} dialect cannot be mounted at the root: "
                           f"{'; '.join(conflicts)}; mount it under its prefix only")
     # A dialect at the root goes first: its paths win over jobwire's own where they meet.
     routes = [*(profile_routes(root, "") if root else []), *ROUTES,
@@ -242,6 +270,10 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
             parts = components if components is not None else await stack.enter_async_context(
                 kafka_components(settings))
             loop = asyncio.get_running_loop()
+            file_store = open_store(settings)
+            stack.push_async_callback(file_store.close)
+            sweeper = asyncio.create_task(sweep_files(file_store), name="files-sweeper")
+            stack.push_async_callback(stop_tasks, [sweeper], asyncio.Event())
             yield {
                 "settings": settings,
                 "projection": parts.projection,
@@ -257,6 +289,8 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
                 "clock": loop.time,
                 "metrics_registry": metrics_registry,
                 "profiles_mounted": (names, settings.root_profile),
+                "files": file_store,
+                "file_urls": FileUrls(settings.secret_key, settings.file_url_ttl_s) if settings.secret_key else None,
             }
 
     return Starlette(

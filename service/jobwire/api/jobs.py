@@ -9,6 +9,7 @@ import binascii
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,11 +24,14 @@ from jobwire.api.headers import header
 from jobwire.api.problems import Problem, log_unavailable, problem_body
 from jobwire.api.projection import ListQuery, Projection
 from jobwire.api.responses import accepts, json_response, require_json
+from jobwire.api.task_view import needs_urls, shown_task, store_of, urls_of
 from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.events import HEARTBEAT, Event, new_event
 from jobwire.ids import idempotent_job_id, new_id
 from jobwire.lifecycle import Job, Status, Verdict, apply
 from jobwire.positions import Position
+from jobwire.storage.files import load as load_file
+from jobwire.storage.files import new_file_id
 from jobwire.task import MAX_TASK_BYTES, task_object, task_size
 from jobwire.timeutil import bound_utc
 from jobwire.validation import validator
@@ -166,6 +170,8 @@ async def create_job(request: Request, tenant: str, body: dict[str, Any], key: s
                           extra={"quota": "unfinished_jobs_per_tenant", "limit": quota})
         # The operation's default deadlines (JOBWIRE_JOB_DEADLINES) unless the request sets its own.
         data = {**request.state.settings.deadlines_for(body["operation"]), **body}
+        if "input" in body:
+            data["input"] = await job_input(request, tenant, body["input"])
         if key:
             data["idempotency_key"] = key
         event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
@@ -186,8 +192,25 @@ async def create_job(request: Request, tenant: str, body: dict[str, Any], key: s
         # 409: the request is well-formed; it conflicts with what the key is already bound to.
         raise Problem(409, "this Idempotency-Key was already used with a different request; "
                       "operation, parameters and metadata must match the first one",
-                      extra={"task": task_object(existing)})
+                      extra={"task": shown_task(request, existing)})
     return existing, position
+
+
+async def job_input(request: Request, tenant: str, asked: dict[str, Any]) -> dict[str, Any]:
+    """``job.created``'s ``input`` for the submit body's: a stored file (422 naming the field
+    unless the tenant has it), or an upload to come, under a file id chosen now."""
+    if "file_id" in asked:
+        record = await load_file(store_of(request), tenant, asked["file_id"], datetime.now(UTC))
+        if record is None:
+            raise Problem(422, f"source file not found: no file {asked['file_id']}",
+                          violations=[Violation("/input/file_id", "no such file (it may have expired or been deleted)")])
+        return {"file_id": record.id, "awaiting_upload": False, "content_type": record.content_type,
+                "filename": record.filename, "size": record.size, "sha256": record.sha256}
+    upload = asked["upload"]
+    urls_of(request)  # 503 now, before a job is made whose upload URL could never be signed
+    return {"file_id": new_file_id(), "awaiting_upload": True, "content_type": upload.get("content_type"),
+            "filename": upload.get("filename"),
+            "upload_timeout_s": upload.get("timeout_s", request.state.settings.upload_timeout_s)}
 
 
 async def submit(request: Request) -> Response:
@@ -216,7 +239,7 @@ async def submit(request: Request) -> Response:
     if wait_s is not None:
         headers["Preference-Applied"] = f"wait={wait_s:g}"
     status = 200 if wait_s and job.status.terminal else 202
-    return json_response(task_object(job), status, headers)
+    return json_response(shown_task(request, job), status, headers)
 
 
 async def submit_batch(request: Request) -> Response:
@@ -239,7 +262,7 @@ async def submit_batch(request: Request) -> Response:
         except Problem as problem:
             results.append({"index": index, "status": problem.status, "problem": problem_body(problem)})
             continue
-        results.append({"index": index, "status": 202 if position is not None else 200, "task": task_object(job),
+        results.append({"index": index, "status": 202 if position is not None else 200, "task": shown_task(request, job),
                         "position": str(position) if position is not None else None})
     return json_response({"object": "list", "data": results})
 
@@ -262,7 +285,8 @@ async def get_job(request: Request) -> Response:
     headers = task_headers(job)
     if etag is not None and headers["ETag"] in [t.strip() for t in etag.split(",")] + ["*"]:
         return Response(status_code=304, headers=headers)
-    return Response(encoded_task(job), media_type="application/json", headers=headers)
+    body = orjson.dumps(shown_task(request, job)) if needs_urls(job) else encoded_task(job)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 #: Encoded task objects of the jobs read most recently, by (id, version): a version names one
@@ -275,7 +299,7 @@ def encoded_task(job: Job) -> bytes:
     key = (job.id, job.version)
     body = _ENCODED.get(key)
     if body is None:
-        body = _ENCODED[key] = orjson.dumps(task_object(job))
+        body = _ENCODED[key] = orjson.dumps(task_object(job))  # no signed URLs: see get_job
         if len(_ENCODED) > ENCODED_TASKS:
             _ENCODED.popitem(last=False)
     return body
@@ -339,7 +363,7 @@ async def list_jobs(request: Request) -> Response:
     page, next_cursor = await list_page(request)
     return json_response({
         "object": "list",
-        "data": [task_object(job) for job in page],
+        "data": [shown_task(request, job) for job in page],
         "has_more": next_cursor is not None,
         "next_cursor": next_cursor,
     })
@@ -352,7 +376,7 @@ async def cancel(request: Request) -> Response:
     if request.method == "POST" and header(request, b"content-length") not in (None, "0"):
         reason = (await read_json(request, "api/job-cancel.json")).get("reason")
     job, position = await request_cancel(request, tenant, request.path_params["job_id"], reason)
-    return json_response(task_object(job), 200 if job.status.terminal else 202, task_headers(job, position))
+    return json_response(shown_task(request, job), 200 if job.status.terminal else 202, task_headers(job, position))
 
 
 async def request_cancel(request: Request, tenant: str, job_id: str, reason: str | None
@@ -363,7 +387,7 @@ async def request_cancel(request: Request, tenant: str, job_id: str, reason: str
     job = found(request, tenant, job_id)
     if job.status.terminal:
         raise Problem(409, f"job {job_id} is {job.status.value}; it can no longer be canceled",
-                      extra={"task": task_object(job)})
+                      extra={"task": shown_task(request, job)})
     position = None
     if not job.cancel_requested or job.status is Status.PENDING:
         kind = "job.canceled" if job.status is Status.PENDING else "job.cancel_requested"
@@ -371,7 +395,7 @@ async def request_cancel(request: Request, tenant: str, job_id: str, reason: str
         verdict, why = verdict_at(projection_of(request), job_id, position)
         if verdict is Verdict.REJECTED:
             raise Problem(409, f"the cancel lost a race with another change: {why}",
-                          extra={"task": task_object(found(request, tenant, job_id))})
+                          extra={"task": shown_task(request, found(request, tenant, job_id))})
     return found(request, tenant, job_id), position
 
 
@@ -466,9 +490,9 @@ async def post_event(request: Request) -> Response:
                                 event_id=body.get("id")))
     expected = apply(job, event)
     if expected.verdict is Verdict.REJECTED:
-        raise Problem(409, expected.reason or "not allowed now", extra={"task": task_object(job)})
+        raise Problem(409, expected.reason or "not allowed now", extra={"task": shown_task(request, job)})
     if expected.verdict is Verdict.DUPLICATE:
-        return json_response(task_object(job), 200, task_headers(job))
+        return json_response(shown_task(request, job), 200, task_headers(job))
     if expected.job is not None and (size := task_size(expected.job)) > MAX_TASK_BYTES:
         # The dispatcher sets such a job's terminal event aside: refuse it here, with the reason.
         raise Problem(413, f"the task would be {size} bytes, over the {MAX_TASK_BYTES} byte limit",
@@ -480,6 +504,6 @@ async def post_event(request: Request) -> Response:
     else:
         verdict, why = verdict_at(projection_of(request), job_id, position)
     if verdict is Verdict.REJECTED:
-        raise Problem(409, why or "not allowed now", extra={"task": task_object(found(request, tenant, job_id))})
+        raise Problem(409, why or "not allowed now", extra={"task": shown_task(request, found(request, tenant, job_id))})
     job = found(request, tenant, job_id)
-    return json_response(task_object(job), 202, task_headers(job, position))
+    return json_response(shown_task(request, job), 202, task_headers(job, position))

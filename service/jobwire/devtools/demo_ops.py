@@ -5,7 +5,6 @@ per seed dialect (docs/seed-apis.md), so each wire profile's clients see jobs fi
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 from typing import Any
 
@@ -53,15 +52,19 @@ async def extract(job: JobContext) -> dict[str, Any]:
 
 
 async def parse(job: JobContext) -> Result:
-    """A stand-in for a parsing job: converting, then running over 3 pages, then a result URL
-    with its expiry and checksum (the URL is an example: nothing is stored)."""
+    """A stand-in for a parsing job: converting, then running over 3 pages, then the chunks as
+    a result file (the API hands out a fresh signed URL to it, with its sha256). With an input
+    file, the chunks name its size and checksum."""
     await job.progress(0, 3, stage="converting")
+    source: dict[str, Any] = {"url": job.parameters.get("source_url")}
+    if job.input is not None:
+        data = await job.read_input()
+        source = {"file_id": job.input["file_id"], "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     for page in range(1, 4):
         await job.progress(page, 3, stage="running")
-    chunks = b'{"chunks": []}'
-    return Result({"chunks": 0}, result_url=f"https://results.example/{job.id}.json",
-                  result_url_expires_at="2099-01-01T00:00:00Z",
-                  result_checksum={"algorithm": "sha256", "value": hashlib.sha256(chunks).hexdigest()})
+    chunks = orjson.dumps({"source": source, "chunks": [{"page": page, "text": f"page {page}"} for page in (1, 2, 3)]})
+    return await job.store_result(chunks, filename=f"{job.id}.json", content_type="application/json",
+                                  result={"chunks": 3})
 
 
 #: A one-page PDF: what the demo's conversion answers with.
@@ -69,12 +72,12 @@ DEMO_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Typ
             b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
 
 
-async def docx_to_pdf(job: JobContext) -> dict[str, Any]:
-    """A stand-in for a conversion: the document inline in the result (base64, under the task's
-    512 KiB), which the Syncfusion profile answers as the document itself."""
+async def docx_to_pdf(job: JobContext) -> Result:
+    """A stand-in for a conversion: the document as a result file, which the Syncfusion
+    profile answers as the document itself."""
     name = str(job.parameters.get("file", "file.docx")).rsplit(".", 1)[0] or "file"
-    return {"document": {"content_base64": base64.b64encode(DEMO_PDF).decode(), "content_type": "application/pdf",
-                         "filename": f"{name}.pdf"}}
+    return await job.store_result(DEMO_PDF, filename=f"{name}.pdf", content_type="application/pdf",
+                                  result={"pages": 1})
 
 
 DEMO_OPERATIONS: dict[str, Handler] = {"sleep": sleep, "wordcount": wordcount, "fail": fail, "extract": extract,

@@ -135,9 +135,9 @@ Try it:
   .venv/bin/jobwire demo      (in another terminal: a few jobs, live, with their webhooks)
 
 The seed APIs' dialects, over the same jobs (docs/seed-apis.md):
-  curl -s -X POST {url}/pulse/extract -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \
+  curl -s -X POST {url}/compat/pulse/extract -H 'X-API-Key: {key}' -H 'Content-Type: application/json' \
        -d '{{"file_url": "https://example.com/a.pdf"}}'
-  also {url}/syncfusion/..., /docurift/..., /scan-documents/..., /knowhere/...
+  also {url}/compat/syncfusion/..., /compat/docurift/..., /compat/scandocs/..., /compat/knowhere/...
 
 The demo receiver (API port + 1, or a free one) verifies every webhook with svix and prints it here.
 Ctrl-C stops everything.

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -82,8 +84,10 @@ class Client:
     async def submit(self, operation: str, parameters: dict[str, Any], *, metadata: dict[str, Any] | None = None,
                      idempotency_key: str | None = None, wait_s: int | None = None,
                      timeout_s: float | None = None, pending_timeout_s: float | None = None,
-                     heartbeat_timeout_s: float | None = None) -> dict[str, Any]:
-        """Submit a job; the deadlines (seconds) default to the server's for the operation."""
+                     heartbeat_timeout_s: float | None = None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Submit a job; the deadlines (seconds) default to the server's for the operation.
+        ``input``: ``{"file_id": ...}`` (a file uploaded with ``upload``), or ``{"upload":
+        {"content_type"?, "filename"?, "timeout_s"?}}`` for a job that waits for ``put_input``."""
         headers = {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -95,8 +99,44 @@ class Client:
         deadlines = {"timeout_s": timeout_s, "pending_timeout_s": pending_timeout_s,
                      "heartbeat_timeout_s": heartbeat_timeout_s}
         body.update({name: seconds for name, seconds in deadlines.items() if seconds is not None})
+        if input is not None:
+            body["input"] = input
         _, task, _ = await self._request("POST", "/v1/jobs", json=body, headers=headers)
         return dict(task)
+
+    async def upload(self, data: bytes, *, filename: str, content_type: str = "application/octet-stream"
+                     ) -> dict[str, Any]:
+        """Store ``data`` as a file of the tenant's (``POST /v1/files``); the file object."""
+        headers = {**self._headers, "Content-Type": content_type, "X-Checksum-SHA256": hashlib.sha256(data).hexdigest()}
+        _, file = await self._bytes("POST", self.base_url + "/v1/files?" + urlencode({"filename": filename}),
+                                    data, headers, expect=(201,))
+        return dict(orjson.loads(file))
+
+    async def put_input(self, task: dict[str, Any], data: bytes) -> dict[str, Any]:
+        """Upload the input a job waits for, to the URL and with the headers its task shows."""
+        upload = task["input"]
+        _, file = await self._bytes("PUT", upload["upload_url"], data, dict(upload["upload_headers"]))
+        return dict(orjson.loads(file))
+
+    async def download(self, url: str) -> bytes:
+        """The bytes behind a signed URL (a task's ``result_url``, a file's ``url``)."""
+        _, body = await self._bytes("GET", url, None, {})
+        return body
+
+    async def _bytes(self, method: str, url: str, data: bytes | None, headers: dict[str, str],
+                     expect: tuple[int, ...] = (200,)) -> tuple[int, bytes]:
+        # A signed URL is its own credential (and may be the store's, not ours): no API key on it.
+        if self._session is None:
+            raise RuntimeError("use `async with Client(...)`")
+        async with self._session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
+            raw = await response.read()
+            if response.status not in expect:
+                try:
+                    problem = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    problem = {"detail": raw[:500].decode("utf-8", "replace")}
+                raise ApiError(response.status, problem if isinstance(problem, dict) else {"detail": str(problem)})
+            return response.status, raw
 
     async def submit_batch(self, jobs: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """Up to 100 jobs, each ``{"job": <submit body>, "idempotency_key"?: str}``; returns,

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from jobwire.config import Settings
@@ -32,6 +33,9 @@ from jobwire.kafka.writers import JobEvents
 from jobwire.lifecycle import Job, Status, apply
 from jobwire.offsets import OffsetTracker
 from jobwire.records import LogRecord, skipped
+from jobwire.storage import BlobStore, open_store, spool_dir
+from jobwire.storage.files import FileRecord, clean_filename, content_key, save
+from jobwire.storage.spool import discarding, spool_bytes
 from jobwire.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,8 @@ class Result:
     result_url: str | None = None
     result_url_expires_at: str | None = None
     result_checksum: dict[str, str] | None = None
+    #: A result stored as a file (``JobContext.store_result`` makes it).
+    result_file: dict[str, Any] | None = None
 
 
 @dataclass
@@ -75,6 +81,31 @@ class JobContext:
     job: Job
     _publish: Callable[[str, dict[str, Any]], Awaitable[None]]
     cancel_requested: bool = False
+    _files: FileAccess | None = None
+
+    @property
+    def input(self) -> dict[str, Any] | None:
+        """The job's input file (``file_id``, ``filename``, ``content_type``, ``size``, ``sha256``)."""
+        return self.job.input
+
+    async def read_input(self) -> bytes:
+        """The input file's bytes (a job submitted with ``input``)."""
+        if self.job.input is None or self._files is None:
+            raise JobFailed("no_input", "the job has no input file", retryable=False)
+        return await self._files.read(self.job.tenant, self.job.input["file_id"])
+
+    async def store_result(self, data: bytes, *, filename: str, content_type: str = "application/octet-stream",
+                           result: dict[str, Any] | None = None) -> Result:
+        """Store ``data`` as the job's result file: return what this gives from the handler.
+        The API streams it (``GET /v1/files/{id}/content``) and hands out a fresh signed URL
+        on every read of the job, with its sha256 as ``result_checksum``."""
+        if self._files is None:
+            raise RuntimeError("this worker has no file store")
+        record = await self._files.save_result(self.job.tenant, self.job.id, data, filename, content_type)
+        found = {"id": record.id, "filename": record.filename, "content_type": record.content_type,
+                 "size": record.size, "sha256": record.sha256}
+        return Result(result if result is not None else {"file_id": record.id, "filename": record.filename},
+                      result_file=found)
 
     @property
     def id(self) -> str:
@@ -98,6 +129,39 @@ class JobContext:
 Handler = Callable[[JobContext], Awaitable[dict[str, Any] | Result]]
 
 
+class FileAccess:
+    """The worker's way to the file store (``JOBWIRE_STORAGE``), opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._store: BlobStore | None = None
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._store is None:
+            self._store = open_store(self._settings)
+        return self._store
+
+    async def read(self, tenant: str, file_id: str) -> bytes:
+        blob = await self.blobs.open(content_key(tenant, file_id))
+        if blob is None:
+            raise JobFailed("input_not_found", f"the input file {file_id} is gone", retryable=False)
+        if blob.size > self._settings.max_file_bytes:
+            raise JobFailed("input_too_large", f"the input file is {blob.size} bytes", retryable=False)
+        return b"".join([chunk async for chunk in blob.chunks])
+
+    async def save_result(self, tenant: str, job_id: str, data: bytes, filename: str, content_type: str) -> FileRecord:
+        spooled = spool_bytes(data, spool_dir(self._settings))
+        with discarding(spooled):
+            return await save(self.blobs, spooled, tenant=tenant, filename=clean_filename(filename, job_id),
+                              content_type=content_type, purpose="result", now=datetime.now(UTC),
+                              retention_s=self._settings.file_retention_s, job_id=job_id)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
 @dataclass
 class _Running:
     task: asyncio.Task[None]
@@ -117,6 +181,9 @@ class Worker:
     group_id: str | None = None
     _jobs: dict[str, Job] = field(default_factory=dict)
     _running: dict[str, _Running] = field(default_factory=dict)
+    #: Jobs of ours waiting for their input file, by id: the record of their job.created,
+    #: whose offset stays uncommitted until the job ends (a restart finds them again).
+    _awaiting: dict[str, LogRecord] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         topics = Topics(self.settings.topic_prefix)
@@ -130,6 +197,7 @@ class Worker:
         self._offsets = OffsetTracker()
         self._slots = asyncio.Semaphore(self.concurrency)
         self.source = f"/workers/{self.operation}"
+        self._files = FileAccess(self.settings)
 
     async def start(self) -> None:
         await self._producer.start()
@@ -148,6 +216,7 @@ class Worker:
             await self._group.stop()
         finally:
             await self._producer.stop()
+            await self._files.close()
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -189,8 +258,14 @@ class Worker:
             except Exception as exc:  # one record must never stop the worker
                 self._set_aside(record, exc, started=ours)
                 continue
-            if ours:
+            job = self._jobs.get(event.subject)
+            if ours and job is not None and job.awaiting_upload:
+                self._awaiting[event.subject] = record  # it starts when its file arrives
+            elif ours:
                 to_start.append((event.subject, record))
+            elif event.type == "job.input_received" and event.subject in self._awaiting:
+                if job is not None and not job.awaiting_upload:
+                    to_start.append((event.subject, self._awaiting.pop(event.subject)))
         for job_id, record in to_start:
             try:
                 await self._launch(job_id, record)
@@ -211,6 +286,9 @@ class Worker:
         running = self._running.get(job.id)
         if running is None:
             if job.status.terminal:
+                waited = self._awaiting.pop(job.id, None)
+                if waited is not None:  # expired or canceled before its file came
+                    self._offsets.finish(waited.position.partition, waited.position.offset)
                 del self._jobs[job.id]  # nothing more to do for it: keep the local state small
             return
         if job.cancel_requested and not running.context.cancel_requested:
@@ -235,7 +313,7 @@ class Worker:
             self._offsets.finish(position.partition, position.offset)
             return
         await self._slots.acquire()
-        context = JobContext(job, lambda kind, data: self._publish(job_id, job.tenant, kind, data))
+        context = JobContext(job, lambda kind, data: self._publish(job_id, job.tenant, kind, data), _files=self._files)
         task = asyncio.create_task(self._run_job(context, record), name=f"job {job_id}")
         self._running[job_id] = _Running(task, context)
 
@@ -305,7 +383,7 @@ class Worker:
                                             "details": {}}, "retryable": True}
         if isinstance(value, Result):
             data: dict[str, Any] = {"result": value.result}
-            for name in ("result_url", "result_url_expires_at", "result_checksum"):
+            for name in ("result_url", "result_url_expires_at", "result_checksum", "result_file"):
                 if getattr(value, name) is not None:
                     data[name] = getattr(value, name)
             return "job.completed", data

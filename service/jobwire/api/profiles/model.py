@@ -23,15 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from jobwire.errors import ConfigError
 from jobwire.lifecycle import Status
+from jobwire.validation import schema_dir
 
-PROFILE_DIR = Path(__file__).parent
+PROFILE_DIR = schema_dir() / "profiles"
 STATUSES = tuple(status.value for status in Status)
 ACTIONS = ("submit", "get", "list", "cancel", "batch")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -56,6 +56,12 @@ class ProfileRoute:
     wait_unless: str | None = None
     #: For a get: a finished job's result document is the answer itself (a stream).
     stream_result: bool = False
+    #: For a submit: when the body has these members with these values, the job waits for its
+    #: input file, uploaded to the URL its answer shows (``{when: {...}, content_type: <member>,
+    #: filename: <member>}``).
+    upload: Mapping[str, Any] | None = None
+    #: For a submit: the body member that names a stored file as the job's input.
+    input_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +192,11 @@ def _route(data: Mapping[str, Any]) -> ProfileRoute:
         raise ValueError(f"route {path}: a submit route fixes its operation or takes it from {{operation}}")
     if body not in ("parameters", "jobwire"):
         raise ValueError(f"route {path}: body is 'parameters' or 'jobwire'")
+    upload = data.get("upload")
+    if upload is not None and (not isinstance(upload, Mapping) or not isinstance(upload.get("when"), Mapping)):
+        raise ValueError(f"route {path}: upload is {{when: {{member: value}}, content_type: member, filename: member}}")
     return ProfileRoute(method, path, action, operation, body, tuple(data.get("drop", ())), data.get("wait_unless"),
-                        bool(data.get("stream_result", False)))
+                        bool(data.get("stream_result", False)), upload, data.get("input_file"))
 
 
 def _object_rule(value: Any, where: str) -> Any:

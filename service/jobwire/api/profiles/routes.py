@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from jobwire.api.auth import tenant_of
 from jobwire.api.bodies import read_json
+from jobwire.api.files import stream_file
 from jobwire.api.headers import header
 from jobwire.api.jobs import (
     WAIT_CAP_S,
@@ -33,6 +34,7 @@ from jobwire.api.problems import Problem
 from jobwire.api.profiles.model import Profile, ProfileRoute, lookup
 from jobwire.api.responses import json_response, require_json
 from jobwire.api.routing import Handler, path_template, resource
+from jobwire.api.task_view import found_file, shown_task
 from jobwire.lifecycle import Job, Status
 from jobwire.task import task_object
 from jobwire.validation import validator
@@ -78,9 +80,20 @@ def _location(profile: Profile, job: Job) -> str:
     return profile.prefix + get.path.replace("{id}", job.id)
 
 
-def _answer(profile: Profile, job: Job, status: int, fields: Any = None, **extra: str) -> Response:
+def _input(route: ProfileRoute, raw: dict[str, Any]) -> dict[str, Any]:
+    """The job's ``input`` as the dialect asks for it: an upload to come, or a stored file."""
+    if route.upload is not None and all(raw.get(k) == v for k, v in route.upload["when"].items()):
+        upload = {name: raw[member] for name in ("content_type", "filename")
+                  if isinstance(member := route.upload.get(name), str) and isinstance(raw.get(member), str)}
+        return {"input": {"upload": upload}}
+    if route.input_file is not None and isinstance(raw.get(route.input_file), str):
+        return {"input": {"file_id": raw[route.input_file]}}
+    return {}
+
+
+def _answer(request: Request, profile: Profile, job: Job, status: int, fields: Any = None, **extra: str) -> Response:
     headers = {**task_headers(job), "Location": _location(profile, job), **extra}
-    return json_response(profile.wrap(profile.render(task_object(job), fields)), status, headers)
+    return json_response(profile.wrap(profile.render(shown_task(request, job), fields)), status, headers)
 
 
 async def submit(profile: Profile, route: ProfileRoute, request: Request) -> Response:
@@ -92,6 +105,7 @@ async def submit(profile: Profile, route: ProfileRoute, request: Request) -> Res
         raw = await read_json(request, "api/profile-body.json")
         operation = route.operation or request.path_params["operation"]
         body = {"operation": operation, "parameters": {k: v for k, v in raw.items() if k not in route.drop}}
+        body.update(_input(route, raw))
         violations = validator("api/job-submit.json").violations(body)
         if violations:
             raise Problem(422, "the job this asks for is not valid", violations=violations)
@@ -110,19 +124,21 @@ async def submit(profile: Profile, route: ProfileRoute, request: Request) -> Res
             slot.release()
     extra = {"Jobwire-Position": str(position)} if position is not None else {"Idempotent-Replayed": "true"}
     if wait and job.status.terminal:
-        return _answer(profile, job, 200, **extra)  # the synchronous answer: the whole object
-    return _answer(profile, job, 202, profile.submit_fields, **extra)
+        return _answer(request, profile, job, 200, **extra)  # the synchronous answer: the whole object
+    return _answer(request, profile, job, 202, profile.submit_fields, **extra)
 
 
 async def get(profile: Profile, route: ProfileRoute, request: Request) -> Response:
     tenant = tenant_of(request)
     job = found(request, tenant, request.path_params["id"])
+    if route.stream_result and job.status is Status.COMPLETED and job.result_file is not None:
+        return await stream_file(request, await found_file(request, tenant, job.result_file["id"]))
     if route.stream_result and job.status is Status.COMPLETED:
         document = _document(profile, job)
         if document is not None:
             return document
     require_json(request)
-    return _answer(profile, job, 200)
+    return _answer(request, profile, job, 200)
 
 
 def _document(profile: Profile, job: Job) -> Response | None:
@@ -149,11 +165,11 @@ async def cancel(profile: Profile, request: Request) -> Response:
     require_json(request)
     job, position = await request_cancel(request, tenant, request.path_params["id"], None)
     extra = {"Jobwire-Position": str(position)} if position is not None else {}
-    return _answer(profile, job, 200 if job.status.terminal else 202, **extra)
+    return _answer(request, profile, job, 200 if job.status.terminal else 202, **extra)
 
 
 async def list_jobs(profile: Profile, request: Request) -> Response:
     page, next_cursor = await list_page(request)
-    views = [profile.render(task_object(job)) for job in page]
+    views = [profile.render(shown_task(request, job)) for job in page]
     body = {profile.envelope or "data": views, "has_more": next_cursor is not None, "next_cursor": next_cursor}
     return json_response(body)
