@@ -43,7 +43,7 @@ ENV_VARS: tuple[str, ...] = (
     "JOBWIRE_PUBLIC_URL", "JOBWIRE_CANCEL_GRACE_S",
     "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S", "JOBWIRE_PROFILES", "JOBWIRE_PROFILE",
     "JOBWIRE_STORAGE", "JOBWIRE_S3_ENDPOINT_URL", "JOBWIRE_MAX_FILE_BYTES", "JOBWIRE_FILE_RETENTION_DAYS",
-    "JOBWIRE_UPLOAD_TIMEOUT_S", "JOBWIRE_FILE_URL_TTL_S",
+    "JOBWIRE_UPLOAD_TIMEOUT_S", "JOBWIRE_FILE_URL_TTL_S", "JOBWIRE_FILE_TYPES",
 )
 #: Settings that hold secrets: each may instead be read from a file named by ``<name>_FILE``
 #: (a mounted Kubernetes Secret or Docker secret), so it is in no process environment.
@@ -173,6 +173,13 @@ class Settings:
     upload_timeout_s: float = 3600.0
     #: How long a signed URL (an upload URL, a result URL) stays valid.
     file_url_ttl_s: int = 3600
+    #: Media types a file may have (``type/subtype`` or ``type/*``); empty: any.
+    file_types: tuple[str, ...] = ()
+
+    def file_type_allowed(self, media_type: str) -> bool:
+        bare = media_type.split(";", 1)[0].strip().lower()
+        return not self.file_types or any(
+            bare == allowed or (allowed.endswith("/*") and bare.startswith(allowed[:-1])) for allowed in self.file_types)
     #: Bearer token for the API's /metrics (every tenant's figures); None: open in dev mode only.
     metrics_token: str | None = field(default=None, repr=False)
 
@@ -483,12 +490,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_token=_metrics_token(env),
         result_redirect_hosts=_hosts(env, "JOBWIRE_RESULT_REDIRECT_HOSTS"),
         storage=_storage(env),
-        max_file_bytes=_int(env, "JOBWIRE_MAX_FILE_BYTES", 100 << 20, 1, 1 << 40),
+        # 5 GiB: the most one S3 PUT takes.
+        max_file_bytes=_int(env, "JOBWIRE_MAX_FILE_BYTES", 100 << 20, 1, 5 << 30),
         file_retention_s=_float(env, "JOBWIRE_FILE_RETENTION_DAYS", 30.0, 1 / 1440) * 86400.0,
-        upload_timeout_s=_capped(env, "JOBWIRE_UPLOAD_TIMEOUT_S", 3600.0, 1.0, 7 * 86400.0),
+        # A day at most: an SDK worker keeps a waiting job's job.created uncommitted (a restart
+        # finds the job again), so the wait must stay well inside the topic's retention.
+        upload_timeout_s=_capped(env, "JOBWIRE_UPLOAD_TIMEOUT_S", 3600.0, 1.0, 86400.0),
         # An S3 presigned URL lives at most 7 days (SigV4).
         file_url_ttl_s=_int(env, "JOBWIRE_FILE_URL_TTL_S", 3600, 1, 7 * 86400),
+        file_types=_file_types(env),
     )
+
+
+def _file_types(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("JOBWIRE_FILE_TYPES", "").strip()
+    if raw in ("", "*", "*/*"):
+        return ()
+    types = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    for media_type in types:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)", media_type):
+            raise ConfigError("JOBWIRE_FILE_TYPES", f"{media_type[:60]!r} is not a media type (type/subtype or type/*)")
+    return types
 
 
 @dataclass(frozen=True, slots=True)

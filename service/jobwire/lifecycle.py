@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from jobwire.events import Event
-from jobwire.timeutil import canonical
+from jobwire.timeutil import canonical, parse_utc
 
 
 class Status(str, Enum):
@@ -158,6 +158,10 @@ def apply(job: Job | None, event: Event) -> Applied:
             return Applied(job, Verdict.REJECTED, "the job is not waiting for an input file")
         if job.input is None or event.data["file_id"] != job.input["file_id"]:
             return Applied(job, Verdict.REJECTED, "the file is not the one this job waits for")
+        if _past(job.created_at, job.input.get("upload_timeout_s"), event.time):
+            # The expiry is timed at the deadline: an upload at or after it loses to the expiry,
+            # whichever reaches the log first.
+            return Applied(job, Verdict.REJECTED, "the upload came after the job's upload deadline")
     if event.type == "job.heartbeat":
         # Proof of life only: no state, no version, no event id kept (a long job sends many);
         # whoever tracks deadlines takes the time from the event.
@@ -246,6 +250,13 @@ def _transition(job: Job, event: Event, at: str) -> dict[str, Any]:
     if kind == "job.canceled":
         return {"finished_at": at, "cancel_reason": data.get("reason") or job.cancel_reason}
     raise AssertionError(f"no transition for {kind}")  # TRANSITIONS and this function disagree
+
+
+def _past(start: str, seconds: float | None, moment: str) -> bool:
+    """Whether ``moment`` is at or after ``start + seconds``."""
+    if seconds is None:
+        return False
+    return (parse_utc(moment) - parse_utc(start)).total_seconds() >= seconds
 
 
 def _file_checksum(result_file: dict[str, Any] | None) -> dict[str, Any] | None:

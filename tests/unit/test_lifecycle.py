@@ -144,6 +144,23 @@ def test_input_received_must_name_the_awaited_file_and_the_pending_deadline_coun
     assert task_object(waiting)["input"]["upload_deadline_at"] is not None
 
 
+def test_an_upload_at_or_after_its_deadline_loses_to_the_expiry() -> None:
+    from jobwire.deadlines import expiry_event, next_due
+
+    waiting = fold([new_event("job.created", JOB, TENANT, AWAITING, event_id="evt_c", time="2026-11-23T10:00:00.000Z")])
+    assert waiting is not None
+    late = new_event("job.input_received", JOB, TENANT, RECEIVED, event_id="evt_l", time="2026-11-23T11:00:00.000Z")
+    applied = apply(waiting, late)
+    assert applied.verdict is R and "deadline" in (applied.reason or "")
+    just_in_time = new_event("job.input_received", JOB, TENANT, RECEIVED, event_id="evt_i", time="2026-11-23T10:59:59.999Z")
+    assert apply(waiting, just_in_time).verdict is A
+    due = next_due(waiting)
+    assert due is not None
+    expired = apply(waiting, expiry_event(waiting, due)).job
+    assert expired is not None and expired.status is Status.FAILED and expired.error is not None
+    assert expired.error["code"] == "expired" and "upload_timeout_s=3600" in expired.error["message"]
+
+
 @pytest.mark.parametrize(("state", "event_type"), sorted(TABLE))
 def test_transition_table(state: str, event_type: str) -> None:
     before = job_in(state)

@@ -103,7 +103,7 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {"operation": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,20}\Z"), "parameters": objects},
         optional={"metadata": st.none() | objects, "idempotency_key": st.none() | st.text(min_size=1, max_size=20),
                   "input": st.fixed_dictionaries({"file_id": st.just("file_1"), "awaiting_upload": st.booleans()},
-                                                 optional={"upload_timeout_s": st.floats(1, 604800)}),
+                                                 optional={"upload_timeout_s": st.floats(1, 86400)}),
                   **{name: st.floats(1, 31536000) for name in ("timeout_s", "pending_timeout_s", "heartbeat_timeout_s")}}),
     "job.started": maybe(stage=optional_text),
     "job.heartbeat": st.just({}),

@@ -39,8 +39,9 @@ from jobwire.kafka.writers import JobEvents, KeyedWriter
 from jobwire.metrics import API_METRICS, HTTP_LATENCY, registry_of
 from jobwire.positions import AppliedPositions, Position
 from jobwire.records import RecordSink
-from jobwire.storage import BlobStore, open_store
+from jobwire.storage import BlobStore, open_store, spool_dir
 from jobwire.storage.files import sweep
+from jobwire.storage.spool import clear_stale
 from jobwire.topics import Topics
 from jobwire.webhooks.registry import EndpointRegistry, EndpointWriter
 from jobwire.webhooks.secretbox import SecretBox
@@ -102,12 +103,17 @@ class AccessLog:
             # The path as sent (percent-encoded): decoded, a space or a newline in it would
             # write fields or lines of the client's choosing into the log.
             path = scope["path"]
+            if path.startswith(SECRET_PATH_PREFIXES):
+                # The path is the credential (a signed upload URL): the route names it, not the token.
+                path = "/v1/uploads/{token}"
             if not (path.isascii() and path.isprintable()) or " " in path:
                 path = quote(path, safe=PATH_SAFE)
             log.info("request method=%s path=%s status=%d latency_ms=%.1f",
                      scope["method"], path, status[0], elapsed * 1000)
 
 
+#: Paths whose last segment is a credential: logged as their route.
+SECRET_PATH_PREFIXES = ("/v1/uploads/",)
 #: Characters a logged path keeps as they are (RFC 3986 pchar and "/"); the rest is %-encoded.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -121,7 +127,7 @@ ROUTES = [
     resource("/v1/jobs/{job_id}/result", GET=jobs.job_result),
     resource("/v1/files", POST=files.upload_file),
     resource("/v1/files/{file_id}", GET=files.get_file, DELETE=files.delete_file),
-    resource("/v1/files/{file_id}/content", GET=files.file_content),
+    resource("/v1/files/{file_id}/content", GET=files.file_content, HEAD=files.file_content),
     resource("/v1/uploads/{token}", PUT=files.put_upload),
     resource("/v1/webhooks/endpoints", GET=webhooks.list_endpoints, POST=webhooks.create_endpoint),
     resource("/v1/webhooks/endpoints/{endpoint_id}", GET=webhooks.get_endpoint, PATCH=webhooks.patch_endpoint,
@@ -224,17 +230,26 @@ SWEEP_EVERY_S = 60.0
 SWEEP_KEYS = 500
 
 
+#: Pages of keys one look reads at most: a look goes on while pages come back full.
+SWEEP_PAGES = 100
+
+
 async def sweep_files(store: BlobStore) -> None:
-    """Remove expired files, a page of keys at a time, for ever (every replica does; a file
-    removed twice is no harm). Reads already treat an expired file as gone."""
-    after: str | None = None
+    """Remove expired files, every minute, page after page until the listing ends (bounded per
+    look), for ever. Every replica sweeps; a file removed twice is no harm. Reads already treat
+    an expired file as gone."""
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
+        after: str | None = None
+        removed = 0
         try:
-            removed, after = await sweep(store, datetime.now(UTC), after=after, limit=SWEEP_KEYS)
+            for _ in range(SWEEP_PAGES):
+                count, after = await sweep(store, datetime.now(UTC), after=after, limit=SWEEP_KEYS)
+                removed += count
+                if after is None:
+                    break
         except Exception:  # a store that is down now may be up at the next look
             log.warning("files sweep failed", exc_info=True)
-            continue
         if removed:
             log.info("files expired removed=%d", removed)
 
@@ -272,6 +287,11 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
             loop = asyncio.get_running_loop()
             file_store = open_store(settings)
             stack.push_async_callback(file_store.close)
+            try:
+                await file_store.start()
+            except Exception:  # a store down now may be up by the first request that needs it
+                log.warning("file store not reachable at start storage=%s", settings.storage.kind, exc_info=True)
+            await asyncio.to_thread(clear_stale, spool_dir(settings))
             sweeper = asyncio.create_task(sweep_files(file_store), name="files-sweeper")
             stack.push_async_callback(stop_tasks, [sweeper], asyncio.Event())
             yield {

@@ -10,12 +10,12 @@ that let a holder download one, or upload the input a job waits for, without an 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
 from urllib.parse import quote
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -27,9 +27,9 @@ from jobwire.api.task_view import download_url, found_file, now, store_of, urls_
 from jobwire.api.uploads import read_upload
 from jobwire.errors import Violation
 from jobwire.events import new_event
-from jobwire.lifecycle import Verdict
+from jobwire.lifecycle import Job, Verdict
 from jobwire.storage import spool_dir
-from jobwire.storage.files import MAX_FILENAME, FileRecord, clean_filename, content_key, remove, save
+from jobwire.storage.files import MAX_FILENAME, FileRecord, clean_filename, content_key, remove, save, write_record
 from jobwire.storage.spool import discarding
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,14 @@ log = logging.getLogger(__name__)
 MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(;.*)?")
 
 
-def media_type(value: str, where: str) -> str:
+def media_type(request: Request, value: str, where: str) -> str:
+    """``value`` if it is a media type this deployment takes (JOBWIRE_FILE_TYPES); 400 or 415."""
     value = value.strip()
     if len(value) > 255 or not MEDIA_TYPE.fullmatch(value) or not value.isprintable():
         raise Problem(400, f"{value[:60]!r} is not a media type", violations=[Violation(where, "not a media type")])
+    if not request.state.settings.file_type_allowed(value):
+        raise Problem(415, f"files of type {value.split(';')[0]} are not accepted here",
+                      violations=[Violation(where, "a media type this deployment does not accept")])
     return value
 
 
@@ -59,7 +63,7 @@ async def upload_file(request: Request) -> Response:
                       violations=[Violation("/query/filename", f"longer than {MAX_FILENAME} characters")])
     upload = await read_upload(request, spool_dir(settings), settings.max_file_bytes)
     with discarding(upload.spooled):
-        content_type = media_type(upload.content_type, "/headers/content-type")
+        content_type = media_type(request, upload.content_type, "/headers/content-type")
         name = named or upload.filename
         record = await save(store_of(request), upload.spooled, tenant=tenant, content_type=content_type,
                              filename=clean_filename(name, "file"), purpose="upload", now=now(),
@@ -76,7 +80,7 @@ async def get_file(request: Request) -> Response:
 async def delete_file(request: Request) -> Response:
     tenant = tenant_of(request)
     record = await found_file(request, tenant, request.path_params["file_id"])
-    await remove(store_of(request), tenant, record.id)
+    await remove(store_of(request), record)
     log.info("file deleted file_id=%s", record.id)
     return Response(status_code=204)
 
@@ -96,23 +100,22 @@ async def file_content(request: Request) -> Response:
 
 
 async def stream_file(request: Request, record: FileRecord) -> Response:
-    """The file's bytes, as an attachment with its type, length and checksum."""
-    blob = await store_of(request).open(content_key(record.tenant, record.id))
-    if blob is None:
-        raise Problem(404, f"no file {record.id}")
+    """The file's bytes, as an attachment with its type, length and checksum (a HEAD: the
+    headers only, from the record, without opening the bytes)."""
     headers = {
         "Content-Disposition": content_disposition(record.filename),
-        "Content-Length": str(blob.size),
+        "Content-Length": str(record.size),
         "ETag": f'"{record.sha256}"',
         "Repr-Digest": f"sha-256=:{_b64(record.sha256)}:",
         "Cache-Control": "private, no-store",
         "X-Content-Type-Options": "nosniff",
     }
     if request.method == "HEAD":
-        await blob.chunks.aclose()  # type: ignore[attr-defined]
         return Response(status_code=200, headers=headers, media_type=record.content_type)
-    return StreamingResponse(blob.chunks, media_type=record.content_type, headers=headers,
-                             background=BackgroundTask(blob.chunks.aclose))  # type: ignore[attr-defined]
+    blob = await store_of(request).open(content_key(record.tenant, record.id, record.sha256))
+    if blob is None:
+        raise Problem(404, f"no file {record.id}")
+    return StreamingResponse(blob.chunks, media_type=record.content_type, headers=headers)
 
 
 def content_disposition(filename: str) -> str:
@@ -131,6 +134,20 @@ def _b64(hex_digest: str) -> str:
 # --- a job's input ----------------------------------------------------------------------------
 
 
+async def keep_the_accepted_input(request: Request, job: Job, ours: FileRecord) -> None:
+    """After a PUT the log did not take (another PUT to the same URL was first, or the job
+    ended): the file's record names the bytes the log took, and this PUT's bytes go. The log
+    is the judge, so every replica's losing PUT mends the record the same way."""
+    accepted = job.input if job.input is not None and not job.awaiting_upload else None
+    if accepted is None or accepted["file_id"] != ours.id or accepted["sha256"] == ours.sha256:
+        return
+    store = store_of(request)
+    await write_record(store, dataclasses.replace(
+        ours, size=accepted["size"], sha256=accepted["sha256"], content_type=accepted["content_type"],
+        filename=accepted["filename"]))
+    await store.delete(content_key(ours.tenant, ours.id, ours.sha256))
+
+
 async def put_upload(request: Request) -> Response:
     """The input file of a job created to wait for it: stored, then ``job.input_received``."""
     claims = urls_of(request).open(request.path_params["token"], "upload")
@@ -143,7 +160,7 @@ async def put_upload(request: Request) -> Response:
     settings = request.state.settings
     upload = await read_upload(request, spool_dir(settings), settings.max_file_bytes)
     with discarding(upload.spooled):
-        content_type = media_type(job.input.get("content_type") or upload.content_type, "/headers/content-type")
+        content_type = media_type(request, job.input.get("content_type") or upload.content_type, "/headers/content-type")
         sent_type = upload.content_type.split(";")[0].strip().lower()
         if job.input.get("content_type") and sent_type != content_type.split(";")[0].strip().lower():
             raise Problem(400, f"send the file with Content-Type {content_type}, as upload_headers say",
@@ -158,6 +175,7 @@ async def put_upload(request: Request) -> Response:
     position = await publish(request, event)
     verdict, why = verdict_at(projection_of(request), job_id, position)
     if verdict is Verdict.REJECTED:
-        raise Problem(409, f"the upload arrived too late: {why}")
+        await keep_the_accepted_input(request, found(request, tenant, job_id), record)
+        raise Problem(409, f"the upload was not taken: {why}")
     log.info("job input received job_id=%s file_id=%s size=%d", job_id, file_id, record.size)
     return json_response(file_object(request, record), 200)

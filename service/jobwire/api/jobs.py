@@ -30,8 +30,8 @@ from jobwire.events import HEARTBEAT, Event, new_event
 from jobwire.ids import idempotent_job_id, new_id
 from jobwire.lifecycle import Job, Status, Verdict, apply
 from jobwire.positions import Position
+from jobwire.storage.files import keep_for, new_file_id
 from jobwire.storage.files import load as load_file
-from jobwire.storage.files import new_file_id
 from jobwire.task import MAX_TASK_BYTES, task_object, task_size
 from jobwire.timeutil import bound_utc
 from jobwire.validation import validator
@@ -204,9 +204,14 @@ async def job_input(request: Request, tenant: str, asked: dict[str, Any]) -> dic
         if record is None:
             raise Problem(422, f"source file not found: no file {asked['file_id']}",
                           violations=[Violation("/input/file_id", "no such file (it may have expired or been deleted)")])
+        await keep_for(store_of(request), record, datetime.now(UTC), request.state.settings.file_retention_s)
         return {"file_id": record.id, "awaiting_upload": False, "content_type": record.content_type,
                 "filename": record.filename, "size": record.size, "sha256": record.sha256}
     upload = asked["upload"]
+    declared = upload.get("content_type")
+    if declared is not None and not request.state.settings.file_type_allowed(declared):
+        raise Problem(415, f"files of type {declared.split(';')[0]} are not accepted here",
+                      violations=[Violation("/input/upload/content_type", "a media type this deployment does not accept")])
     urls_of(request)  # 503 now, before a job is made whose upload URL could never be signed
     return {"file_id": new_file_id(), "awaiting_upload": True, "content_type": upload.get("content_type"),
             "filename": upload.get("filename"),
@@ -283,10 +288,13 @@ async def get_job(request: Request) -> Response:
                                lambda job: str(job.version) == known and not job.status.terminal)
         job = found(request, tenant, job_id)
     headers = task_headers(job)
+    if needs_urls(job):
+        # Signed URLs minted for this read: a cached copy would hand out expired ones.
+        headers["Cache-Control"] = "no-store"
+        return Response(orjson.dumps(shown_task(request, job)), media_type="application/json", headers=headers)
     if etag is not None and headers["ETag"] in [t.strip() for t in etag.split(",")] + ["*"]:
         return Response(status_code=304, headers=headers)
-    body = orjson.dumps(shown_task(request, job)) if needs_urls(job) else encoded_task(job)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(encoded_task(job), media_type="application/json", headers=headers)
 
 
 #: Encoded task objects of the jobs read most recently, by (id, version): a version names one

@@ -72,7 +72,7 @@ def download_url(request: Request, record: FileRecord) -> tuple[str, str] | None
     the store's own presigned URL where it has one, else one to this API's content route
     (None without JOBWIRE_SECRET_KEY to sign it: the file is then read with an API key)."""
     expires_s: int = request.state.settings.file_url_ttl_s
-    direct = store_of(request).presign_get(content_key(record.tenant, record.id), expires_s,
+    direct = store_of(request).presign_get(content_key(record.tenant, record.id, record.sha256), expires_s,
                                             filename=record.filename, content_type=record.content_type)
     if direct is not None:
         return direct, format_utc(datetime.fromtimestamp(int(now().timestamp()) + expires_s, UTC))

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from jobwire.api.problems import Problem
@@ -122,6 +122,8 @@ async def _multipart(request: Request, directory: Path, max_bytes: int, expected
             while state.pieces:
                 yield state.pieces.pop(0)
         parser.finalize()
+        if parser.state is not MultipartState.END:
+            raise Problem(400, "the multipart body ends before its closing boundary: the file may be cut short")
         if not state.seen_file:
             raise Problem(422, "the multipart body has no part named 'file'",
                           violations=[Violation("/body/file", "required")])

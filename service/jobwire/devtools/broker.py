@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import fcntl
 import logging
 import os
 import re
@@ -19,13 +18,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobwire.devtools.maven import fetch_jars
 from jobwire.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -47,43 +45,12 @@ def kafka_version(recipe: Path | None = None) -> str:
     return found.group(1)
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_jars(cache_dir: Path, *, quiet: bool = False) -> Path:
     """The folder of broker jars, fetching them with Maven the first time (locked, resumable)."""
     recipe = recipe_dir()
-    lib = cache_dir / f"kafka-{kafka_version(recipe)}" / "lib"
-    stamp = lib.parent / "complete"
-    if stamp.exists():
-        return lib
-    with _file_lock(lib.parent / "fetch.lock"):
-        if stamp.exists():  # another process fetched while we waited
-            return lib
-        if shutil.which("mvn") is None:
-            raise BrokerError("Maven is needed once to fetch the Kafka jars: `mvn` is not on PATH")
-        if not quiet:
-            print(f"Fetching Apache Kafka {kafka_version(recipe)} jars into {lib} (once) ...", file=sys.stderr, flush=True)
-        shutil.rmtree(lib, ignore_errors=True)
-        # Not quiet: Maven prints a line per artifact it downloads, the progress of this slow step.
-        command = [
-            "mvn", "-B", *(["-q"] if quiet else []), "-f", str(recipe / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
-        ]
-        done = subprocess.run(command, capture_output=quiet, text=True, check=False)
-        if done.returncode != 0:
-            tail = (done.stdout or "")[-2000:] + (done.stderr or "")[-2000:]
-            raise BrokerError(f"Maven could not fetch the Kafka jars (exit {done.returncode}): {tail.strip()}")
-        stamp.write_text(kafka_version(recipe))
-    return lib
+    version = kafka_version(recipe)
+    return fetch_jars(recipe, cache_dir / f"kafka-{version}" / "lib", f"Apache Kafka {version}", BrokerError,
+                      quiet=quiet)
 
 
 def free_port() -> int:

@@ -15,12 +15,12 @@ import logging
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobwire.devtools.broker import _file_lock, free_port, port_taken, set_parent_death_signal, terminate
+from jobwire.devtools.broker import free_port, port_taken, set_parent_death_signal, terminate
+from jobwire.devtools.maven import fetch_jars
 from jobwire.errors import JobwireError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,9 @@ class S3ServerError(JobwireError):
 
 
 def recipe_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "deploy" / "s3proxy"
+    """pom.xml: in the wheel, or in the source checkout."""
+    packaged = Path(__file__).parent.parent / "s3proxy_recipe"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "deploy" / "s3proxy"
 
 
 def s3proxy_version(recipe: Path | None = None) -> str:
@@ -61,28 +63,8 @@ def ensure_jars(cache_dir: Path, *, quiet: bool = False) -> Path:
     """The folder of S3Proxy jars, fetching them with Maven the first time (locked)."""
     recipe = recipe_dir()
     version = s3proxy_version(recipe)
-    lib = cache_dir / f"s3proxy-{version}" / "lib"
-    stamp = lib.parent / "complete"
-    if stamp.exists():
-        return lib
-    with _file_lock(lib.parent / "fetch.lock"):
-        if stamp.exists():  # another process fetched while we waited
-            return lib
-        if shutil.which("mvn") is None:
-            raise S3ServerError("Maven is needed once to fetch the S3Proxy jars: `mvn` is not on PATH")
-        if not quiet:
-            print(f"Fetching S3Proxy {version} jars into {lib} (once) ...", file=sys.stderr, flush=True)
-        shutil.rmtree(lib, ignore_errors=True)
-        command = [
-            "mvn", "-B", *(["-q"] if quiet else []), "-f", str(recipe / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}",
-        ]
-        done = subprocess.run(command, capture_output=quiet, text=True, check=False)
-        if done.returncode != 0:
-            tail = (done.stdout or "")[-2000:] + (done.stderr or "")[-2000:]
-            raise S3ServerError(f"Maven could not fetch the S3Proxy jars (exit {done.returncode}): {tail.strip()}")
-        stamp.write_text(version)
-    return lib
+    return fetch_jars(recipe, cache_dir / f"s3proxy-{version}" / "lib", f"S3Proxy {version}", S3ServerError,
+                      quiet=quiet)
 
 
 def answers_http(host: str, port: int, timeout_s: float) -> bool:

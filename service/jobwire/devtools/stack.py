@@ -139,6 +139,12 @@ The seed APIs' dialects, over the same jobs (docs/seed-apis.md):
        -d '{{"file_url": "https://example.com/a.pdf"}}'
   also {url}/compat/syncfusion/..., /compat/docurift/..., /compat/scandocs/..., /compat/knowhere/...
 
+Files: a Knowhere job that waits for its upload, then the file PUT to the URL it gives:
+  curl -s -X POST {url}/compat/knowhere/v1/jobs -H '{auth}' -H 'Content-Type: application/json' \
+       -d '{{"source_type": "file", "file_name": "a.pdf", "content_type": "application/pdf"}}'
+  curl -s -X PUT '<upload_url>' -H 'Content-Type: application/pdf' --data-binary @a.pdf
+  curl -s -X POST '{url}/v1/files?filename=a.pdf' -H '{auth}' --data-binary @a.pdf   (then "input": {{"file_id": ...}})
+
 The demo receiver (API port + 1, or a free one) verifies every webhook with svix and prints it here.
 Ctrl-C stops everything.
 """

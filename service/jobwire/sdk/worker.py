@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,10 +90,15 @@ class JobContext:
         return self.job.input
 
     async def read_input(self) -> bytes:
-        """The input file's bytes (a job submitted with ``input``)."""
+        """The input file's bytes (a job submitted with ``input``), whole in memory: for a large
+        one, ``input_chunks``."""
+        return b"".join([chunk async for chunk in self.input_chunks()])
+
+    def input_chunks(self) -> AsyncIterator[bytes]:
+        """The input file as it is read, checked against its sha256 once read through."""
         if self.job.input is None or self._files is None:
             raise JobFailed("no_input", "the job has no input file", retryable=False)
-        return await self._files.read(self.job.tenant, self.job.input["file_id"])
+        return self._files.chunks(self.job.tenant, self.job.input)
 
     async def store_result(self, data: bytes, *, filename: str, content_type: str = "application/octet-stream",
                            result: dict[str, Any] | None = None) -> Result:
@@ -142,16 +148,25 @@ class FileAccess:
             self._store = open_store(self._settings)
         return self._store
 
-    async def read(self, tenant: str, file_id: str) -> bytes:
-        blob = await self.blobs.open(content_key(tenant, file_id))
+    async def chunks(self, tenant: str, found: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The input file's bytes as they are read; JobFailed at the end when they do not match
+        the sha256 the log took for them."""
+        file_id, expected = found["file_id"], found.get("sha256")
+        if expected is None:
+            raise JobFailed("no_input", f"the input file {file_id} has not been received", retryable=False)
+        blob = await self.blobs.open(content_key(tenant, file_id, expected))
         if blob is None:
             raise JobFailed("input_not_found", f"the input file {file_id} is gone", retryable=False)
-        if blob.size > self._settings.max_file_bytes:
-            raise JobFailed("input_too_large", f"the input file is {blob.size} bytes", retryable=False)
-        return b"".join([chunk async for chunk in blob.chunks])
+        digest = hashlib.sha256()
+        async for chunk in blob.chunks:
+            digest.update(chunk)
+            yield chunk
+        if digest.hexdigest() != expected:
+            raise JobFailed("input_checksum_mismatch", f"the input file {file_id} does not match its sha256",
+                            retryable=True)
 
     async def save_result(self, tenant: str, job_id: str, data: bytes, filename: str, content_type: str) -> FileRecord:
-        spooled = spool_bytes(data, spool_dir(self._settings))
+        spooled = await asyncio.to_thread(spool_bytes, data, spool_dir(self._settings))
         with discarding(spooled):
             return await save(self.blobs, spooled, tenant=tenant, filename=clean_filename(filename, job_id),
                               content_type=content_type, purpose="result", now=datetime.now(UTC),

@@ -36,6 +36,9 @@ class Blob:
 class BlobStore(Protocol):
     """What the Files API and the worker SDK need of a store."""
 
+    async def start(self) -> None:
+        """Open the client (and, for S3, build the presigner) before requests need it."""
+
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
         """Store the file at ``path`` under ``key`` (replacing what was there)."""
 

@@ -53,8 +53,10 @@ def new_file_id() -> str:
     return new_id("file")
 
 
-def content_key(tenant: str, file_id: str) -> str:
-    return f"{tenant}/{file_id}"
+def content_key(tenant: str, file_id: str, sha256: str) -> str:
+    """Where a file's bytes are: named by their checksum too, so bytes once accepted are never
+    replaced by a later write to the same file id (two PUTs racing to one upload URL)."""
+    return f"{tenant}/{file_id}/{sha256}"
 
 
 def record_key(tenant: str, file_id: str) -> str:
@@ -80,8 +82,8 @@ async def save(store: BlobStore, spooled: Spooled, *, tenant: str, filename: str
         size=spooled.size, sha256=spooled.sha256, purpose=purpose, created_at=format_utc(now),
         expires_at=format_utc(now + timedelta(seconds=retention_s)), job_id=job_id,
     )
-    await store.put_file(content_key(tenant, record.id), spooled.path, content_type)
-    await store.put_bytes(record_key(tenant, record.id), orjson.dumps(asdict(record)), "application/json")
+    await store.put_file(content_key(tenant, record.id, record.sha256), spooled.path, content_type)
+    await write_record(store, record)
     return record
 
 
@@ -96,10 +98,25 @@ async def load(store: BlobStore, tenant: str, file_id: str, now: datetime) -> Fi
     return None if parse_utc(record.expires_at) <= now else record
 
 
-async def remove(store: BlobStore, tenant: str, file_id: str) -> None:
+async def write_record(store: BlobStore, record: FileRecord) -> None:
+    await store.put_bytes(record_key(record.tenant, record.id), orjson.dumps(asdict(record)), "application/json")
+
+
+async def keep_for(store: BlobStore, record: FileRecord, now: datetime, retention_s: float) -> FileRecord:
+    """The file kept at least ``retention_s`` from ``now``: a job that names a file as its
+    input must not see it swept while it waits or runs."""
+    until = format_utc(now + timedelta(seconds=retention_s))
+    if parse_utc(record.expires_at) >= parse_utc(until):
+        return record
+    kept = FileRecord(**{**asdict(record), "expires_at": until})
+    await write_record(store, kept)
+    return kept
+
+
+async def remove(store: BlobStore, record: FileRecord) -> None:
     # The record first: from then on the file is gone for readers, whatever happens next.
-    await store.delete(record_key(tenant, file_id))
-    await store.delete(content_key(tenant, file_id))
+    await store.delete(record_key(record.tenant, record.id))
+    await store.delete(content_key(record.tenant, record.id, record.sha256))
 
 
 async def sweep(store: BlobStore, now: datetime, *, after: str | None = None, limit: int = 500
@@ -120,6 +137,6 @@ async def sweep(store: BlobStore, now: datetime, *, after: str | None = None, li
         except (TypeError, ValueError, orjson.JSONDecodeError):
             continue  # not ours to judge: leave it
         if expired:
-            await remove(store, record.tenant, record.id)
+            await remove(store, record)
             removed += 1
     return removed, (keys[-1] if len(keys) == limit else None)

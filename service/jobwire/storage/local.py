@@ -32,6 +32,9 @@ class LocalStore:
             raise ValueError(f"bad storage key {key!r}")
         return self.root.joinpath(*parts)
 
+    async def start(self) -> None:
+        return None
+
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
         await asyncio.to_thread(self._put, key, path, None, content_type)
 
@@ -64,22 +67,22 @@ class LocalStore:
     async def open(self, key: str) -> Blob | None:
         path = self._path(key)
 
-        def opened() -> tuple[object, int, str] | None:
+        def found() -> tuple[int, str] | None:
             try:
-                handle = path.open("rb")
+                size = path.stat().st_size
             except FileNotFoundError:
                 return None
             try:
                 content_type = path.with_name(path.name + TYPE_SUFFIX).read_text() or "application/octet-stream"
             except FileNotFoundError:
                 content_type = "application/octet-stream"
-            return handle, os.fstat(handle.fileno()).st_size, content_type
+            return size, content_type
 
-        found = await asyncio.to_thread(opened)
-        if found is None:
+        described = await asyncio.to_thread(found)
+        if described is None:
             return None
-        handle, size, content_type = found
-        return Blob(size, content_type, _chunks(handle))
+        # Opened when first read: a Blob never read (a HEAD, a client gone) holds no handle.
+        return Blob(described[0], described[1], _chunks(path))
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
@@ -119,12 +122,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(staging, path)
 
 
-async def _chunks(handle: object) -> AsyncIterator[bytes]:
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(path.open, "rb")
     try:
         while True:
-            chunk = await asyncio.to_thread(handle.read, CHUNK_BYTES)  # type: ignore[attr-defined]
+            chunk = await asyncio.to_thread(handle.read, CHUNK_BYTES)
             if not chunk:
                 return
             yield chunk
     finally:
-        handle.close()  # type: ignore[attr-defined]
+        handle.close()

@@ -77,6 +77,9 @@ class S3Store:
                         self._presigner = await asyncio.to_thread(self._new_presigner)
         return self._client
 
+    async def start(self) -> None:
+        await self._s3()
+
     def _new_presigner(self) -> Any:
         return botocore.session.get_session().create_client(
             "s3", region_name=self.region, endpoint_url=self.endpoint_url, config=self._config(botocore.config.Config))

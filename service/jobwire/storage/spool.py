@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,20 @@ def spool_bytes(data: bytes, directory: Path) -> Spooled:
     with os.fdopen(handle, "wb") as out:
         out.write(data)
     return Spooled(Path(name), len(data), hashlib.sha256(data).hexdigest())
+
+
+def clear_stale(directory: Path, older_than_s: float = 3600.0) -> int:
+    """Remove spool files a crashed process left (older than any upload still under way)."""
+    if not directory.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in directory.glob(".spool-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def discard(path: Path) -> None:

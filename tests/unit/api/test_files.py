@@ -8,6 +8,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from jobwire.api.app import create_app
 from jobwire.api.file_urls import FileUrls
 from jobwire.api.files import content_disposition
 from jobwire.config import load_settings
+from jobwire.errors import ConfigError
+from jobwire.events import new_event
 from jobwire.storage.files import clean_filename
 from tests.support.memlog import memory_components
 
@@ -152,8 +155,6 @@ def test_knowhere_waits_in_waiting_file_then_pending(client: TestClient) -> None
 
 
 def test_a_result_file_gets_a_fresh_signed_url_on_every_read(client: TestClient) -> None:
-    from jobwire.storage.files import content_key
-
     task = client.post("/v1/jobs", headers=ACME, json={"operation": "convert", "parameters": {}}).json()
     file = client.post("/v1/files", content=b"RESULT", headers={**ACME, "Content-Type": "text/plain"}).json()
     result_file = {"id": file["id"], "filename": "out.txt", "content_type": "text/plain", "size": 6,
@@ -165,7 +166,11 @@ def test_a_result_file_gets_a_fresh_signed_url_on_every_read(client: TestClient)
     assert done["result_file"]["id"] == file["id"] and done["result_checksum"]["value"] == result_file["sha256"]
     assert done["result_url"] and done["result_url_expires_at"]
     assert client.get(done["result_url"]).content == b"RESULT"
-    assert content_key("acme", file["id"]) == f"acme/{file['id']}"
+    again = client.get(f"/v1/jobs/{task['id']}", headers={**ACME, "If-None-Match": f'"{done["version"]}"'})
+    assert again.status_code == 200 and again.headers["cache-control"] == "no-store", \
+        "never a 304 for an answer whose URLs were signed for one read"
+    head = client.head(f"/v1/files/{file['id']}/content", headers=ACME)
+    assert head.status_code == 200 and head.headers["content-length"] == "6" and head.content == b""
 
 
 def test_signed_tokens_expire_and_name_their_kind() -> None:
@@ -201,3 +206,70 @@ def test_a_tampered_token_never_opens(noise: bytes) -> None:
     assert tampered == token or urls.open(tampered, "upload") is None
 
 
+
+
+def test_a_deployment_may_take_only_some_media_types(tmp_path: Path) -> None:
+    parts, _, _ = memory_components()
+    settings = load_settings({"JOBWIRE_API_KEYS": "acme:key_acme_0123456789", "JOBWIRE_DEV": "1",
+                              "JOBWIRE_DATA_DIR": str(tmp_path), "JOBWIRE_FILE_TYPES": "application/pdf, image/*"})
+    with TestClient(create_app(settings, parts)) as client:
+        assert client.post("/v1/files", content=b"x", headers={**ACME, "Content-Type": "image/png"}).status_code == 201
+        assert client.post("/v1/files", content=b"x", headers={**ACME, "Content-Type": "application/pdf; a=b"}).status_code == 201
+        refused = client.post("/v1/files", content=b"x", headers={**ACME, "Content-Type": "text/html"})
+        assert refused.status_code == 415 and refused.json()["errors"][0]["pointer"] == "/headers/content-type"
+        submit = client.post("/v1/jobs", headers=ACME, json={"operation": "x", "parameters": {},
+                                                             "input": {"upload": {"content_type": "text/html"}}})
+        assert submit.status_code == 415 and submit.json()["errors"][0]["pointer"] == "/input/upload/content_type"
+    with pytest.raises(ConfigError, match="JOBWIRE_FILE_TYPES"):
+        load_settings({"JOBWIRE_DEV": "1", "JOBWIRE_FILE_TYPES": "pdf"})
+
+
+def test_a_multipart_body_cut_before_its_closing_boundary_is_refused(client: TestClient, tmp_path: Path) -> None:
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\nsixteen bytes..!")
+    cut = client.post("/v1/files", content=body, headers={**ACME, "Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert cut.status_code == 400 and "closing boundary" in cut.json()["detail"]
+    assert not (tmp_path / "files").exists() or not list((tmp_path / "files").rglob("*.json"))
+
+
+def test_upload_tokens_stay_out_of_the_access_log(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    task = client.post("/v1/jobs", headers=ACME, json={"operation": "x", "parameters": {}, "input": {"upload": {}}}).json()
+    token = task["input"]["upload_url"].rsplit("/", 1)[1]
+    with caplog.at_level("INFO", logger="jobwire.api.app"):
+        assert client.put(task["input"]["upload_url"], content=b"data").status_code == 200
+        assert client.put(f"/v1/uploads/{token}x", content=b"data").status_code == 403
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "path=/v1/uploads/{token}" in logged and token not in logged
+
+
+async def test_racing_puts_keep_the_bytes_the_log_took(tmp_path: Path) -> None:
+    """Two PUTs to one upload URL both pass the check and store: the log takes one; the bytes
+    are kept by checksum, so the loser never replaces them, and the loser mends the record."""
+    from types import SimpleNamespace
+
+    from jobwire.api.files import keep_the_accepted_input
+    from jobwire.lifecycle import apply
+    from jobwire.storage.files import content_key, load, save
+    from jobwire.storage.local import LocalStore
+    from jobwire.storage.spool import spool_bytes
+
+    store = LocalStore(tmp_path / "files")
+    now = datetime.now(UTC)
+    records = [await save(store, spool_bytes(data, tmp_path / "spool"), tenant="acme", filename="in.pdf",
+                          content_type="application/pdf", purpose="input", now=now, retention_s=60,
+                          file_id="file_race", job_id="job_race") for data in (b"first", b"second")]
+    created = new_event("job.created", "job_race", "acme", {"operation": "x", "parameters": {}, "input": {
+        "file_id": "file_race", "awaiting_upload": True, "upload_timeout_s": 600}})
+    job = apply(None, created).job
+    first = records[0]
+    job = apply(job, new_event("job.input_received", "job_race", "acme", {
+        "file_id": first.id, "size": first.size, "sha256": first.sha256, "content_type": first.content_type,
+        "filename": first.filename})).job
+    assert job is not None and not job.awaiting_upload
+    loaded = await load(store, "acme", "file_race", now)
+    assert loaded is not None and loaded.sha256 == records[1].sha256, "the loser wrote the record last"
+    await keep_the_accepted_input(SimpleNamespace(state=SimpleNamespace(files=store)), job, records[1])  # type: ignore[arg-type]
+    mended = await load(store, "acme", "file_race", now)
+    assert mended is not None and mended.sha256 == first.sha256 and mended.size == 5
+    assert await store.get_bytes(content_key("acme", "file_race", first.sha256)) == b"first"
+    assert await store.get_bytes(content_key("acme", "file_race", records[1].sha256)) is None
