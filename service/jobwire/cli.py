@@ -309,7 +309,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 async def _reseal(settings: Settings) -> tuple[int, int]:
-    """Seal every endpoint's secrets with the current key (bound to their endpoint); returns
+    """Seal every endpoint's secrets (and its custom headers and auth) with the current key
+    (bound to their endpoint); returns
     (endpoints resealed, endpoints read).
 
     The new seals go in records of their own beside each snapshot (``Resealed``): one counts
@@ -332,7 +333,8 @@ async def _reseal(settings: Settings) -> tuple[int, int]:
         writer = EndpointWriter(KeyedWriter(producer, topic))
         for _ in range(RESEAL_ROUNDS):
             registry = await read_registry(settings.kafka, topic)
-            stale = [e for e in registry.endpoints.values() if not all(box.is_current(s.sealed) for s in e.secrets)]
+            stale = [e for e in registry.endpoints.values() if not all(box.is_current(s.sealed) for s in e.secrets)
+                     or (e.sealed_request is not None and not box.is_current(e.sealed_request))]
             if not stale:
                 return len(resealed), len(registry.endpoints)
             for endpoint in stale:
@@ -341,7 +343,10 @@ async def _reseal(settings: Settings) -> tuple[int, int]:
                 assert snapshot is not None
                 secrets = tuple(SealedSecret(box.seal(box.open(s.sealed, bound_to=bound_to, unbound_too=True), bound_to=bound_to),
                                              s.expires_at) for s in endpoint.secrets)
-                await writer.reseal(Resealed(endpoint.id, secrets_digest(snapshot.secrets), secrets))
+                options = box.seal(box.open(endpoint.sealed_request, bound_to=bound_to, unbound_too=True),
+                                   bound_to=bound_to) if endpoint.sealed_request else None
+                await writer.reseal(Resealed(endpoint.id, secrets_digest(snapshot.secrets, snapshot.sealed_request),
+                                             secrets, options))
                 resealed.add(endpoint.id)
     finally:
         await producer.stop()

@@ -43,7 +43,8 @@ ENV_VARS: tuple[str, ...] = (
     "JOBWIRE_PUBLIC_URL", "JOBWIRE_CANCEL_GRACE_S",
     "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S", "JOBWIRE_PROFILES", "JOBWIRE_PROFILE",
     "JOBWIRE_STORAGE", "JOBWIRE_S3_ENDPOINT_URL", "JOBWIRE_MAX_FILE_BYTES", "JOBWIRE_FILE_RETENTION_DAYS",
-    "JOBWIRE_UPLOAD_TIMEOUT_S", "JOBWIRE_FILE_URL_TTL_S", "JOBWIRE_FILE_TYPES",
+    "JOBWIRE_UPLOAD_TIMEOUT_S", "JOBWIRE_FILE_URL_TTL_S", "JOBWIRE_FILE_TYPES", "JOBWIRE_PROGRESS_WEBHOOK_INTERVAL_S",
+    "JOBWIRE_EGRESS_PROXY",
 )
 #: Settings that hold secrets: each may instead be read from a file named by ``<name>_FILE``
 #: (a mounted Kubernetes Secret or Docker secret), so it is in no process environment.
@@ -173,6 +174,10 @@ class Settings:
     upload_timeout_s: float = 3600.0
     #: How long a signed URL (an upload URL, a result URL) stays valid.
     file_url_ttl_s: int = 3600
+    #: An HTTP proxy every delivery goes through (CONNECT for https): static source addresses.
+    egress_proxy: str | None = None
+    #: task.progress webhooks: at most one per job per this many seconds (by the events' times).
+    progress_webhook_interval_s: float = 5.0
     #: Media types a file may have (``type/subtype`` or ``type/*``); empty: any.
     file_types: tuple[str, ...] = ()
 
@@ -499,7 +504,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # An S3 presigned URL lives at most 7 days (SigV4).
         file_url_ttl_s=_int(env, "JOBWIRE_FILE_URL_TTL_S", 3600, 1, 7 * 86400),
         file_types=_file_types(env),
+        egress_proxy=_egress_proxy(env),
+        progress_webhook_interval_s=_capped(env, "JOBWIRE_PROGRESS_WEBHOOK_INTERVAL_S", 5.0, 0.0, 86400.0),
     )
+
+
+def _egress_proxy(env: Mapping[str, str]) -> str | None:
+    raw = env.get("JOBWIRE_EGRESS_PROXY", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        # Credentials in the URL would be logged by whoever prints settings: not taken here.
+        raise ConfigError("JOBWIRE_EGRESS_PROXY", "an http://host:port URL (an HTTP proxy that takes CONNECT)")
+    if parts.username or parts.password:
+        raise ConfigError("JOBWIRE_EGRESS_PROXY", "no credentials in the proxy URL: allow the dispatcher's address "
+                          "on the proxy instead")
+    return raw.rstrip("/")
 
 
 def _file_types(env: Mapping[str, str]) -> tuple[str, ...]:

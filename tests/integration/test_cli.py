@@ -70,8 +70,12 @@ async def test_secrets_rotate_moves_every_endpoint_secret_to_the_new_key(setting
         for index in range(3):
             endpoint_id = f"ep_reseal{index}"
             sealed = SecretBox(old).seal(f"whsec_{index}", bound_to=binding("acme", endpoint_id))
+            # The last one has custom headers and auth too: sealed, so resealed with the secrets.
+            options = SecretBox(old).seal(f'{{"headers": {{"x-tenant": "t{index}"}}, "auth": null}}',
+                                          bound_to=binding("acme", endpoint_id)) if index == 2 else None
             await EndpointWriter(KeyedWriter(producer, topic)).put(
-                Endpoint(endpoint_id, "acme", "https://hooks.example/in", now, now, (SealedSecret(sealed),)))
+                Endpoint(endpoint_id, "acme", "https://hooks.example/in", now, now, (SealedSecret(sealed),),
+                         sealed_request=options, header_names=("x-tenant",) if options else None))
     finally:
         await producer.stop()
 
@@ -85,3 +89,8 @@ async def test_secrets_rotate_moves_every_endpoint_secret_to_the_new_key(setting
     only_new = SecretBox(new)
     assert {e.id: only_new.open(e.secrets[0].sealed, bound_to=binding("acme", e.id))
             for e in registry.endpoints.values()} == {f"ep_reseal{i}": f"whsec_{i}" for i in range(3)}
+    with_options = registry.endpoints["ep_reseal2"]
+    assert with_options.sealed_request is not None
+    assert only_new.open(with_options.sealed_request, bound_to=binding("acme", "ep_reseal2")) == \
+        '{"headers": {"x-tenant": "t2"}, "auth": null}'
+    assert registry.endpoints["ep_reseal0"].sealed_request is None

@@ -4,6 +4,7 @@ receivers that verify every signature with the svix library."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -95,6 +96,57 @@ async def test_finished_jobs_reach_every_matching_endpoint_and_no_other(hooks: S
         assert other_tenant.received == [] and other_tenant.seen == {}
         assert everything.rejected == failures_only.rejected == 0, "every signature verified"
         assert len(everything.received) == 3, "one delivery per event"
+
+
+async def test_content_filters_decide_which_jobs_an_endpoint_hears_of(hooks: Settings) -> None:
+    by_operation, by_metadata = Receiver(), Receiver()
+    async with ReceiverServer(by_operation) as a, ReceiverServer(by_metadata) as b, running_api(hooks) as url, \
+            Client(url, ACME_KEY) as acme, running_worker(hooks, "wordcount", DEMO_OPERATIONS["wordcount"]), \
+            running_worker(hooks, "fail", DEMO_OPERATIONS["fail"]), running_dispatcher(hooks):
+        await endpoint_for(acme, a, filter={"operation": {"in": ["wordcount"]}})
+        await endpoint_for(acme, b, filter={"metadata.customer": "vip", "status": {"in": ["failed", "canceled"]}})
+        done = await acme.submit("wordcount", {"text": "a b"}, metadata={"customer": "vip"})
+        failed = await acme.submit("fail", {}, metadata={"customer": "vip"})
+        await acme.submit("fail", {}, metadata={"customer": "other"})
+        canceled = await acme.submit("manual", {}, metadata={"customer": "vip"})
+        await acme.cancel(canceled["id"])
+        await eventually(lambda: caught_up(hooks), "the dispatcher to commit every event")
+        await by_operation.wait_for(lambda: len(by_operation.received) >= 1)
+        await by_metadata.wait_for(lambda: len(by_metadata.received) >= 2)
+        assert [r.data["id"] for r in by_operation.received] == [done["id"]]
+        assert sorted(r.data["id"] for r in by_metadata.received) == sorted([failed["id"], canceled["id"]])
+
+
+async def test_an_endpoints_headers_and_auth_reach_the_receiver_beside_a_valid_signature(hooks: Settings) -> None:
+    gateway = Receiver()
+    async with ReceiverServer(gateway) as server, running_api(hooks) as url, Client(url, ACME_KEY) as acme, \
+            running_dispatcher(hooks):
+        await endpoint_for(acme, server, headers={"X-Gateway-Key": "gw-0123"},
+                           auth={"type": "basic", "username": "jobwire", "password": "s3cret"})
+        await finish_a_job(acme)
+        await gateway.wait_for(lambda: len(gateway.received) == 1)
+        headers = gateway.received[0].headers
+        assert headers["x-gateway-key"] == "gw-0123"
+        assert headers["authorization"] == "Basic " + base64.b64encode(b"jobwire:s3cret").decode()
+        assert gateway.rejected == 0, "the signature verifies with the custom headers beside it"
+
+
+async def test_lifecycle_webhooks_tell_the_start_and_coalesced_progress_to_those_who_ask(hooks: Settings) -> None:
+    lifecycle, terminal_only = Receiver(), Receiver()
+    async with ReceiverServer(lifecycle) as a, ReceiverServer(terminal_only) as b, running_api(hooks) as url, \
+            Client(url, ACME_KEY) as acme, running_worker(hooks, "sleep", DEMO_OPERATIONS["sleep"]), \
+            running_dispatcher(hooks):
+        await endpoint_for(acme, a, event_types=["task.started", "task.progress", "task.completed"])
+        await endpoint_for(acme, b)
+        job = await acme.submit("sleep", {"seconds": 0.2})  # four progress steps well inside 5 s
+        await lifecycle.wait_for(lambda: any(r.type == "task.completed" for r in lifecycle.received))
+        await eventually(lambda: caught_up(hooks), "the dispatcher to commit every event")
+        told = sorted((r.data["version"], r.type, r.data["progress"]["processed"]) for r in lifecycle.received)
+        assert [(kind, step) for _, kind, step in told] == [
+            ("task.started", None), ("task.progress", 1), ("task.progress", 4), ("task.completed", 4)], \
+            "the start, the first progress, the last step (the two between coalesced), the end"
+        assert {r.data["id"] for r in lifecycle.received} == {job["id"]} and lifecycle.rejected == 0
+        assert [r.type for r in terminal_only.received] == ["task.completed"], "lifecycle webhooks are opt-in"
 
 
 async def test_a_failing_receiver_gets_the_third_attempt_with_the_same_webhook_id(hooks: Settings) -> None:

@@ -47,6 +47,8 @@ async def test_portal_creates_an_endpoint_and_shows_a_delivered_test_event(kafka
 
             await page.wait_for_selector("#endpoints tr")
             await page.click("#endpoints tr button")  # open it
+            options = (await page.text_content("#detail-options")) or ""
+            assert options == "signing: hmac; custom headers: none; auth: none", options
             await page.click("#send-test")
             await receiver.wait_for(lambda: len(receiver.received) == 1, timeout_s=30)
             assert receiver.received[0].type == "webhook.test" and receiver.rejected == 0
@@ -58,6 +60,15 @@ async def test_portal_creates_an_endpoint_and_shows_a_delivered_test_event(kafka
                 await asyncio.sleep(0.2)
             row = await page.text_content("#deliveries tr")
             assert row and "webhook.test" in row and "succeeded" in row and "#1 200" in row
+
+            # A content filter, typed as JSON and shown with the endpoint's events.
+            await page.fill("#edit-filter", '{"operation": {"in": ["ocr"]}}')
+            await page.click("#save")
+            await page.wait_for_selector("#endpoints td:has-text('where')")
+            assert 'where {"operation":{"in":["ocr"]}}' in ((await page.text_content("#endpoints")) or "")
+            await page.fill("#edit-filter", "{not json")
+            await page.click("#save")
+            await page.wait_for_selector("#message.error:has-text('the filter is not JSON')")
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "portal.png"), full_page=True)
             print(f"\nportal screenshot: {ARTIFACTS / 'portal.png'}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,6 +102,11 @@ def draw_plan(seed: int) -> Plan:
                           rng.choice([None, None, ("task.completed",), ("task.failed", "task.canceled")]),
                           rng.choice([None, None, None, 5.0, 50.0]))
                  for n in range(rng.randint(1, 6))]
+    # Lifecycle subscriptions from an RNG of their own: the draws above (and so every seed's
+    # plan from before they existed) stay as they were.
+    lifecycle = random.Random(seed ^ 0x5EED)
+    endpoints = [replace(e, event_types=(*(e.event_types or ("task.completed", "task.failed", "task.canceled")),
+                                         "task.started")) if lifecycle.random() < 0.3 else e for e in endpoints]
     return Plan(seed, partitions=rng.randint(1, 4), endpoints=endpoints, jobs=rng.randint(5, 60),
                 max_deliveries=rng.randint(1, 30), queue_per_endpoint=rng.randint(1, 20),
                 in_flight=rng.randint(1, 4), senders=rng.randint(1, 8), crashes=rng.randint(0, 3),
@@ -167,12 +173,20 @@ class World:
                               time=utc_now(self.clock))
 
         streams = []
+        #: event id -> the (url, webhook-id) pairs its record owes
+        owing: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for n in range(self.plan.jobs):
             tenant = rng.choice(TENANTS)
             job_id = f"job_{n:04d}"
             events = [new_event("job.created", job_id, tenant, {"operation": "ocr", "parameters": {"n": n}})]
             if rng.random() < 0.7:
-                events.append(new_event("job.started", job_id, tenant, {}))
+                started = new_event("job.started", job_id, tenant, {})
+                events.append(started)
+                # A lifecycle webhook is owed like a terminal one, by the record that starts the job.
+                for e in self.plan.endpoints:
+                    if e.tenant == tenant and e.wants("task.started"):
+                        self.expected[(e.url, webhook_id(started.id, e.id))] = job_id
+                        owing[started.id].append((e.url, webhook_id(started.id, e.id)))
             progress = self.plan.long_job_progress if n == 0 and self.plan.long_job_progress else \
                 rng.choice([0, 0, 1, 5, 40])
             for i in range(progress):
@@ -187,6 +201,7 @@ class World:
             for e in self.plan.endpoints:
                 if e.tenant == tenant and e.wants(TERMINAL[kind]):
                     self.expected[(e.url, webhook_id(end.id, e.id))] = job_id
+                    owing[end.id].append((e.url, webhook_id(end.id, e.id)))
             encoded = [encode(e) for e in events]
             if rng.random() < 0.2:  # a producer's retry: the same event twice
                 at = rng.randrange(len(encoded))
@@ -197,15 +212,14 @@ class World:
                 encoded.append(encode(new_event("job.failed", job_id, tenant,
                                                 {"error": {"code": "phantom", "message": "x"}})))
             streams.append((job_id, encoded, end.id))
-        finishing = {job_id: end_id for job_id, _, end_id in streams}
         while streams:
             index = rng.randrange(len(streams))
             job_id, encoded, _ = streams[index]
             value = encoded.pop(0)
             record = self.kafka.append(self.topics.events, None, job_id.encode(), value)
-            if orjson.loads(value)["id"] == finishing[job_id] and (record.partition, record.offset) not in self.owed:
-                self.owed[(record.partition, record.offset)] = [
-                    k for k, j in self.expected.items() if j == job_id]
+            event_id = orjson.loads(value)["id"]
+            if event_id in owing and (record.partition, record.offset) not in self.owed:
+                self.owed[(record.partition, record.offset)] = owing[event_id]
             if not encoded:
                 streams.pop(index)
             if rng.random() < 0.05:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,21 +104,23 @@ class Receiver:
 
 
 class ReceiverServer:
-    def __init__(self, receiver: Receiver) -> None:
+    def __init__(self, receiver: Receiver, ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context``: serve https with it (a receiver that may require a client certificate)."""
         self.receiver = receiver
         self.port = free_port()
+        self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}/hooks"
 
     async def __aenter__(self) -> ReceiverServer:
         app = web.Application()
         app.router.add_post("/hooks", self.receiver.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl).start()
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -3,6 +3,8 @@ const $ = (id) => document.getElementById(id);
 let apiKey = sessionStorage.getItem("jobwire-key") || "";
 let current = null;  // the endpoint shown in detail
 
+const TERMINAL = ["task.completed", "task.failed", "task.canceled"];
+
 function say(text, isError) {
   $("message").textContent = text;
   $("message").className = isError ? "error" : "muted";
@@ -47,7 +49,8 @@ async function loadEndpoints() {
     const row = document.createElement("tr");
     row.dataset.endpoint = endpoint.id;
     cell(row, endpoint.url);
-    cell(row, endpoint.event_types ? endpoint.event_types.join(", ") : "all");
+    cell(row, (endpoint.event_types ? endpoint.event_types.join(", ") : "all") +
+         (endpoint.filter ? " where " + JSON.stringify(endpoint.filter) : ""));
     cell(row, endpoint.disabled ? "disabled" + (endpoint.disabled_reason ? ": " + endpoint.disabled_reason : "") : "enabled",
          endpoint.disabled ? "status-failed" : "status-succeeded");
     cell(row, "").append(button("Open", () => show(endpoint), "secondary"));
@@ -66,6 +69,11 @@ function show(endpoint) {
   $("edit-url").value = endpoint.url;
   $("edit-description").value = endpoint.description || "";
   $("edit-rate").value = endpoint.rate_limit_per_s || "";
+  $("edit-filter").value = endpoint.filter ? JSON.stringify(endpoint.filter) : "";
+  // Names and kinds only: the values are sealed and never come back from the API.
+  $("detail-options").textContent = "signing: " + (endpoint.signing || "hmac") +
+    "; custom headers: " + (endpoint.headers ? endpoint.headers.join(", ") : "none") +
+    "; auth: " + (endpoint.auth ? endpoint.auth.type : "none");
   $("toggle").textContent = endpoint.disabled ? "Enable" : "Disable";
   $("delivery-detail").classList.add("hidden");
   loadDeliveries().then(loadHealth).catch((error) => say(error.message, true));
@@ -172,7 +180,8 @@ $("create").addEventListener("click", () => act(async () => {
   const types = [...document.querySelectorAll(".new-type:checked")].map((box) => box.value);
   const endpoint = await api("POST", "/v1/webhooks/endpoints", {
     url: $("new-url").value.trim(), description: $("new-description").value || null,
-    event_types: types.length === 3 ? null : types,
+    // The three terminal types alone are the default (null); anything else is listed.
+    event_types: types.length === 3 && types.every((t) => TERMINAL.includes(t)) ? null : types,
   });
   showSecret(endpoint);
   current = endpoint;
@@ -181,7 +190,18 @@ $("create").addEventListener("click", () => act(async () => {
 $("save").addEventListener("click", () => act(() => api("PATCH", "/v1/webhooks/endpoints/" + current.id, {
   url: $("edit-url").value.trim(), description: $("edit-description").value || null,
   rate_limit_per_s: $("edit-rate").value ? Number($("edit-rate").value) : null,
+  filter: parseFilter($("edit-filter").value),
 }), "Saved."));
+
+// A content filter as typed: JSON, or nothing for every job.
+function parseFilter(text) {
+  if (!text.trim()) return null;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error("the filter is not JSON: " + error.message);
+  }
+}
 $("toggle").addEventListener("click", () => act(() => api("PATCH", "/v1/webhooks/endpoints/" + current.id,
   {disabled: !current.disabled}), current && current.disabled ? "Enabled." : "Disabled."));
 $("rotate").addEventListener("click", () => act(async () => showSecret(

@@ -40,8 +40,11 @@ from jobwire.webhooks.model import (
 )
 from jobwire.webhooks.redemptions import MAX_REDEEMED_PER_TENANT, Redemption
 from jobwire.webhooks.registry import EndpointRegistry
+from jobwire.webhooks.request_options import client_cert_of, opened, seal_input
+from jobwire.webhooks.request_options import violations as header_violations
 from jobwire.webhooks.secretbox import SecretBox, SecretBoxError, binding, new_webhook_secret
 from jobwire.webhooks.ssrf import TargetRefused, check_target_url
+from jobwire.webhooks.tls import ca_bundle, client_cert
 
 WRITE_VISIBLE_TIMEOUT_S = 5.0
 DEFAULT_GRACE_S = 24 * 3600
@@ -118,16 +121,52 @@ async def create_endpoint(request: Request) -> Response:
     secret = new_signing_key() if signing == ED25519 else new_webhook_secret()
     now = now_utc()
     endpoint_id = new_id("ep")
+    options = request_options(request, tenant, endpoint_id, body.get("headers"), body.get("auth"),
+                              body.get("tls_client_cert"))
+    options.update(checked_ca(body))
     endpoint = Endpoint(
         id=endpoint_id, tenant=tenant, url=body["url"], created_at=now, updated_at=now,
         secrets=(SealedSecret(box_of(request).seal(secret, bound_to=binding(tenant, endpoint_id))),),
         event_types=event_types(body.get("event_types")),
         description=body.get("description"), disabled=body.get("disabled", False),
-        rate_limit_per_s=body.get("rate_limit_per_s"), signing=signing,
+        rate_limit_per_s=body.get("rate_limit_per_s"), signing=signing, filter=body.get("filter"), **options,
     )
     await write_endpoint(request, endpoint, endpoint.id)
     return json_response({**endpoint.public(), **shown_once(secret)}, 201,
                          {"Location": f"/v1/webhooks/endpoints/{endpoint.id}"})
+
+
+#: Fields of a PATCH that go sealed into ``sealed_request``.
+SEALED_FIELDS = frozenset({"headers", "auth", "tls_client_cert"})
+
+
+def request_options(request: Request, tenant: str, endpoint_id: str, headers: dict[str, str] | None,
+                    auth: dict[str, Any] | None, cert: dict[str, str] | None) -> dict[str, Any]:
+    """The endpoint fields for its custom headers, auth and client certificate: sealed, with
+    the header names, the auth type and the certificate's subject and expiry in clear."""
+    refused = header_violations(headers)
+    described = None
+    if cert:
+        described, wrong = client_cert(cert["cert"], cert["key"], datetime.now(UTC))
+        refused += wrong
+    if refused:
+        raise Problem(422, "the endpoint's request options are not valid", violations=refused)
+    plaintext = seal_input(headers, auth, cert)
+    return {
+        "sealed_request": box_of(request).seal(plaintext, bound_to=binding(tenant, endpoint_id)) if plaintext else None,
+        "header_names": tuple(sorted(headers)) if headers else None,
+        "auth_type": auth["type"] if auth else None,
+        "tls_client_subject": described.subject if described else None,
+        "tls_client_not_after": described.not_after if described else None,
+    }
+
+
+def checked_ca(body: dict[str, Any]) -> dict[str, Any]:
+    if "tls_ca" not in body:
+        return {}
+    if body["tls_ca"] is not None and (wrong := ca_bundle(body["tls_ca"])):
+        raise Problem(422, "the endpoint's CA bundle is not valid", violations=wrong)
+    return {"tls_ca": body["tls_ca"]}
 
 
 def shown_once(secret: str) -> dict[str, str]:
@@ -176,9 +215,18 @@ async def patch_endpoint(request: Request) -> Response:
     body = await read_json(request, "api/endpoint-patch.json")
     if "url" in body:
         check_url(request, body["url"])
-    changes: dict[str, Any] = {k: v for k, v in body.items() if k != "event_types"}
+    changes: dict[str, Any] = {k: v for k, v in body.items() if k not in SEALED_FIELDS | {"event_types"}}
     if "event_types" in body:
         changes["event_types"] = event_types(body["event_types"])
+    if SEALED_FIELDS & set(body):
+        # Each replaces what was set (null removes it); the others stay as they were.
+        plaintext = box_of(request).open(endpoint.sealed_request, bound_to=binding(tenant, endpoint.id)) \
+            if endpoint.sealed_request else None
+        old_headers, old_auth = opened(plaintext) if plaintext else ({}, None)
+        changes.update(request_options(request, tenant, endpoint.id, body.get("headers", old_headers),
+                                       body.get("auth", old_auth),
+                                       body.get("tls_client_cert", client_cert_of(plaintext))))
+    changes.update(checked_ca(body))
     if body.get("disabled") is False:
         changes["disabled_reason"] = None
     elif body.get("disabled") is True:

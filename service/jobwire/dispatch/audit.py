@@ -126,6 +126,7 @@ class Ledger:
             self._pending.add(delivery_id)
 
     def subscribed(self, tenant: str, event_type: str, at_ms: int) -> Iterable[Endpoint]:
+        """The endpoints subscribed to ``event_type`` as they were at ``at_ms``."""
         for times, snapshots in self._history.values():
             index = bisect.bisect_right(times, at_ms) - 1
             snapshot = snapshots[index] if index >= 0 else None
@@ -136,6 +137,8 @@ class Ledger:
         report = Report(self.since_ms, self.until_ms, terminal_events=len(self._terminal))
         for job, event_id, event_type, at_ms in self._terminal:
             for endpoint in self.subscribed(job.tenant, event_type, at_ms):
+                if not endpoint.takes(job):
+                    continue  # its content filter turned the job away: nothing was owed
                 wid = webhook_id(event_id, endpoint.id)
                 state = self._final.get(wid) or ("pending" if wid in self._pending else "missing")
                 report.counts[state] += 1

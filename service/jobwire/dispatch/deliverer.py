@@ -8,9 +8,11 @@ record, a retry tier record, a dead letter, an endpoint snapshot.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from ssl import SSLContext
 from typing import Protocol
 
 import orjson
@@ -21,6 +23,7 @@ from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.policy import Decision, Outcome, SendResult, Tiers, decide
 from jobwire.dispatch.received import Received
 from jobwire.dispatch.signing import sign_headers
+from jobwire.dispatch.tls_contexts import TlsContexts
 from jobwire.errors import JobwireError
 from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES, RESENDS_SPARED
 from jobwire.timeutil import format_utc, parse_utc
@@ -34,6 +37,7 @@ from jobwire.webhooks.model import (
     operational_deliveries,
 )
 from jobwire.webhooks.registry import EndpointRegistry, Health, health_key
+from jobwire.webhooks.request_options import client_cert_of, request_headers
 from jobwire.webhooks.secretbox import SecretBox, binding
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,8 @@ OPENED_CACHE = 100_000
 
 
 class Poster(Protocol):
-    async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "") -> SendResult: ...
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "",
+                   ssl: SSLContext | None = None) -> SendResult: ...
 
 
 class Deliverer:
@@ -61,6 +66,7 @@ class Deliverer:
         self.box = box
         self.outbox = outbox
         self._opened: dict[tuple[str, str], str] = {}
+        self.tls = TlsContexts()
 
     # --- secrets ----------------------------------------------------------------------------
 
@@ -116,11 +122,21 @@ class Deliverer:
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> SendResult:
         try:
             secrets = self.secrets_of(endpoint)
-        except JobwireError as exc:
-            log.error("signing secret unopenable delivery_id=%s endpoint_id=%s: %s", delivery.id, endpoint.id, exc)
-            return SendResult(None, 0.0, "the endpoint's signing secret cannot be opened; rotate the endpoint's secret")
+            options = self._open(endpoint.sealed_request, binding(endpoint.tenant, endpoint.id)) \
+                if endpoint.sealed_request else None
+            extra = request_headers(options)
+            context = self.tls.context_for(client_cert_of(options), endpoint.tls_ca)
+        except (JobwireError, ssl.SSLError, ValueError) as exc:
+            log.error("endpoint secrets unopenable delivery_id=%s endpoint_id=%s: %s", delivery.id, endpoint.id, exc)
+            return SendResult(None, 0.0, "the endpoint's signing secret or request options cannot be opened or "
+                                         "used; rotate the endpoint's secret and set its headers, auth and "
+                                         "TLS options again")
         headers = sign_headers(delivery.id, delivery.body, secrets, at=datetime.fromtimestamp(self.clock.time(), UTC))
-        return await self.sender.post(endpoint.url, delivery.body, headers, delivery_id=delivery.id)
+        # The signature's headers last: whatever an endpoint sets, they are the ones sent.
+        if context is None:
+            return await self.sender.post(endpoint.url, delivery.body, {**extra, **headers}, delivery_id=delivery.id)
+        return await self.sender.post(endpoint.url, delivery.body, {**extra, **headers}, delivery_id=delivery.id,
+                                      ssl=context)
 
     async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult, step: Step) -> None:
         outcome = decision.outcome

@@ -7,10 +7,13 @@ set, and every connection goes through the SSRF guard's resolver.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from ssl import SSLContext
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -43,6 +46,14 @@ def retry_after_s(value: str | None) -> float | None:
         return None
 
 
+async def proxy_networks(proxy: str) -> list[Network]:
+    """The addresses of the egress proxy, each as a one-address network."""
+    host = urlsplit(proxy).hostname or ""
+    port = urlsplit(proxy).port or 80
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [ipaddress.ip_network(info[4][0]) for info in infos]
+
+
 def _refusal(exc: BaseException) -> TargetRefused | None:
     seen: BaseException | None = exc
     while seen is not None:
@@ -67,18 +78,25 @@ def _tenant_facing(exc: BaseException) -> str:
 
 class Sender:
     def __init__(self, allowed: Sequence[Network], *, connect_timeout_s: float = 5.0, total_timeout_s: float = 15.0,
-                 max_connections: int = 256, dns: AbstractResolver | None = None) -> None:
-        """``dns``: what the SSRF guard asks (the system's resolver unless given)."""
+                 max_connections: int = 256, dns: AbstractResolver | None = None, proxy: str | None = None) -> None:
+        """``dns``: what the SSRF guard asks (the system's resolver unless given). ``proxy``: an
+        HTTP proxy every request goes through (CONNECT for https), ``JOBWIRE_EGRESS_PROXY``."""
         self._allowed = tuple(allowed)
         self._dns = dns
+        self._proxy = proxy
+        self._guard = GuardedResolver(self._allowed, self._dns)
         self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        # Through a proxy, every connection is to the proxy: it is the one address the
+        # connector's guard lets through beside the allowed targets (which the proxy must not
+        # widen), and the target is checked by name before each request instead.
+        connected = (*self._allowed, *await proxy_networks(self._proxy)) if self._proxy else self._allowed
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=64,
-                                         resolver=GuardedResolver(self._allowed, self._dns), ttl_dns_cache=10,
-                                         socket_factory=guarded_socket(self._allowed))
+                                         resolver=GuardedResolver(connected, self._dns), ttl_dns_cache=10,
+                                         socket_factory=guarded_socket(connected))
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                               skip_auto_headers=("User-Agent",), auto_decompress=False)
 
@@ -87,7 +105,8 @@ class Sender:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "") -> SendResult:
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "",
+                   ssl: SSLContext | None = None) -> SendResult:
         assert self._session is not None, "Sender.start() first"
         started = time.perf_counter()
 
@@ -96,9 +115,14 @@ class Sender:
 
         try:
             check_target_url(url, self._allowed)
+            target = URL(url)
+            if self._proxy is not None and target.host is not None:
+                # The proxy resolves the name itself: the policy is applied to it here first.
+                await self._guard.resolve(target.host, target.port or 0)
             # The URL object the check read, so the client connects to the host it checked.
-            async with self._session.post(URL(url), data=body, headers={**headers, "user-agent": "jobwire-webhooks/1"},
-                                          allow_redirects=False) as response:
+            async with self._session.post(target, data=body, headers={**headers, "user-agent": "jobwire-webhooks/1"},
+                                          allow_redirects=False, proxy=self._proxy,
+                                          ssl=ssl if ssl is not None else True) as response:
                 excerpt = (await response.content.read(RESPONSE_EXCERPT_BYTES)).decode("utf-8", "replace")
                 after = retry_after_s(response.headers.get("Retry-After")) if response.status in (429, 503) else None
                 return SendResult(response.status, elapsed(), None if response.status < 300 else f"HTTP {response.status}",

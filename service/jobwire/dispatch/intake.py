@@ -34,12 +34,16 @@ from jobwire.lifecycle import Job, Verdict, apply
 from jobwire.metrics import PARKED
 from jobwire.positions import Position
 from jobwire.task import MAX_TASK_BYTES
-from jobwire.webhooks.model import Delivery, job_payload, webhook_id
+from jobwire.timeutil import canonical
+from jobwire.webhooks.model import Delivery, job_payload, notice_payload, webhook_id
+from jobwire.webhooks.notices import LIFECYCLE_TYPES, MAX_UNSETTLED, PROGRESS, STARTED, notice_for
 from jobwire.webhooks.registry import EndpointRegistry
 
 log = logging.getLogger(__name__)
 
 REVOKE_GRACE_S = 10.0
+#: Coalescing of task.progress webhooks: at most one per job per this many seconds.
+DEFAULT_PROGRESS_INTERVAL_S = 5.0
 
 
 class PayloadTooLarge(JobwireError):
@@ -49,7 +53,8 @@ class PayloadTooLarge(JobwireError):
 class EventIntake(ConsumerLoop):
     def __init__(self, consumer: Consumer, topic: str, *, state: StateStore, registry: EndpointRegistry,
                  lanes: Lanes, deliverer: Deliverer, quarantine: Quarantine, outbox: Outbox,
-                 timers: Timers, commit_interval_s: float, clock: Clock = SYSTEM) -> None:
+                 timers: Timers, commit_interval_s: float, clock: Clock = SYSTEM,
+                 progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S) -> None:
         super().__init__(consumer, topic, lanes=lanes, outbox=outbox, commit_interval_s=commit_interval_s,
                          clock=clock)
         self.state = state
@@ -57,6 +62,7 @@ class EventIntake(ConsumerLoop):
         self.deliverer = deliverer
         self.quarantine = quarantine
         self.timers = timers
+        self.progress_interval_s = progress_interval_s
         #: partition -> unix seconds of a fetch after which every record up to it was handled:
         #: the moment this dispatcher has seen that partition's log through (deadlines wait for it).
         self.read_through: dict[int, float] = {}
@@ -145,8 +151,17 @@ class EventIntake(ConsumerLoop):
         if not deliveries:
             self.tracker.skip(partition, offset, epoch)
             return
-        source = Source(self.tracker, partition, offset, len(deliveries), epoch,
-                        on_settled=lambda d: self.state.settled(partition, d.job_id or "", d.endpoint_id))
+        if deliveries[0].event_type in LIFECYCLE_TYPES:
+            remaining = [len(deliveries)]
+
+            def settled(delivery: Delivery) -> None:
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    self.state.notices_settled(partition, delivery.job_id or "", offset)
+        else:
+            def settled(delivery: Delivery) -> None:
+                self.state.settled(partition, delivery.job_id or "", delivery.endpoint_id)
+        source = Source(self.tracker, partition, offset, len(deliveries), epoch, on_settled=settled)
         for delivery in deliveries:
             await self.route(delivery, source)
 
@@ -172,6 +187,11 @@ class EventIntake(ConsumerLoop):
                 log.info("terminal event read again job_id=%s event_id=%s settled=%d delivering_again=%d",
                          current.job.id, event.id, len(current.settled), len(again))
                 return again
+            if offset in current.unsettled_notices:
+                # Its lifecycle webhooks may not all have been made: again, same webhook-ids,
+                # carrying the job as it stands now.
+                kind = STARTED if event.type == "job.started" else PROGRESS
+                return self._deliveries(event, current.job, (kind, notice_payload(current.job, kind)))
             return []
         outcome = apply(current.job if current else None, event)
         job = outcome.job
@@ -181,22 +201,41 @@ class EventIntake(ConsumerLoop):
             return []
         if outcome.verdict is not Verdict.ACCEPTED or job is None:
             return []
-        snapshot = JobState(job, offset, event.id if outcome.became_terminal else None)
+        unsettled = current.unsettled_notices if current else ()
+        noticed_at = current.progress_noticed_at if current else None
+        body = self._body(job) if outcome.became_terminal else None
+        notice = None if body is not None else self._notice(event, job, noticed_at)
+        if notice is not None:
+            body = (notice, notice_payload(job, notice))
+        deliveries = self._deliveries(event, job, body) if body is not None else []
+        if notice is not None and deliveries:
+            unsettled = (*unsettled[-(MAX_UNSETTLED - 1):], offset)
+            noticed_at = canonical(event.time) if notice == PROGRESS else noticed_at
+        snapshot = JobState(job, offset, event.id if outcome.became_terminal else None,
+                            unsettled_notices=unsettled, progress_noticed_at=noticed_at)
         encoded = snapshot.encode()
         if len(encoded) > MAX_RECORD_BYTES:
             raise PayloadTooLarge(f"the job's state snapshot would be {len(encoded)} bytes, over the "
                                   f"{MAX_RECORD_BYTES} byte record limit")
-        body = self._body(job) if outcome.became_terminal else None
         self.state.put(partition, snapshot, encoded)
         self.timers.arm(partition, job)
-        return self._deliveries(event, job, body) if body is not None else []
+        return deliveries
+
+    def _notice(self, event: Event, job: Job, noticed_at: str | None) -> str | None:
+        """The lifecycle webhook this event makes, when any endpoint of the tenant wants it."""
+        if event.type not in ("job.started", "job.progress"):
+            return None
+        kind = notice_for(event, job, noticed_at, self.progress_interval_s)
+        if kind is None or not self.registry.subscribed(job.tenant, kind):
+            return None
+        return kind
 
     def _deliveries(self, event: Event, job: Job, body: tuple[str, bytes],
                     skip: frozenset[str] = frozenset()) -> list[Delivery]:
         event_type, payload = body
         now = utc_now(self.clock)
         return [Delivery(webhook_id(event.id, e.id), e.id, job.tenant, event_type, event.id, job.id, payload, now)
-                for e in self.registry.subscribed(job.tenant, event_type) if e.id not in skip]
+                for e in self.registry.subscribed(job.tenant, event_type) if e.id not in skip and e.takes(job)]
 
     @staticmethod
     def _body(job: object) -> tuple[str, bytes]:

@@ -96,7 +96,7 @@ class DispatcherParts:
         self.intake = EventIntake(
             consumer(self.group_id, "events"), topics.events, state=self.state, registry=self.registry,
             lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,
-            commit_interval_s=interval, clock=clock,
+            commit_interval_s=interval, clock=clock, progress_interval_s=settings.progress_webhook_interval_s,
             quarantine=Quarantine(producer, topics.events, topics.events_invalid))
         self.tier_consumers = [
             TierConsumer(consumer(f"{self.group_id}.retry" if delay else f"{self.group_id}.requests",
@@ -137,7 +137,7 @@ class Dispatcher:
                  sender: Poster | None = None) -> None:
         self.settings = settings
         self.options = options or DispatcherOptions()
-        self.http = Sender(settings.allowed_targets) if sender is None else None
+        self.http = Sender(settings.allowed_targets, proxy=settings.egress_proxy) if sender is None else None
         self.producer = make_producer(settings.kafka)
         self.parts = parts = DispatcherParts(
             settings, self.options, producer=self.producer, consumer=self._consumer,

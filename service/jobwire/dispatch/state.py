@@ -53,12 +53,22 @@ class JobState:
     #: Endpoints whose delivery of the terminal event has settled (sent, or durably on the
     #: retry path or dead): a replay after a crash does not send those again.
     settled: frozenset[str] = frozenset()
+    #: Offsets of the job's records that made lifecycle webhooks not all settled yet: read
+    #: again after a crash, they are delivered again (webhooks/notices.py).
+    unsettled_notices: tuple[int, ...] = ()
+    #: The event time of the job's last ``task.progress`` notice (coalescing counts from it).
+    progress_noticed_at: str | None = None
 
     def encode(self) -> bytes:
         job: dict[str, Any] = self.job._asdict()
         job["status"] = self.job.status.value
-        return orjson.dumps({"job": job, "offset": self.offset, "terminal_event": self.terminal_event,
-                             "settled": sorted(self.settled)})
+        snapshot: dict[str, Any] = {"job": job, "offset": self.offset, "terminal_event": self.terminal_event,
+                                    "settled": sorted(self.settled)}
+        if self.unsettled_notices:
+            snapshot["unsettled_notices"] = self.unsettled_notices
+        if self.progress_noticed_at is not None:
+            snapshot["progress_noticed_at"] = self.progress_noticed_at
+        return orjson.dumps(snapshot)
 
     @classmethod
     def decode(cls, raw: bytes) -> JobState:
@@ -66,7 +76,8 @@ class JobState:
         job = data["job"]
         job["status"] = Status(job["status"])
         job["event_ids"] = tuple(job["event_ids"])
-        return cls(Job(**job), data["offset"], data.get("terminal_event"), frozenset(data.get("settled") or ()))
+        return cls(Job(**job), data["offset"], data.get("terminal_event"), frozenset(data.get("settled") or ()),
+                   tuple(data.get("unsettled_notices") or ()), data.get("progress_noticed_at"))
 
 
 def _marker(finished_at: float) -> bytes:
@@ -93,8 +104,9 @@ class StateStore:
         self.retention_s = retention_s
         self.max_markers = max_markers
         self.partitions: dict[int, PartitionState] = {}
-        #: (outbox mark, partition, job id, endpoint id): settled, waiting for acknowledgements.
-        self._settling: deque[tuple[int, int, str, str]] = deque()
+        #: (outbox mark, partition, job id, endpoint id or notice offset): settled, waiting for
+        #: acknowledgements.
+        self._settling: deque[tuple[int, int, str, str | int]] = deque()
         self._writing = asyncio.Lock()
 
     async def restore(self, partitions: list[int]) -> int:
@@ -164,14 +176,26 @@ class StateStore:
         acknowledged: a snapshot saying "settled" must never outlive a lost retry record."""
         self._settling.append((self._outbox.mark(), partition, job_id, endpoint_id))
 
+    def notices_settled(self, partition: int, job_id: str, offset: int) -> None:
+        """Every lifecycle webhook made by the job's record at ``offset`` has settled; noted,
+        as ``settled`` is, once every record written so far is acknowledged."""
+        self._settling.append((self._outbox.mark(), partition, job_id, offset))
+
     def _note_settled(self) -> None:
         while self._settling and self._outbox.acked(self._settling[0][0]):
-            _, partition, job_id, endpoint_id = self._settling.popleft()
+            _, partition, job_id, what = self._settling.popleft()
             state = self.partitions.get(partition)
             job_state = state.jobs.get(job_id) if state else None
-            if state is None or job_state is None or job_state.terminal_event is None:
+            if state is None or job_state is None:
                 continue
-            job_state.settled = job_state.settled | {endpoint_id}
+            if isinstance(what, int):  # a record's lifecycle webhooks
+                if what in job_state.unsettled_notices:
+                    job_state.unsettled_notices = tuple(o for o in job_state.unsettled_notices if o != what)
+                    state.changed[job_id] = None
+                continue
+            if job_state.terminal_event is None:
+                continue
+            job_state.settled = job_state.settled | {what}
             state.changed[job_id] = None
 
     @property

@@ -15,6 +15,7 @@ import orjson
 from jobwire.ids import derived_id
 from jobwire.lifecycle import Job, Status
 from jobwire.task import task_object
+from jobwire.webhooks.filters import matches
 from jobwire.webhooks.keys import HMAC
 
 EVENT_TYPES = ("task.completed", "task.failed", "task.canceled")
@@ -53,8 +54,26 @@ class Endpoint:
     failing_since: str | None = None
     #: ``hmac`` (``v1``: the secrets are ``whsec_``) or ``ed25519`` (``v1a``: ``whsk_`` keys).
     signing: str = HMAC
+    #: Conditions on the task a job's webhook must meet (webhooks/filters.py); None: every job.
+    filter: dict[str, Any] | None = None
+    #: Custom headers and auth for each request (webhooks/request_options.py), sealed like the
+    #: secrets; the names and the auth type stay readable, for the endpoint object.
+    sealed_request: str | None = None
+    header_names: tuple[str, ...] | None = None
+    auth_type: str | None = None
+    #: The client certificate's subject and expiry (the pair itself is in ``sealed_request``).
+    tls_client_subject: str | None = None
+    tls_client_not_after: str | None = None
+    #: PEM certificates the receiver's server certificate is checked against (None: the system's).
+    tls_ca: str | None = None
+
+    def takes(self, job: Job) -> bool:
+        """Whether a webhook about ``job`` is for this endpoint, by its content filter."""
+        return matches(self.filter, job)
 
     def wants(self, event_type: str) -> bool:
+        """Whether the endpoint subscribes to ``event_type``: no list means the terminal task
+        events; lifecycle (task.started, task.progress) and operational ones only when listed."""
         if event_type == TEST_EVENT_TYPE:
             return True
         if self.event_types is None:
@@ -68,29 +87,38 @@ class Endpoint:
             "event_types": list(self.event_types) if self.event_types is not None else None,
             "description": self.description, "disabled": self.disabled, "disabled_reason": self.disabled_reason,
             "rate_limit_per_s": self.rate_limit_per_s, "created_at": self.created_at, "updated_at": self.updated_at,
-            "signing": self.signing,
+            "signing": self.signing, "filter": self.filter,
+            "headers": list(self.header_names) if self.header_names else None,
+            "auth": {"type": self.auth_type} if self.auth_type else None,
+            "tls_client_cert": {"subject": self.tls_client_subject, "not_after": self.tls_client_not_after}
+            if self.tls_client_subject else None,
+            "tls_ca": self.tls_ca,
         }
 
     def encode(self) -> bytes:
-        if self.signing == HMAC:
-            # Without the field, as before it existed: a dispatcher of the previous version
-            # still reads every HMAC endpoint during a rolling upgrade.
-            return orjson.dumps({name: getattr(self, name) for name in _FIELDS_BEFORE_SIGNING})
-        return orjson.dumps(self)  # orjson encodes dataclasses natively; asdict deep-copies
+        # Fields added since the first version are left out while they hold their default: a
+        # dispatcher of an earlier version still reads such an endpoint during a rolling upgrade.
+        return orjson.dumps({name: getattr(self, name) for name in _FIELDS
+                             if name not in _ADDED or getattr(self, name) != _ADDED[name]})
 
     @classmethod
     def decode(cls, raw: bytes) -> Endpoint:
         data = orjson.loads(raw)
         data["secrets"] = tuple(SealedSecret(**s) for s in data["secrets"])
-        if data.get("event_types") is not None:
-            data["event_types"] = tuple(data["event_types"])
+        for name in ("event_types", "header_names"):
+            if data.get(name) is not None:
+                data[name] = tuple(data[name])
         return cls(**data)
 
     def with_changes(self, **changes: Any) -> Endpoint:
         return replace(self, **changes)
 
 
-_FIELDS_BEFORE_SIGNING = tuple(name for name in Endpoint.__dataclass_fields__ if name != "signing")
+_FIELDS = tuple(Endpoint.__dataclass_fields__)
+#: Fields later versions added, and their defaults.
+_ADDED: dict[str, Any] = {"signing": HMAC, "filter": None, "sealed_request": None, "header_names": None,
+                          "auth_type": None, "tls_client_subject": None, "tls_client_not_after": None,
+                          "tls_ca": None}
 
 
 def webhook_id(event_id: str, endpoint_id: str) -> str:
@@ -100,6 +128,11 @@ def webhook_id(event_id: str, endpoint_id: str) -> str:
 
 def payload(event_type: str, timestamp: str, data: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": event_type, "timestamp": timestamp, "data": data})
+
+
+def notice_payload(job: Job, event_type: str) -> bytes:
+    """The body of a lifecycle webhook (``task.started``, ``task.progress``): the task as it stands."""
+    return payload(event_type, job.updated_at, task_object(job))
 
 
 def job_payload(job: Job) -> tuple[str, bytes]:

@@ -140,8 +140,11 @@ class Health:
                                      disabled_reason=self.disabled_reason)
 
 
-def secrets_digest(secrets: tuple[SealedSecret, ...]) -> str:
-    return hashlib.sha256(orjson.dumps(secrets)).hexdigest()[:32]
+def secrets_digest(secrets: tuple[SealedSecret, ...], sealed_request: str | None = None) -> str:
+    """Names the sealed values an endpoint holds (its request options only when it has some,
+    so a digest written before they existed still names the same endpoint)."""
+    named: object = secrets if sealed_request is None else (secrets, sealed_request)
+    return hashlib.sha256(orjson.dumps(named)).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +158,12 @@ class Resealed:
     endpoint_id: str
     of: str
     secrets: tuple[SealedSecret, ...]
+    #: The endpoint's custom headers and auth, sealed again (None: it has none).
+    sealed_request: str | None = None
 
     def encode(self) -> bytes:
+        if self.sealed_request is None:  # as before request options existed
+            return orjson.dumps({"endpoint_id": self.endpoint_id, "of": self.of, "secrets": self.secrets})
         return orjson.dumps(self)
 
     @classmethod
@@ -165,13 +172,16 @@ class Resealed:
         if not isinstance(data, dict) or not _text(data.get("endpoint_id")) or not _text(data.get("of")) \
                 or not _secrets(data.get("secrets")):
             raise ValueError("not a resealed-secrets record")
+        sealed_request = data.get("sealed_request")
+        if sealed_request is not None and not _text(sealed_request):
+            raise ValueError("not a resealed-secrets record")
         return cls(data["endpoint_id"], data["of"],
-                   tuple(SealedSecret(s["sealed"], s.get("expires_at")) for s in data["secrets"]))
+                   tuple(SealedSecret(s["sealed"], s.get("expires_at")) for s in data["secrets"]), sealed_request)
 
     def over(self, endpoint: Endpoint) -> Endpoint:
-        if self.of != secrets_digest(endpoint.secrets):
+        if self.of != secrets_digest(endpoint.secrets, endpoint.sealed_request):
             return endpoint
-        return endpoint.with_changes(secrets=self.secrets)
+        return endpoint.with_changes(secrets=self.secrets, sealed_request=self.sealed_request)
 
 
 class EndpointRegistry:

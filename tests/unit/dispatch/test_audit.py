@@ -21,9 +21,10 @@ class Rec:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-def endpoint(endpoint_id: str, tenant: str = "acme", types: tuple[str, ...] | None = None) -> Rec:
+def endpoint(endpoint_id: str, tenant: str = "acme", types: tuple[str, ...] | None = None,
+             filter: dict[str, object] | None = None) -> Rec:
     e = Endpoint(endpoint_id, tenant, "https://example.com/h", "2026-01-01T00:00:00.000Z",
-                 "2026-01-01T00:00:00.000Z", (SealedSecret("v2.x.y"),), event_types=types)
+                 "2026-01-01T00:00:00.000Z", (SealedSecret("v2.x.y"),), event_types=types, filter=filter)
     return Rec(endpoint_id.encode(), e.encode())
 
 
@@ -86,3 +87,14 @@ def test_a_duplicate_terminal_event_owes_once() -> None:
     for event, at in ((created, 10), (end, 20), (end, 30)):
         ledger.event(Rec(b"job_1", encode(event)), at)
     assert ledger.report().counts["missing"] == 1
+
+
+def test_a_job_an_endpoints_filter_turns_away_is_owed_nothing() -> None:
+    ledger = Ledger(0, 10_000)
+    ledger.endpoint(endpoint("ep_ocr", filter={"operation": "ocr"}), 100)
+    ledger.endpoint(endpoint("ep_failures", filter={"error.code": {"in": ["x"]}}), 100)
+    finished_job(ledger, "job_done", 1000)
+    finished_job(ledger, "job_failed", 1000, kind="job.failed")
+    report = ledger.report()
+    owed = sorted((m.job_id, m.endpoint_id) for m in report.missing)
+    assert owed == [("job_done", "ep_ocr"), ("job_failed", "ep_failures"), ("job_failed", "ep_ocr")]

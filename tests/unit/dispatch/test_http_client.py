@@ -202,3 +202,20 @@ def test_the_reported_unicode_hosts_are_refused_whatever_is_allowed(url: str) ->
 
     with pytest.raises(TargetRefused, match="non-ASCII"):
         check_target_url(url, [ipaddress.ip_network("0.0.0.0/0")])
+
+
+async def test_through_the_egress_proxy_the_target_is_still_checked_and_the_proxy_never_asked() -> None:
+    """With JOBWIRE_EGRESS_PROXY the dispatcher connects to the proxy only; the target's name is
+    resolved and checked first, so a name answering a private address never reaches the proxy."""
+    from tests.support.connect_proxy import ConnectProxy
+
+    dns = FakeDNS({"internal.example": [["10.0.0.5"]]})
+    async with ConnectProxy() as proxy:
+        sender = Sender([], connect_timeout_s=2, total_timeout_s=5, dns=dns, proxy=proxy.url)
+        await sender.start()
+        try:
+            result = await sender.post("https://internal.example:8443/hook", b"{}", {})
+        finally:
+            await sender.stop()
+    assert (result.status_code, result.error) == (None, TARGET_REFUSED)
+    assert proxy.targets == [], "the proxy was never asked to connect"
