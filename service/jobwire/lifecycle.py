@@ -115,6 +115,8 @@ class Job(NamedTuple):
     input_received_at: str | None = None
     #: A result stored as a file: {id, filename, content_type, size, sha256}.
     result_file: dict[str, Any] | None = None
+    #: The job's own callback: {url, events} (webhooks/callbacks.py).
+    webhook: dict[str, Any] | None = None
 
     @property
     def awaiting_upload(self) -> bool:
@@ -210,6 +212,7 @@ def _created(event: Event) -> Job:
         pending_timeout_s=data.get("pending_timeout_s"),
         heartbeat_timeout_s=data.get("heartbeat_timeout_s"),
         input=data.get("input"),
+        webhook=data.get("webhook"),
     )
 
 

@@ -149,6 +149,34 @@ async def test_lifecycle_webhooks_tell_the_start_and_coalesced_progress_to_those
         assert [r.type for r in terminal_only.received] == ["task.completed"], "lifecycle webhooks are opt-in"
 
 
+async def test_a_jobs_own_callback_url_gets_its_signed_webhooks_and_shows_in_its_deliveries(hooks: Settings) -> None:
+    callback = Receiver(plan=lambda webhook_id, n: (500, {}) if n == 1 else (200, {}))
+    async with ReceiverServer(callback) as server, running_api(hooks) as url, Client(url, ACME_KEY) as acme, \
+            Client(url, GLOBEX_KEY) as globex, running_dispatcher(hooks):
+        secret = await acme.callback_secret()
+        assert secret.startswith("whsec_") and secret != await globex.callback_secret(), "one secret per tenant"
+        callback.secrets.append(secret)
+        job = await acme.submit("manual", {}, webhook_url=server.url)
+        assert job["webhook"] == {"url": server.url, "events": None}
+        await acme.cancel(job["id"])
+        await callback.wait_for(lambda: len(callback.received) == 1)
+        hook = callback.received[0]
+        assert hook.type == "task.canceled" and hook.data["id"] == job["id"] and callback.rejected == 0
+        assert len(callback.seen[hook.webhook_id]) == 2, "retried like any delivery, same webhook-id"
+
+        async def logged() -> list[dict[str, Any]]:
+            found = await acme.job_deliveries(job["id"])
+            return found if found and found[0]["status"] == "succeeded" else []
+        (delivery,) = await eventually(logged, "the callback's delivery in the job's deliveries")
+        assert delivery["endpoint_id"] == "cb_acme" and len(delivery["attempts"]) == 2
+        with pytest.raises(ApiError) as refused:
+            await acme.submit("manual", {}, webhook_url="http://10.0.0.1/hook")
+        assert refused.value.status == 422 and refused.value.problem["errors"][0]["pointer"] == "/webhook_url"
+        with pytest.raises(ApiError) as hidden:
+            await globex.job_deliveries(job["id"])
+        assert hidden.value.status == 404, "another tenant's job"
+
+
 async def test_a_failing_receiver_gets_the_third_attempt_with_the_same_webhook_id(hooks: Settings) -> None:
     flaky = Receiver(plan=lambda webhook_id, n: (500, {}) if n <= 2 else (200, {}))
     async with ReceiverServer(flaky) as server, running_api(hooks) as url, Client(url, ACME_KEY) as client, \

@@ -114,6 +114,15 @@ def scan_documents(api: str) -> None:
         _, failed = client.run_operation("image-operations", "fail", {"message": "Source file not found."})
         assert failed["status"] == "failed"
         assert failed["result"] == {"error": "Source file not found.", "details": {"operation": "fail"}}
+        # A file object first (POST /v1/files), then a task that names it as its input.
+        file = requests.post(f"{api}/v1/files?filename=scan.pdf", data=DEMO_PDF,
+                             headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/pdf"}).json()
+        assert file["id"].startswith("file_") and file["object"] == "file"
+        _, parsed = client.run_operation("pdf-operations", "parse", {"input": file["id"]})
+        assert parsed["status"] == "completed" and parsed["result"] == {"chunks": 3}
+        missing = requests.post(f"{api}/compat/scandocs/v1/pdf-operations/parse", json={"input": "file_gone"},
+                                headers={"Authorization": f"Bearer {KEY}"})
+        assert missing.status_code == 422 and "source file not found" in missing.json()["detail"]
 
 
 def submit_parse(api: str) -> str:

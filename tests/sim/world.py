@@ -185,8 +185,9 @@ class World:
                 # A lifecycle webhook is owed like a terminal one, by the record that starts the job.
                 for e in self.plan.endpoints:
                     if e.tenant == tenant and e.wants("task.started"):
-                        self.expected[(e.url, webhook_id(started.id, e.id))] = job_id
-                        owing[started.id].append((e.url, webhook_id(started.id, e.id)))
+                        named = webhook_id(f"{job_id}\0{started.id}", e.id)  # lifecycle ids name the job
+                        self.expected[(e.url, named)] = job_id
+                        owing[started.id].append((e.url, named))
             progress = self.plan.long_job_progress if n == 0 and self.plan.long_job_progress else \
                 rng.choice([0, 0, 1, 5, 40])
             for i in range(progress):

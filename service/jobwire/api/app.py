@@ -125,6 +125,8 @@ ROUTES = [
     resource("/v1/jobs/{job_id}/cancel", POST=jobs.cancel),
     resource("/v1/jobs/{job_id}/events", GET=jobs.job_events, POST=jobs.post_event),
     resource("/v1/jobs/{job_id}/result", GET=jobs.job_result),
+    resource("/v1/jobs/{job_id}/deliveries", GET=webhooks.job_deliveries),
+    resource("/v1/webhooks/callback-secret", GET=webhooks.callback_secret),
     resource("/v1/files", POST=files.upload_file),
     resource("/v1/files/{file_id}", GET=files.get_file, DELETE=files.delete_file),
     resource("/v1/files/{file_id}/content", GET=files.file_content, HEAD=files.file_content),

@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at TEXT NOT NULL, dead BLOB);
 CREATE INDEX IF NOT EXISTS deliveries_by_endpoint ON deliveries (endpoint_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_updated ON deliveries (updated_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_job ON deliveries (job_id);
 CREATE TABLE IF NOT EXISTS attempts (
     delivery_id TEXT NOT NULL, log_partition INTEGER NOT NULL, log_offset INTEGER NOT NULL, entry BLOB NOT NULL,
     PRIMARY KEY (delivery_id, log_partition, log_offset)) WITHOUT ROWID;
@@ -253,14 +254,22 @@ class DeliveryLog:
         """The endpoint's deliveries, newest first, at most ``limit``, older than the position
         ``before`` when given; with the position to ask for the next page from (None at the
         end). Two queries whatever the page size: the deliveries, then all their attempts."""
-        sql = f"SELECT rowid, {_VIEW_COLUMNS} FROM deliveries WHERE endpoint_id = ?"
-        args: list[Any] = [endpoint_id]
+        return self._page("endpoint_id = ?", [endpoint_id], status, limit, before)
+
+    def of_job(self, tenant: str, job_id: str, limit: int = 50,
+               before: int | None = None) -> tuple[list[DeliveryView], int | None]:
+        """A job's deliveries to every endpoint and to its own callback, paged as ``of_endpoint``."""
+        return self._page("job_id = ? AND tenant = ?", [job_id, tenant], None, limit, before)
+
+    def _page(self, where: str, args: list[Any], status: str | None, limit: int,
+              before: int | None) -> tuple[list[DeliveryView], int | None]:
+        sql = f"SELECT rowid, {_VIEW_COLUMNS} FROM deliveries WHERE {where}"  # noqa: S608 - fixed clauses
         if status is not None:
             sql += " AND status = ?"
-            args.append(status)
+            args = [*args, status]
         if before is not None:
             sql += " AND rowid < ?"
-            args.append(before)
+            args = [*args, before]
         with self.store.snapshot() as db:  # the page and its attempts as of one commit
             rows = db.execute(sql + " ORDER BY rowid DESC LIMIT ?", [*args, limit + 1]).fetchall()
             more = len(rows) > limit

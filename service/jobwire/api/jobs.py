@@ -24,7 +24,8 @@ from jobwire.api.headers import header
 from jobwire.api.problems import Problem, log_unavailable, problem_body
 from jobwire.api.projection import ListQuery, Projection
 from jobwire.api.responses import accepts, json_response, require_json
-from jobwire.api.task_view import needs_urls, shown_task, store_of, urls_of
+from jobwire.api.task_view import needs_urls, public_task, shown_task, store_of, urls_of
+from jobwire.api.webhooks import check_url
 from jobwire.errors import InvalidEvent, LogError, Violation
 from jobwire.events import HEARTBEAT, Event, new_event
 from jobwire.ids import idempotent_job_id, new_id
@@ -32,7 +33,7 @@ from jobwire.lifecycle import Job, Status, Verdict, apply
 from jobwire.positions import Position
 from jobwire.storage.files import keep_for, new_file_id
 from jobwire.storage.files import load as load_file
-from jobwire.task import MAX_TASK_BYTES, task_object, task_size
+from jobwire.task import MAX_TASK_BYTES, task_size
 from jobwire.timeutil import bound_utc
 from jobwire.validation import validator
 
@@ -172,6 +173,8 @@ async def create_job(request: Request, tenant: str, body: dict[str, Any], key: s
         data = {**request.state.settings.deadlines_for(body["operation"]), **body}
         if "input" in body:
             data["input"] = await job_input(request, tenant, body["input"])
+        if "webhook_url" in body:
+            data["webhook"] = job_callback(request, data.pop("webhook_url"), data.pop("webhook_events", None))
         if key:
             data["idempotency_key"] = key
         event = encodable(new_event("job.created", job_id, tenant, data, source="/api"), data_at="")
@@ -194,6 +197,15 @@ async def create_job(request: Request, tenant: str, body: dict[str, Any], key: s
                       "operation, parameters and metadata must match the first one",
                       extra={"task": shown_task(request, existing)})
     return existing, position
+
+
+def job_callback(request: Request, url: str, events: list[str] | None) -> dict[str, Any]:
+    """``job.created``'s ``webhook``: the URL checked as an endpoint's is (SSRF policy, https
+    outside dev mode), and a secret key to sign with, or nothing is created."""
+    if not request.state.settings.secret_key:
+        raise Problem(503, "job callbacks need JOBWIRE_SECRET_KEY")
+    check_url(request, url, "/webhook_url", "the job's webhook URL")
+    return {"url": url, "events": events}
 
 
 async def job_input(request: Request, tenant: str, asked: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +319,7 @@ def encoded_task(job: Job) -> bytes:
     key = (job.id, job.version)
     body = _ENCODED.get(key)
     if body is None:
-        body = _ENCODED[key] = orjson.dumps(task_object(job))  # no signed URLs: see get_job
+        body = _ENCODED[key] = orjson.dumps(public_task(job))  # no signed URLs: see get_job
         if len(_ENCODED) > ENCODED_TASKS:
             _ENCODED.popitem(last=False)
     return body

@@ -23,8 +23,18 @@ def needs_urls(job: Job) -> bool:
     return job.result_file is not None or job.awaiting_upload
 
 
-def shown_task(request: Request, job: Job) -> dict[str, Any]:
+def public_task(job: Job) -> dict[str, Any]:
+    """The task as the API answers it, less signed URLs: the task object, and the job's own
+    callback (to the tenant who set it; never in webhooks, which every endpoint gets, and its
+    URL may carry a token)."""
     task = task_object(job)
+    if job.webhook is not None:
+        task["webhook"] = job.webhook
+    return task
+
+
+def shown_task(request: Request, job: Job) -> dict[str, Any]:
+    task = public_task(job)
     if not needs_urls(job):
         return task
     if job.result_file is not None:

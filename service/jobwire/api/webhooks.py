@@ -28,6 +28,7 @@ from jobwire.errors import LogError, Violation
 from jobwire.ids import new_id
 from jobwire.positions import Position
 from jobwire.timeutil import bound_utc, format_utc, now_utc
+from jobwire.webhooks.callbacks import callback_secrets
 from jobwire.webhooks.keys import ED25519, HMAC, is_signing_key, new_signing_key, public_key
 from jobwire.webhooks.model import (
     TEST_EVENT_TYPE,
@@ -44,7 +45,7 @@ from jobwire.webhooks.request_options import client_cert_of, opened, seal_input
 from jobwire.webhooks.request_options import violations as header_violations
 from jobwire.webhooks.secretbox import SecretBox, SecretBoxError, binding, new_webhook_secret
 from jobwire.webhooks.ssrf import TargetRefused, check_target_url
-from jobwire.webhooks.tls import ca_bundle, client_cert
+from jobwire.webhooks.tls import ClientCert, ca_bundle, client_cert
 
 WRITE_VISIBLE_TIMEOUT_S = 5.0
 DEFAULT_GRACE_S = 24 * 3600
@@ -64,13 +65,15 @@ def box_of(request: Request) -> SecretBox:
     return box
 
 
-def check_url(request: Request, url: str) -> None:
+def check_url(request: Request, url: str, pointer: str = "/url", what: str = "the endpoint URL") -> None:
+    """422 naming ``pointer`` unless ``url`` is one webhooks may go to (SSRF policy, https
+    outside dev mode, no credentials)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
     except ValueError as exc:
-        raise Problem(422, "the endpoint URL is not allowed",
-                      violations=[Violation("/url", f"is not a valid URL: {exc}")]) from None
+        raise Problem(422, f"{what} is not allowed",
+                      violations=[Violation(pointer, f"is not a valid URL: {exc}")]) from None
     problems = []
     if parts.scheme not in ("https", "http") or not parts.hostname:
         problems.append("must be an absolute http(s) URL")
@@ -84,7 +87,7 @@ def check_url(request: Request, url: str) -> None:
         except TargetRefused as exc:
             problems.append(str(exc))
     if problems:
-        raise Problem(422, "the endpoint URL is not allowed", violations=[Violation("/url", p) for p in problems])
+        raise Problem(422, f"{what} is not allowed", violations=[Violation(pointer, p) for p in problems])
 
 
 async def write_endpoint(request: Request, endpoint: Endpoint | None, endpoint_id: str) -> None:
@@ -141,12 +144,16 @@ SEALED_FIELDS = frozenset({"headers", "auth", "tls_client_cert"})
 
 
 def request_options(request: Request, tenant: str, endpoint_id: str, headers: dict[str, str] | None,
-                    auth: dict[str, Any] | None, cert: dict[str, str] | None) -> dict[str, Any]:
+                    auth: dict[str, Any] | None, cert: dict[str, str] | None,
+                    kept: Endpoint | None = None) -> dict[str, Any]:
     """The endpoint fields for its custom headers, auth and client certificate: sealed, with
-    the header names, the auth type and the certificate's subject and expiry in clear."""
+    the header names, the auth type and the certificate's subject and expiry in clear. A
+    certificate ``kept`` from the endpoint as it was is not checked again (an expired one does
+    not stop a change of headers)."""
     refused = header_violations(headers)
-    described = None
-    if cert:
+    described = ClientCert(kept.tls_client_subject, kept.tls_client_not_after or "") \
+        if kept is not None and cert and kept.tls_client_subject else None
+    if cert and described is None:
         described, wrong = client_cert(cert["cert"], cert["key"], datetime.now(UTC))
         refused += wrong
     if refused:
@@ -225,7 +232,8 @@ async def patch_endpoint(request: Request) -> Response:
         old_headers, old_auth = opened(plaintext) if plaintext else ({}, None)
         changes.update(request_options(request, tenant, endpoint.id, body.get("headers", old_headers),
                                        body.get("auth", old_auth),
-                                       body.get("tls_client_cert", client_cert_of(plaintext))))
+                                       body.get("tls_client_cert", client_cert_of(plaintext)),
+                                       kept=None if "tls_client_cert" in body else endpoint))
     changes.update(checked_ca(body))
     if body.get("disabled") is False:
         changes["disabled_reason"] = None
@@ -315,7 +323,25 @@ async def list_deliveries(request: Request) -> Response:
     tenant = webhook_tenant_of(request)
     require_json(request)
     endpoint = found(request, tenant)
-    status = request.query_params.get("status")
+    limit, before = page_query(request)
+    views, next_position = log_of(request).of_endpoint(endpoint.id, request.query_params.get("status"), limit,
+                                                       before=before)
+    return delivery_page(request, views, next_position)
+
+
+async def job_deliveries(request: Request) -> Response:
+    """A job's deliveries: to the tenant's endpoints, and to the job's own callback."""
+    tenant = tenant_of(request)
+    require_json(request)
+    job_id = request.path_params["job_id"]
+    if request.state.projection.get(tenant, job_id) is None:
+        raise Problem(404, f"no job {job_id}")
+    limit, before = page_query(request)
+    views, next_position = log_of(request).of_job(tenant, job_id, limit, before=before)
+    return delivery_page(request, views, next_position)
+
+
+def page_query(request: Request) -> tuple[int, int | None]:
     limit_text = request.query_params.get("limit", "50")
     if not (limit_text.isascii() and limit_text.isdigit()) or not 1 <= int(limit_text) <= 200:
         raise Problem(422, "limit must be 1 to 200", violations=[Violation("/query/limit", "must be an integer from 1 to 200")])
@@ -324,12 +350,25 @@ async def list_deliveries(request: Request) -> Response:
                                    and len(cursor) <= 16):
         raise Problem(422, "the cursor is not one this API returned",
                       violations=[Violation("/query/cursor", "invalid cursor")])
-    views, next_position = log_of(request).of_endpoint(endpoint.id, status, int(limit_text),
-                                                       before=int(cursor[1:]) if cursor is not None else None)
+    return int(limit_text), int(cursor[1:]) if cursor is not None else None
+
+
+def delivery_page(request: Request, views: list[Any], next_position: int | None) -> Response:
     bodies = not is_portal_session(request)
     return json_response({"object": "list", "data": [v.public(with_bodies=bodies) for v in views],
                           "has_more": next_position is not None,
                           "next_cursor": f"d{next_position}" if next_position is not None else None})
+
+
+async def callback_secret(request: Request) -> Response:
+    """The secret a tenant's job callbacks (``webhook_url``) are signed with; API key only."""
+    tenant = tenant_of(request)
+    require_json(request)
+    keys: str | None = request.state.settings.secret_key
+    if not keys:
+        raise Problem(503, "job callbacks need JOBWIRE_SECRET_KEY")
+    current, *older = callback_secrets(keys, tenant)
+    return json_response({"secret": current, "previous": older})
 
 
 async def get_delivery(request: Request) -> Response:

@@ -27,6 +27,7 @@ from jobwire.kafka.readers import read_whole
 from jobwire.lifecycle import Job, apply
 from jobwire.records import RawRecord
 from jobwire.topics import Topics, retry_delays
+from jobwire.webhooks import callbacks
 from jobwire.webhooks.model import Endpoint, job_payload, webhook_id
 from jobwire.webhooks.registry import decode_endpoint
 
@@ -136,14 +137,16 @@ class Ledger:
     def report(self) -> Report:
         report = Report(self.since_ms, self.until_ms, terminal_events=len(self._terminal))
         for job, event_id, event_type, at_ms in self._terminal:
-            for endpoint in self.subscribed(job.tenant, event_type, at_ms):
-                if not endpoint.takes(job):
-                    continue  # its content filter turned the job away: nothing was owed
-                wid = webhook_id(event_id, endpoint.id)
+            owed = [e.id for e in self.subscribed(job.tenant, event_type, at_ms)
+                    if e.takes(job)]  # a job a content filter turned away owes nothing
+            if callbacks.wants(job, event_type):
+                owed.append(callbacks.callback_endpoint_id(job.tenant))  # the job's own callback
+            for endpoint_id in owed:
+                wid = webhook_id(event_id, endpoint_id)
                 state = self._final.get(wid) or ("pending" if wid in self._pending else "missing")
                 report.counts[state] += 1
                 if state == "missing":
-                    report.missing.append(Owed(job.id, event_id, event_type, endpoint.id, wid, at_ms))
+                    report.missing.append(Owed(job.id, event_id, event_type, endpoint_id, wid, at_ms))
         return report
 
 

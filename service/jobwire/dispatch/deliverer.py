@@ -28,6 +28,7 @@ from jobwire.errors import JobwireError
 from jobwire.metrics import DEAD_LETTERS, DELIVERY_LATENCY, DELIVERY_OUTCOMES, RESENDS_SPARED
 from jobwire.timeutil import format_utc, parse_utc
 from jobwire.topics import Topics
+from jobwire.webhooks import callbacks
 from jobwire.webhooks.model import (
     FAILING_AFTER_ATTEMPTS,
     Attempt,
@@ -54,7 +55,7 @@ class Poster(Protocol):
 class Deliverer:
     def __init__(self, *, schedule_s: Sequence[float], tiers: Tiers, disable_after_s: float, topics: Topics,
                  registry: EndpointRegistry, sender: Poster, box: SecretBox, outbox: Outbox,
-                 received: Received | None = None, clock: Clock = SYSTEM) -> None:
+                 received: Received | None = None, clock: Clock = SYSTEM, secret_keys: str = "") -> None:
         self.clock = clock
         self.received = received if received is not None else Received()
         self.schedule_s = tuple(schedule_s)
@@ -67,13 +68,31 @@ class Deliverer:
         self.outbox = outbox
         self._opened: dict[tuple[str, str], str] = {}
         self.tls = TlsContexts()
+        #: endpoint id -> (its sealed request options, opened)
+        self._options: dict[str, tuple[str, str]] = {}
+        #: JOBWIRE_SECRET_KEY(S): what the tenants' callback secrets derive from.
+        self._secret_keys = secret_keys
 
     # --- secrets ----------------------------------------------------------------------------
 
     def secrets_of(self, endpoint: Endpoint) -> list[str]:
+        if callbacks.is_callback(endpoint.id):
+            return callbacks.callback_secrets(self._secret_keys, endpoint.tenant)
         now = utc_now(self.clock)
         bound_to = binding(endpoint.tenant, endpoint.id)
         return [self._open(s.sealed, bound_to) for s in endpoint.secrets if s.expires_at is None or s.expires_at > now]
+
+    def _options_of(self, endpoint: Endpoint) -> str | None:
+        """The endpoint's opened request options, kept per endpoint (one entry each, replaced
+        when they change: they may hold a certificate and key of some kilobytes)."""
+        if endpoint.sealed_request is None:
+            self._options.pop(endpoint.id, None)
+            return None
+        kept = self._options.get(endpoint.id)
+        if kept is None or kept[0] != endpoint.sealed_request:
+            kept = self._options[endpoint.id] = (endpoint.sealed_request, self.box.open(
+                endpoint.sealed_request, bound_to=binding(endpoint.tenant, endpoint.id)))
+        return kept[1]
 
     def _open(self, sealed: str, bound_to: str) -> str:
         # A sealed value has its own random nonce, so with its binding it names exactly one
@@ -94,7 +113,7 @@ class Deliverer:
             log.info("delivery taken already, not sent again delivery_id=%s endpoint_id=%s event_id=%s job_id=%s",
                      delivery.id, delivery.endpoint_id, delivery.event_id, delivery.job_id)
             return Outcome.SUCCEEDED
-        endpoint = self.registry.endpoints.get(delivery.endpoint_id)
+        endpoint = self._endpoint_of(delivery)
         if endpoint is None:
             await self.record(delivery, Outcome.DROPPED, error="the endpoint was deleted")
             return Outcome.DROPPED
@@ -115,15 +134,23 @@ class Deliverer:
         now_ms = int(self.clock.time() * 1000)
         decision = decide(self.schedule_s, self.tiers, sent.attempts, result, now_ms=now_ms,
                           failing_since_ms=_ms(endpoint.failing_since), disable_after_s=self.disable_after_s)
-        await self._track_health(endpoint, decision, now_ms)
+        if not callbacks.is_callback(endpoint.id):  # a job's callback has no endpoint record to keep
+            await self._track_health(endpoint, decision, now_ms)
         await self._carry_out(sent, decision, result, step)
         return decision.outcome
+
+    def _endpoint_of(self, delivery: Delivery) -> Endpoint | None:
+        """The endpoint a delivery goes to: a registered one, or a job's callback (its URL in the
+        delivery, signed with the tenant's callback secret)."""
+        if callbacks.is_callback(delivery.endpoint_id) and delivery.url is not None:
+            return Endpoint(delivery.endpoint_id, delivery.tenant, delivery.url, delivery.created_at,
+                            delivery.created_at, ())
+        return self.registry.endpoints.get(delivery.endpoint_id)
 
     async def _send(self, endpoint: Endpoint, delivery: Delivery) -> SendResult:
         try:
             secrets = self.secrets_of(endpoint)
-            options = self._open(endpoint.sealed_request, binding(endpoint.tenant, endpoint.id)) \
-                if endpoint.sealed_request else None
+            options = self._options_of(endpoint)
             extra = request_headers(options)
             context = self.tls.context_for(client_cert_of(options), endpoint.tls_ca)
         except (JobwireError, ssl.SSLError, ValueError) as exc:

@@ -117,8 +117,9 @@ class Sender:
             check_target_url(url, self._allowed)
             target = URL(url)
             if self._proxy is not None and target.host is not None:
-                # The proxy resolves the name itself: the policy is applied to it here first.
-                await self._guard.resolve(target.host, target.port or 0)
+                # The proxy resolves the name itself and may connect to any of its addresses:
+                # every one of them must pass the policy here first.
+                await self._guard.check_every_address(target.host, target.port or 0)
             # The URL object the check read, so the client connects to the host it checked.
             async with self._session.post(target, data=body, headers={**headers, "user-agent": "jobwire-webhooks/1"},
                                           allow_redirects=False, proxy=self._proxy,

@@ -30,11 +30,12 @@ from jobwire.events import HEARTBEAT, Event
 from jobwire.kafka.codecs import undecodable
 from jobwire.kafka.consumers import Consumer, ConsumerRecord, TopicPartition
 from jobwire.kafka.quarantine import Quarantine
-from jobwire.lifecycle import Job, Verdict, apply
+from jobwire.lifecycle import Job, Status, Verdict, apply
 from jobwire.metrics import PARKED
 from jobwire.positions import Position
 from jobwire.task import MAX_TASK_BYTES
 from jobwire.timeutil import canonical
+from jobwire.webhooks import callbacks
 from jobwire.webhooks.model import Delivery, job_payload, notice_payload, webhook_id
 from jobwire.webhooks.notices import LIFECYCLE_TYPES, MAX_UNSETTLED, PROGRESS, STARTED, notice_for
 from jobwire.webhooks.registry import EndpointRegistry
@@ -189,9 +190,12 @@ class EventIntake(ConsumerLoop):
                 return again
             if offset in current.unsettled_notices:
                 # Its lifecycle webhooks may not all have been made: again, same webhook-ids,
-                # carrying the job as it stands now.
+                # carrying the job as it stands now; content filters judge it as it was then
+                # (processing, no error), so a replay reaches the endpoints the first pass did.
                 kind = STARTED if event.type == "job.started" else PROGRESS
-                return self._deliveries(event, current.job, (kind, notice_payload(current.job, kind)))
+                as_noticed = current.job._replace(status=Status.PROCESSING, error=None)
+                return self._deliveries(event, current.job, (kind, notice_payload(current.job, kind)),
+                                        judged=as_noticed)
             return []
         outcome = apply(current.job if current else None, event)
         job = outcome.job
@@ -204,12 +208,16 @@ class EventIntake(ConsumerLoop):
         unsettled = current.unsettled_notices if current else ()
         noticed_at = current.progress_noticed_at if current else None
         body = self._body(job) if outcome.became_terminal else None
-        notice = None if body is not None else self._notice(event, job, noticed_at)
+        # Never more notices unsettled than the snapshot keeps: past that a progress notice is
+        # left out (the next one, or the terminal webhook, tells the state), never an older
+        # unsettled one forgotten.
+        room = len(unsettled) < MAX_UNSETTLED
+        notice = None if body is not None or not room else self._notice(event, job, noticed_at)
         if notice is not None:
             body = (notice, notice_payload(job, notice))
         deliveries = self._deliveries(event, job, body) if body is not None else []
         if notice is not None and deliveries:
-            unsettled = (*unsettled[-(MAX_UNSETTLED - 1):], offset)
+            unsettled = (*unsettled, offset)
             noticed_at = canonical(event.time) if notice == PROGRESS else noticed_at
         snapshot = JobState(job, offset, event.id if outcome.became_terminal else None,
                             unsettled_notices=unsettled, progress_noticed_at=noticed_at)
@@ -226,16 +234,28 @@ class EventIntake(ConsumerLoop):
         if event.type not in ("job.started", "job.progress"):
             return None
         kind = notice_for(event, job, noticed_at, self.progress_interval_s)
-        if kind is None or not self.registry.subscribed(job.tenant, kind):
+        if kind is None or not (self.registry.subscribed(job.tenant, kind) or callbacks.wants(job, kind)):
             return None
         return kind
 
     def _deliveries(self, event: Event, job: Job, body: tuple[str, bytes],
-                    skip: frozenset[str] = frozenset()) -> list[Delivery]:
+                    skip: frozenset[str] = frozenset(), judged: Job | None = None) -> list[Delivery]:
+        """The deliveries of ``body`` about ``job`` to every endpoint that wants it (content
+        filters judge ``judged``, the job itself unless given) and to the job's callback."""
         event_type, payload = body
         now = utc_now(self.clock)
-        return [Delivery(webhook_id(event.id, e.id), e.id, job.tenant, event_type, event.id, job.id, payload, now)
-                for e in self.registry.subscribed(job.tenant, event_type) if e.id not in skip and e.takes(job)]
+        # A lifecycle event's id is the worker's to choose, and only unique within its job:
+        # its webhook-id names the job too, so two jobs' notices never share one.
+        named = event.id if event_type not in LIFECYCLE_TYPES else f"{job.id}\0{event.id}"
+        found = [Delivery(webhook_id(named, e.id), e.id, job.tenant, event_type, event.id, job.id, payload, now)
+                 for e in self.registry.subscribed(job.tenant, event_type)
+                 if e.id not in skip and e.takes(judged or job)]
+        if job.webhook and callbacks.wants(job, event_type):
+            lane = callbacks.callback_endpoint_id(job.tenant)
+            if lane not in skip:
+                found.append(Delivery(webhook_id(named, lane), lane, job.tenant, event_type, event.id, job.id,
+                                      payload, now, url=job.webhook["url"]))
+        return found
 
     @staticmethod
     def _body(job: object) -> tuple[str, bytes]:

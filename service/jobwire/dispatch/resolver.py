@@ -38,5 +38,14 @@ class GuardedResolver(AbstractResolver):
             raise TargetRefused(f"refused by the SSRF guard: {host} resolves to {'; '.join(reasons)}")
         return kept
 
+    async def check_every_address(self, host: str, port: int) -> None:
+        """TargetRefused unless every address ``host`` has, IPv4 and IPv6, is allowed: for a
+        name someone else (an egress proxy) resolves again and may connect to any of them."""
+        results = await self._inner.resolve(host, port, socket.AF_UNSPEC)
+        reasons = [why for result in results
+                   if (why := refusal(ipaddress.ip_address(result["host"]), self._allowed)) is not None]
+        if reasons or not results:
+            raise TargetRefused(f"refused by the SSRF guard: {host} resolves to {'; '.join(reasons) or 'nothing'}")
+
     async def close(self) -> None:
         await self._inner.close()

@@ -84,7 +84,8 @@ class DispatcherParts:
         self.deliverer = Deliverer(
             schedule_s=settings.retry_schedule_s, tiers=self.tiers,
             disable_after_s=settings.endpoint_disable_after_s, topics=topics, registry=self.registry,
-            sender=sender, box=SecretBox(settings.secret_key), outbox=self.outbox, received=self.received, clock=clock)
+            sender=sender, box=SecretBox(settings.secret_key), outbox=self.outbox, received=self.received, clock=clock,
+            secret_keys=settings.secret_key or "")
         self.pool = SenderPool(self.lanes, self.deliverer, settings.dispatch_senders)
         self.state = StateStore(self.outbox, topics.state, read_changelog,
                                 retention_s=settings.retention_days * 86400)

@@ -43,6 +43,10 @@ MAX_MARKERS = 200_000
 ReadChangelog = Callable[[list[int]], AsyncIterator[RawRecord]]
 
 
+#: Job fields added after the first snapshots were written (left out of a snapshot while None).
+LATER_JOB_FIELDS = ("input", "input_received_at", "result_file", "webhook")
+
+
 @dataclass(slots=True)
 class JobState:
     job: Job
@@ -62,6 +66,11 @@ class JobState:
     def encode(self) -> bytes:
         job: dict[str, Any] = self.job._asdict()
         job["status"] = self.job.status.value
+        for name in LATER_JOB_FIELDS:
+            if job[name] is None:
+                # As before the field existed: a dispatcher of the previous version (a rolling
+                # upgrade, a rollback) still reads the snapshot of a job that does not use it.
+                del job[name]
         snapshot: dict[str, Any] = {"job": job, "offset": self.offset, "terminal_event": self.terminal_event,
                                     "settled": sorted(self.settled)}
         if self.unsettled_notices:

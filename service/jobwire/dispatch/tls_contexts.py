@@ -12,14 +12,16 @@ import os
 import shutil
 import ssl
 import tempfile
+from collections import OrderedDict
 
-#: Contexts kept (one per endpoint with TLS options; cleared whole when full).
-MAX_CONTEXTS = 1000
+#: Contexts kept, the least recently used going first: each holds its own trust store
+#: (about 1 MB, some 20 ms to build), so endpoints with TLS options beyond it rebuild in turn.
+MAX_CONTEXTS = 128
 
 
 class TlsContexts:
     def __init__(self) -> None:
-        self._built: dict[str, ssl.SSLContext] = {}
+        self._built: OrderedDict[str, ssl.SSLContext] = OrderedDict()
 
     def context_for(self, cert: dict[str, str] | None, ca: str | None) -> ssl.SSLContext | None:
         """The context for an endpoint's requests; None: the default verification, no client cert."""
@@ -28,9 +30,11 @@ class TlsContexts:
         key = hashlib.sha256(repr((cert and (cert["cert"], cert["key"]), ca)).encode()).hexdigest()
         context = self._built.get(key)
         if context is None:
-            if len(self._built) >= MAX_CONTEXTS:
-                self._built.clear()
             context = self._built[key] = build(cert, ca)
+            if len(self._built) > MAX_CONTEXTS:
+                self._built.popitem(last=False)
+        else:
+            self._built.move_to_end(key)
         return context
 
 

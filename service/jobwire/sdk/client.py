@@ -84,10 +84,14 @@ class Client:
     async def submit(self, operation: str, parameters: dict[str, Any], *, metadata: dict[str, Any] | None = None,
                      idempotency_key: str | None = None, wait_s: int | None = None,
                      timeout_s: float | None = None, pending_timeout_s: float | None = None,
-                     heartbeat_timeout_s: float | None = None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+                     heartbeat_timeout_s: float | None = None, input: dict[str, Any] | None = None,
+                     webhook_url: str | None = None, webhook_events: builtins.list[str] | None = None
+                     ) -> dict[str, Any]:
         """Submit a job; the deadlines (seconds) default to the server's for the operation.
         ``input``: ``{"file_id": ...}`` (a file uploaded with ``upload``), or ``{"upload":
-        {"content_type"?, "filename"?, "timeout_s"?}}`` for a job that waits for ``put_input``."""
+        {"content_type"?, "filename"?, "timeout_s"?}}`` for a job that waits for ``put_input``.
+        ``webhook_url``: this job's own callback (``webhook_events``, the terminal ones by
+        default), signed with ``callback_secret()``."""
         headers = {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -101,6 +105,10 @@ class Client:
         body.update({name: seconds for name, seconds in deadlines.items() if seconds is not None})
         if input is not None:
             body["input"] = input
+        if webhook_url is not None:
+            body["webhook_url"] = webhook_url
+            if webhook_events is not None:
+                body["webhook_events"] = webhook_events
         _, task, _ = await self._request("POST", "/v1/jobs", json=body, headers=headers)
         return dict(task)
 
@@ -230,6 +238,16 @@ class Client:
         tenant, for someone who should manage its endpoints without holding its API key."""
         _, link, _ = await self._request("POST", "/v1/webhooks/portal-link", expect=(201,))
         return dict(link)
+
+    async def callback_secret(self) -> str:
+        """The secret this tenant's job callbacks (``webhook_url``) are signed with."""
+        _, answer, _ = await self._request("GET", "/v1/webhooks/callback-secret")
+        return str(answer["secret"])
+
+    async def job_deliveries(self, job_id: str) -> builtins.list[dict[str, Any]]:
+        """A job's deliveries: to the tenant's endpoints and to its own callback, newest first."""
+        _, page, _ = await self._request("GET", f"/v1/jobs/{job_id}/deliveries")
+        return builtins.list(page["data"])
 
     async def deliveries(self, endpoint_id: str, status: str | None = None) -> builtins.list[dict[str, Any]]:
         params = {"status": status} if status else None

@@ -178,11 +178,15 @@ class Delivery:
     previous_attempts: int = 0
     #: Not before this moment (ms), whatever tier carries the record: a long Retry-After.
     not_before_ms: int = 0
+    #: Where a job's callback goes (webhooks/callbacks.py); None: to the endpoint's URL.
+    url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record's fields; ``body`` stays pre-encoded JSON (an ``orjson.Fragment``)."""
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
         fields["body"] = orjson.Fragment(self.body)
+        if self.url is None:
+            del fields["url"]  # as before callbacks: an earlier dispatcher reads the record
         return fields
 
     def encode(self) -> bytes:
@@ -220,9 +224,9 @@ class Delivery:
 _DELIVERY_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "id": str, "endpoint_id": str, "tenant": str, "event_type": str, "event_id": str,
     "job_id": (str, type(None)), "created_at": str, "attempts": int, "due_at_ms": int,
-    "previous_attempts": int, "not_before_ms": int,
+    "previous_attempts": int, "not_before_ms": int, "url": (str, type(None)),
 }
-_DELIVERY_OPTIONAL = frozenset({"job_id", "attempts", "due_at_ms", "previous_attempts", "not_before_ms"})
+_DELIVERY_OPTIONAL = frozenset({"job_id", "attempts", "due_at_ms", "previous_attempts", "not_before_ms", "url"})
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:

@@ -18,7 +18,8 @@ from jobwire.timeutil import parse_utc
 STARTED = "task.started"
 PROGRESS = "task.progress"
 LIFECYCLE_TYPES = (STARTED, PROGRESS)
-#: Records of a job whose notices are not all settled that its snapshot keeps, newest last.
+#: Records of a job whose notices are not all settled, at most (its snapshot keeps them all,
+#: so a replay sends each again); past it no new progress notice is made until some settle.
 MAX_UNSETTLED = 16
 
 

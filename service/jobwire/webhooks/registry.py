@@ -53,6 +53,24 @@ def _rate(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0)
 
 
+def _filter(value: Any) -> bool:
+    """A content filter the dispatcher can apply (webhooks/filters.py) without failing."""
+    if value is None:
+        return True
+
+    def scalar(v: Any) -> bool:
+        return v is None or isinstance(v, (str, int, float, bool))
+    return isinstance(value, dict) and all(
+        isinstance(field, str) and (scalar(condition) or (
+            isinstance(condition, dict) and set(condition) == {"in"} and isinstance(condition["in"], list)
+            and all(scalar(option) for option in condition["in"])))
+        for field, condition in value.items())
+
+
+def _names(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(_text(name) for name in value))
+
+
 #: What each field of an endpoint record must be, so that a record that decodes cannot break a
 #: later request (sorting by created_at, comparing expiry times, signing, rate limiting).
 #: Fields not named here are left to ``Endpoint`` itself.
@@ -70,6 +88,13 @@ ENDPOINT_FIELDS: FieldChecks = {
     "rate_limit_per_s": (_rate, "null or a positive number"),
     "failing_since": (_optional_time, "null or an RFC 3339 time"),
     "signing": (lambda value: value in SCHEMES, f"one of {', '.join(SCHEMES)}"),
+    "filter": (_filter, "null or an object of field: value or {in: [values]}"),
+    "sealed_request": (_optional_text, "null or a string"),
+    "header_names": (_names, "null or a list of strings"),
+    "auth_type": (lambda value: value in (None, "bearer", "basic"), "null, bearer or basic"),
+    "tls_client_subject": (_optional_text, "null or a string"),
+    "tls_client_not_after": (_optional_text, "null or a string"),
+    "tls_ca": (_optional_text, "null or a string"),
 }
 
 

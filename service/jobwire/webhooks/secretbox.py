@@ -60,6 +60,14 @@ def _derived(secret_key: str) -> tuple[AESGCM, AESGCM]:
     return AESGCM(slow), AESGCM(hashlib.sha256(_CONTEXT + secret_key.encode()).digest())
 
 
+@functools.lru_cache(maxsize=32)
+def stretched(secret_key: str) -> bytes:
+    """Key material for secrets derived from one listed key (the tenants' callback secrets):
+    scrypt first, so a derived secret a tenant is shown is no cheap oracle for guessing the key."""
+    return hashlib.scrypt(secret_key.encode(), salt=b"jobwire derived secrets v1", n=SCRYPT_N, r=SCRYPT_R,
+                          p=SCRYPT_P, dklen=32)
+
+
 class SecretBox:
     def __init__(self, secret_keys: str) -> None:
         keys = [key.strip() for key in secret_keys.split(",") if key.strip()]

@@ -28,8 +28,10 @@ def endpoint(endpoint_id: str, tenant: str = "acme", types: tuple[str, ...] | No
     return Rec(endpoint_id.encode(), e.encode())
 
 
-def finished_job(ledger: Ledger, job_id: str, at_ms: int, tenant: str = "acme", kind: str = "job.completed") -> str:
-    created = new_event("job.created", job_id, tenant, {"operation": "ocr", "parameters": {}})
+def finished_job(ledger: Ledger, job_id: str, at_ms: int, tenant: str = "acme", kind: str = "job.completed",
+                 webhook: dict[str, object] | None = None) -> str:
+    created = new_event("job.created", job_id, tenant, {"operation": "ocr", "parameters": {},
+                                                        **({"webhook": webhook} if webhook else {})})
     data = {"result": {}} if kind == "job.completed" else {"error": {"code": "x", "message": "y"}}
     end = new_event(kind, job_id, tenant, data)
     ledger.event(Rec(job_id.encode(), encode(created)), at_ms - 1)
@@ -98,3 +100,14 @@ def test_a_job_an_endpoints_filter_turns_away_is_owed_nothing() -> None:
     report = ledger.report()
     owed = sorted((m.job_id, m.endpoint_id) for m in report.missing)
     assert owed == [("job_done", "ep_ocr"), ("job_failed", "ep_failures"), ("job_failed", "ep_ocr")]
+
+
+def test_a_jobs_callback_is_owed_like_an_endpoint() -> None:
+    ledger = Ledger(0, 10_000)
+    called = finished_job(ledger, "job_cb", 1000, webhook={"url": "https://client.example/cb"})
+    finished_job(ledger, "job_cb_started_only", 1000, webhook={"url": "https://client.example/cb",
+                                                                 "events": ["task.started"]})
+    (missing,) = ledger.report().missing
+    assert (missing.job_id, missing.endpoint_id, missing.webhook_id) == ("job_cb", "cb_acme", webhook_id(called, "cb_acme"))
+    ledger.attempt(orjson.dumps({"delivery_id": webhook_id(called, "cb_acme"), "outcome": "succeeded"}))
+    assert ledger.report().ok

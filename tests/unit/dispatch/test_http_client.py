@@ -209,13 +209,16 @@ async def test_through_the_egress_proxy_the_target_is_still_checked_and_the_prox
     resolved and checked first, so a name answering a private address never reaches the proxy."""
     from tests.support.connect_proxy import ConnectProxy
 
-    dns = FakeDNS({"internal.example": [["10.0.0.5"]]})
+    dns = FakeDNS({"internal.example": [["10.0.0.5"]],
+                   # One public address beside private ones (IPv6 too): the proxy may pick any.
+                   "mixed.example": [["93.184.216.34", "169.254.169.254", "fd00::1"]]})
     async with ConnectProxy() as proxy:
         sender = Sender([], connect_timeout_s=2, total_timeout_s=5, dns=dns, proxy=proxy.url)
         await sender.start()
         try:
-            result = await sender.post("https://internal.example:8443/hook", b"{}", {})
+            results = [await sender.post(f"https://{host}:8443/hook", b"{}", {})
+                       for host in ("internal.example", "mixed.example")]
         finally:
             await sender.stop()
-    assert (result.status_code, result.error) == (None, TARGET_REFUSED)
+    assert [(r.status_code, r.error) for r in results] == [(None, TARGET_REFUSED)] * 2
     assert proxy.targets == [], "the proxy was never asked to connect"

@@ -37,3 +37,21 @@ def test_a_snapshot_decodes_to_what_was_encoded(steps: list[tuple[str, dict[str,
     assert job is not None
     state = JobState(job, offset, events[-1].id if terminal else None)
     assert JobState.decode(state.encode()) == state
+
+
+def test_a_snapshot_leaves_out_the_later_fields_a_job_does_not_use() -> None:
+    """A dispatcher of the previous version (a rolling upgrade, a rollback) still reads it."""
+    import orjson
+
+    from jobwire.dispatch.state import LATER_JOB_FIELDS
+    from jobwire.events import new_event
+    from jobwire.lifecycle import fold
+
+    plain = fold([new_event("job.created", "job_1", "acme", {"operation": "x", "parameters": {}})])
+    called = fold([new_event("job.created", "job_2", "acme", {"operation": "x", "parameters": {},
+                                                               "webhook": {"url": "https://c.example/h"}})])
+    assert plain is not None and called is not None
+    encoded = orjson.loads(JobState(plain, 3).encode())["job"]
+    assert not set(LATER_JOB_FIELDS) & set(encoded)
+    assert JobState.decode(JobState(plain, 3).encode()).job == plain
+    assert JobState.decode(JobState(called, 4).encode()).job == called
