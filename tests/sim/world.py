@@ -26,6 +26,7 @@ from jobwire.errors import LogError
 from jobwire.events import Event, encode
 from jobwire.events import new_event as make_event
 from jobwire.topics import Topics
+from jobwire.webhooks.callbacks import callback_endpoint_id
 from jobwire.webhooks.model import Endpoint, SealedSecret, webhook_id
 from jobwire.webhooks.secretbox import SecretBox, binding, new_webhook_secret
 from tests.sim.fake_kafka import FakeConsumer, FakeKafka, FakeProducer
@@ -36,6 +37,10 @@ TENANTS = ("acme", "globex")
 TERMINAL = {"job.completed": "task.completed", "job.failed": "task.failed", "job.canceled": "task.canceled"}
 #: Longest virtual time the dispatcher gets, after the last fault, to commit everything.
 SETTLE_S = 600.0
+
+
+#: Where jobs' own callbacks (``webhook_url``) go in the simulation.
+CALLBACK_URLS = ("https://client-1.example/done", "https://client-2.example/done")
 
 
 class Violation(AssertionError):
@@ -140,6 +145,10 @@ class World:
         self.receivers = Receivers(self.rng, {
             e.url: (self.rng.choice([0.001, 0.01, 0.1, 1.0]), self.rng.choice([0.0, 0.1, 0.5]),
                     self.rng.choice([0.0, 0.0, 0.05])) for e in plan.endpoints})
+        # Jobs' own callback URLs answer as receivers do (drawn apart, so earlier draws stay).
+        drawn = random.Random(plan.seed ^ 0xCA11 + 1)
+        self.receivers.behaviour.update({url: (drawn.choice([0.001, 0.01, 0.1]), drawn.choice([0.0, 0.1, 0.5]), 0.0)
+                                         for url in CALLBACK_URLS})
         #: (endpoint url, webhook-id) -> job id: what must reach each receiver
         self.expected: dict[tuple[str, str], str] = {}
         #: (partition, offset) of each event record that finishes a job -> the pairs it owes
@@ -175,10 +184,17 @@ class World:
         streams = []
         #: event id -> the (url, webhook-id) pairs its record owes
         owing: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        # Which jobs have their own callback URL, from an RNG of its own: the draws of ``rng``
+        # (and so every seed's events from before callbacks existed) stay as they were.
+        callbacks = random.Random(self.plan.seed ^ 0xCA11)
         for n in range(self.plan.jobs):
             tenant = rng.choice(TENANTS)
             job_id = f"job_{n:04d}"
-            events = [new_event("job.created", job_id, tenant, {"operation": "ocr", "parameters": {"n": n}})]
+            created: dict[str, Any] = {"operation": "ocr", "parameters": {"n": n}}
+            callback = callbacks.choice(CALLBACK_URLS) if callbacks.random() < 0.25 else None
+            if callback is not None:
+                created["webhook"] = {"url": callback}  # the job's own callback URL
+            events = [new_event("job.created", job_id, tenant, created)]
             if rng.random() < 0.7:
                 started = new_event("job.started", job_id, tenant, {})
                 events.append(started)
@@ -203,6 +219,10 @@ class World:
                 if e.tenant == tenant and e.wants(TERMINAL[kind]):
                     self.expected[(e.url, webhook_id(end.id, e.id))] = job_id
                     owing[end.id].append((e.url, webhook_id(end.id, e.id)))
+            if callback is not None:
+                lane = callback_endpoint_id(tenant, callback)
+                self.expected[(callback, webhook_id(end.id, lane))] = job_id
+                owing[end.id].append((callback, webhook_id(end.id, lane)))
             encoded = [encode(e) for e in events]
             if rng.random() < 0.2:  # a producer's retry: the same event twice
                 at = rng.randrange(len(encoded))

@@ -73,7 +73,10 @@ function show(endpoint) {
   // Names and kinds only: the values are sealed and never come back from the API.
   $("detail-options").textContent = "signing: " + (endpoint.signing || "hmac") +
     "; custom headers: " + (endpoint.headers ? endpoint.headers.join(", ") : "none") +
-    "; auth: " + (endpoint.auth ? endpoint.auth.type : "none");
+    "; auth: " + (endpoint.auth ? endpoint.auth.type : "none") +
+    (endpoint.tls_client_cert ? "; client certificate: " + endpoint.tls_client_cert.subject +
+      " until " + endpoint.tls_client_cert.not_after : "") +
+    (endpoint.tls_ca ? "; own CA bundle" : "");
   $("toggle").textContent = endpoint.disabled ? "Enable" : "Disable";
   $("delivery-detail").classList.add("hidden");
   loadDeliveries().then(loadHealth).catch((error) => say(error.message, true));

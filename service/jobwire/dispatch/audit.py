@@ -140,7 +140,7 @@ class Ledger:
             owed = [e.id for e in self.subscribed(job.tenant, event_type, at_ms)
                     if e.takes(job)]  # a job a content filter turned away owes nothing
             if callbacks.wants(job, event_type):
-                owed.append(callbacks.callback_endpoint_id(job.tenant))  # the job's own callback
+                owed.append(callbacks.callback_endpoint_id(job.tenant, (job.webhook or {})["url"]))  # its callback
             for endpoint_id in owed:
                 wid = webhook_id(event_id, endpoint_id)
                 state = self._final.get(wid) or ("pending" if wid in self._pending else "missing")

@@ -251,7 +251,7 @@ class EventIntake(ConsumerLoop):
                  for e in self.registry.subscribed(job.tenant, event_type)
                  if e.id not in skip and e.takes(judged or job)]
         if job.webhook and callbacks.wants(job, event_type):
-            lane = callbacks.callback_endpoint_id(job.tenant)
+            lane = callbacks.callback_endpoint_id(job.tenant, job.webhook["url"])
             if lane not in skip:
                 found.append(Delivery(webhook_id(named, lane), lane, job.tenant, event_type, event.id, job.id,
                                       payload, now, url=job.webhook["url"]))

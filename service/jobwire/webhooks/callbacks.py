@@ -3,7 +3,8 @@ needs no endpoint registered first.
 
 The URL travels with the job (``job.created`` data ``webhook``), so the dispatcher that
 finishes the job always knows it, whatever it has read of the endpoints topic. Its deliveries
-are ordinary deliveries on a lane of the tenant's own (``cb_<tenant>``), retried and logged
+are ordinary deliveries on a lane of their URL's own (``cb_…``: one slow callback URL holds up
+no other), retried and logged
 like any other, carrying their URL. They are signed with the tenant's callback secret,
 derived from ``JOBWIRE_SECRET_KEY`` (nothing stored; a per-tenant rotation is not offered yet:
 rotating the key rotates every tenant's callback secret): the API shows it
@@ -27,9 +28,9 @@ PREFIX = "cb_"
 PURPOSE = b"jobwire callback secret v1\0"
 
 
-def callback_endpoint_id(tenant: str) -> str:
-    """The lane, and the ``endpoint_id`` of the deliveries, of a tenant's job callbacks."""
-    return PREFIX + tenant
+def callback_endpoint_id(tenant: str, url: str) -> str:
+    """The lane, and the ``endpoint_id`` of the deliveries, of a tenant's callbacks to ``url``."""
+    return PREFIX + hashlib.sha256(f"{tenant}\0{url}".encode()).hexdigest()[:24]
 
 
 def is_callback(endpoint_id: str) -> bool:

@@ -8,6 +8,7 @@ import orjson
 
 from jobwire.dispatch.audit import Ledger
 from jobwire.events import encode, new_event
+from jobwire.webhooks.callbacks import callback_endpoint_id
 from jobwire.webhooks.model import Endpoint, SealedSecret, webhook_id
 
 
@@ -107,7 +108,8 @@ def test_a_jobs_callback_is_owed_like_an_endpoint() -> None:
     called = finished_job(ledger, "job_cb", 1000, webhook={"url": "https://client.example/cb"})
     finished_job(ledger, "job_cb_started_only", 1000, webhook={"url": "https://client.example/cb",
                                                                  "events": ["task.started"]})
+    lane = callback_endpoint_id("acme", "https://client.example/cb")
     (missing,) = ledger.report().missing
-    assert (missing.job_id, missing.endpoint_id, missing.webhook_id) == ("job_cb", "cb_acme", webhook_id(called, "cb_acme"))
-    ledger.attempt(orjson.dumps({"delivery_id": webhook_id(called, "cb_acme"), "outcome": "succeeded"}))
+    assert (missing.job_id, missing.endpoint_id, missing.webhook_id) == ("job_cb", lane, webhook_id(called, lane))
+    ledger.attempt(orjson.dumps({"delivery_id": webhook_id(called, lane), "outcome": "succeeded"}))
     assert ledger.report().ok

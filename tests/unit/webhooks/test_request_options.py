@@ -59,3 +59,21 @@ def test_the_api_seals_them_and_shows_names_and_type_only() -> None:
         assert client.post("/v1/webhooks/endpoints", headers=KEY, json={
             "url": "https://hooks.example.com/d", "auth": {"type": "basic", "username": "a:b", "password": "p"}}
         ).status_code == 422, "a basic user name holds no colon"
+
+
+def test_the_largest_endpoint_body_the_schema_allows_fits_the_body_limit() -> None:
+    """Every field at its longest, every character sent as a JSON escape of a surrogate pair
+    (12 bytes): still under the 1 MiB body limit, so a valid body is never answered 413."""
+    from jobwire.config import Settings
+    from jobwire.validation import load_schema
+
+    props = load_schema("api/endpoint-create.json")["properties"]
+    cert = props["tls_client_cert"]["oneOf"][1]["properties"]
+    condition = props["filter"]["additionalProperties"]["anyOf"]
+    value = condition[0]["anyOf"][0]["maxLength"]
+    listed = condition[1]["properties"]["in"]["maxItems"] * value
+    characters = props["url"]["maxLength"] + props["description"]["maxLength"]
+    characters += props["tls_ca"]["maxLength"] + cert["cert"]["maxLength"] + cert["key"]["maxLength"]
+    characters += props["headers"]["maxProperties"] * (64 + props["headers"]["additionalProperties"]["maxLength"])
+    characters += props["filter"]["maxProperties"] * (len("metadata.") + 64 + max(value, listed))
+    assert characters * 12 + 16 * 1024 < Settings.__dataclass_fields__["max_body_bytes"].default
