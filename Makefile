@@ -87,7 +87,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet pip-tools
 	$(COMPILE) --extra test -o requirements/test.txt pyproject.toml
-	$(COMPILE) -c requirements/test.txt -o requirements/run.txt pyproject.toml
+	$(COMPILE) --extra tracing -c requirements/test.txt -o requirements/run.txt pyproject.toml
 	$(COMPILE) --all-build-deps --only-build-deps -c requirements/test.txt \
 	  -o requirements/build.txt pyproject.toml
 	rm -rf $(LOCK_VENV)

@@ -1,6 +1,7 @@
 """Webhook dispatch speed, as ratios against a raw client in the same run.
 
     .venv/bin/python bench/dispatch.py [--jobs 10000] [--endpoints 4] [--rate 500] [--seconds 10] [--live-jobs 200000]
+    .venv/bin/python bench/dispatch.py --tracing-cost [--jobs 10000]
 
 - throughput: a raw aiohttp client POSTing same-sized bodies with the same concurrency as the
   endpoints get (16 in flight each) vs our end to end rate from jobs.events to the receiver
@@ -193,9 +194,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--live-jobs", type=int, default=200_000)
     parser.add_argument("--only-lone", action="store_true", help="only the lone event and lone job figures")
+    parser.add_argument("--tracing-cost", action="store_true",
+                        help="only the throughput, with tracing off, on (exporting to a sink), and off again")
     args = parser.parse_args()
     with bench_broker() as bootstrap:
-        run(bootstrap, args)
+        if args.tracing_cost:
+            tracing_cost(bootstrap, args)
+        else:
+            run(bootstrap, args)
 
 
 def start_process(env: dict[str, str], *command: str, wrap: str = "") -> subprocess.Popen[bytes]:
@@ -284,6 +290,56 @@ def lone_job(env: dict[str, str], args: argparse.Namespace, receiver_port: int) 
     print(f"lone job through a worker on an idle system, job.created published -> first arrival, {LONE_EVENTS} runs: "
           f"median {statistics.median(lone_ms):.1f} ms, worst {lone_ms[-1]:.1f} ms (goal <= 10 ms plus the "
           "worker's own two writes)")
+
+
+OTLP_SINK = '''
+import sys
+from aiohttp import web
+spans = 0
+async def traces(request):
+    await request.read()
+    return web.Response(body=b"", content_type="application/x-protobuf")
+app = web.Application()
+app.router.add_post("/v1/traces", traces)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+'''
+
+
+def tracing_cost(bootstrap: str, args: argparse.Namespace) -> None:
+    """Throughput with tracing off, on (a span per record that makes deliveries and per attempt,
+    batched to an OTLP/HTTP sink in its own process), and off again: the cost as ratios."""
+    receiver_port, sink_port = free_port(), free_port()
+    scratch = tempfile.mkdtemp()
+    Path(scratch, "receiver.py").write_text(RECEIVER)
+    Path(scratch, "sink.py").write_text(OTLP_SINK)
+    helpers = [subprocess.Popen([sys.executable, str(Path(scratch, name)), str(port)])
+               for name, port in (("receiver.py", receiver_port), ("sink.py", sink_port))]
+    rates = []
+    try:
+        time.sleep(1)
+        for traced in (False, True, False):
+            env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
+                   "JOBWIRE_SECRET_KEY": SECRET_KEY, "JOBWIRE_ALLOWED_TARGETS": "127.0.0.1/32", "JOBWIRE_DEV": "1",
+                   "JOBWIRE_EVENTS_PARTITIONS": "6", "JOBWIRE_LOG_LEVEL": "WARNING",
+                   **({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"} if traced else {})}
+            asyncio.run(setup(env, receiver_port, args.endpoints))
+            reset(receiver_port)
+            asyncio.run(publish_jobs(env, 0, args.jobs))
+            dispatcher = start_process(env, "dispatcher", "--metrics-port", "0")
+            try:
+                first, last = wait_count(receiver_port, args.jobs * args.endpoints, 600)
+            finally:
+                dispatcher.send_signal(signal.SIGINT)
+                dispatcher.wait(60)
+            rates.append((args.jobs * args.endpoints - 1) / (last - first))
+            print(f"tracing {'on ' if traced else 'off'}: {rates[-1]:,.0f} deliveries/s")
+    finally:
+        for helper in helpers:
+            helper.terminate()
+            helper.wait()
+    off = (rates[0] + rates[2]) / 2
+    print(f"tracing cost: on/off {rates[1] / off:.2f} (goal >= 0.90); off runs differ by "
+          f"{abs(rates[0] - rates[2]) / off:.0%} (the noise)")
 
 
 def run(bootstrap: str, args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import importlib
 import signal
@@ -21,6 +22,17 @@ DEFAULT_KAFKA_PORT = 9092
 
 def _settings() -> Settings:
     return load_settings()
+
+
+def _traced(service: str) -> None:
+    """Tracing on for this process when OTEL_*/JOBWIRE_TRACING ask for it (jobwire/tracing.py)."""
+    from jobwire import tracing
+
+    try:
+        tracing.configure(service)
+    except ConfigError as exc:
+        raise SystemExit(f"jobwire: {exc}") from None
+    atexit.register(tracing.shutdown)  # what is buffered is exported before the process ends
 
 
 def _broker(settings: Settings, port: int):  # type: ignore[no-untyped-def]
@@ -163,6 +175,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.api_keys:
         raise SystemExit("jobwire api: set JOBWIRE_API_KEYS (tenant:key,...) or JOBWIRE_DEV=1")
+    _traced("jobwire-api")
     server = uvicorn.Server(server_config(create_app(settings), settings, args.host, args.port))
     # The store's writer thread folds in Python: at the default 5 ms a request that arrives
     # while it holds the GIL waits up to that long for the loop. 1 ms keeps GET's p99 under
@@ -213,6 +226,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         handlers = {args.operation: getattr(importlib.import_module(module_name), function)}
     else:
         raise SystemExit("jobwire worker: give --demo, or --operation NAME --handler module:function")
+    _traced("jobwire-worker")
     run_service(_run_workers(settings, handlers, args.concurrency))
     return 0
 
@@ -238,6 +252,7 @@ def cmd_dispatcher(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.secret_key:
         raise SystemExit("jobwire dispatcher: set JOBWIRE_SECRET_KEYS (they decrypt endpoint secrets)")
+    _traced("jobwire-dispatcher")
     run_service(_run_dispatcher(settings, args.metrics_port))
     return 0
 

@@ -44,7 +44,7 @@ ENV_VARS: tuple[str, ...] = (
     "JOBWIRE_INSTANCE_ID", "JOBWIRE_GROUP_SESSION_TIMEOUT_S", "JOBWIRE_PROFILES", "JOBWIRE_PROFILE",
     "JOBWIRE_STORAGE", "JOBWIRE_S3_ENDPOINT_URL", "JOBWIRE_MAX_FILE_BYTES", "JOBWIRE_FILE_RETENTION_DAYS",
     "JOBWIRE_UPLOAD_TIMEOUT_S", "JOBWIRE_FILE_URL_TTL_S", "JOBWIRE_FILE_TYPES", "JOBWIRE_PROGRESS_WEBHOOK_INTERVAL_S",
-    "JOBWIRE_EGRESS_PROXY",
+    "JOBWIRE_EGRESS_PROXY", "JOBWIRE_TRACING",
 )
 #: Settings that hold secrets: each may instead be read from a file named by ``<name>_FILE``
 #: (a mounted Kubernetes Secret or Docker secret), so it is in no process environment.

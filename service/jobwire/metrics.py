@@ -17,6 +17,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics import MetricWrapperBase
 
 INVALID_RECORDS = Counter("jobwire_invalid_records_total",
@@ -77,6 +78,14 @@ DISPATCHER_METRICS: tuple[MetricWrapperBase, ...] = (
     DISPATCH_HELD, DISPATCH_HELD_BYTES, ENDPOINT_QUEUE_DEPTH, ENDPOINT_OLDEST_AGE, PAUSED_PARTITIONS, PARKED, HOPS,
     COPIES_DROPPED, RESENDS_SPARED, DEADLINE_TIMERS, DEADLINES_FIRED,
 )
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The registry's figures and their content type, in the format the scraper asks for:
+    OpenMetrics (with exemplars: the trace of an observation) when its Accept names it, the
+    Prometheus text format otherwise."""
+    encode, content_type = choose_encoder(accept or "")
+    return encode(registry), content_type
 
 
 def registry_of(metrics: Iterable[MetricWrapperBase]) -> CollectorRegistry:

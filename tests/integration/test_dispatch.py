@@ -149,6 +149,29 @@ async def test_lifecycle_webhooks_tell_the_start_and_coalesced_progress_to_those
         assert [r.type for r in terminal_only.received] == ["task.completed"], "lifecycle webhooks are opt-in"
 
 
+async def test_an_ordered_endpoint_gets_a_jobs_webhooks_one_at_a_time_in_order_through_retries(
+        hooks: Settings) -> None:
+    # Every webhook fails twice before it is taken: concurrently, the job's later webhooks would
+    # overtake an earlier one on its retries.
+    ordered = Receiver(plan=lambda webhook_id, n: (500, {}) if n <= 2 else (200, {}))
+    async with ReceiverServer(ordered) as server, running_api(hooks) as url, Client(url, ACME_KEY) as acme, \
+            running_worker(hooks, "sleep", DEMO_OPERATIONS["sleep"]), running_dispatcher(hooks):
+        endpoint = await endpoint_for(acme, server, ordering="job",
+                                      event_types=["task.started", "task.progress", "task.completed"])
+        assert endpoint["ordering"] == "job"
+        job = await acme.submit("sleep", {"seconds": 0.2})
+        await ordered.wait_for(lambda: any(r.type == "task.completed" for r in ordered.received), timeout_s=60)
+        taken = [(r.data["version"], r.type) for r in ordered.received]
+        assert taken == sorted(taken) and taken[0][1] == "task.started" and taken[-1][1] == "task.completed", taken
+        assert all(len(times) == 3 for times in ordered.seen.values()), "each retried, the same webhook-id"
+        assert {r.data["id"] for r in ordered.received} == {job["id"]} and ordered.rejected == 0
+
+        async def logged() -> list[dict[str, Any]]:
+            found = await acme.deliveries(endpoint["id"])
+            return found if len(found) == len(taken) and all(d["status"] == "succeeded" for d in found) else []
+        assert await eventually(logged, "every ordered delivery logged as succeeded")
+
+
 async def test_a_jobs_own_callback_url_gets_its_signed_webhooks_and_shows_in_its_deliveries(hooks: Settings) -> None:
     callback = Receiver(plan=lambda webhook_id, n: (500, {}) if n == 1 else (200, {}))
     async with ReceiverServer(callback) as server, running_api(hooks) as url, Client(url, ACME_KEY) as acme, \

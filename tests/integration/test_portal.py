@@ -63,9 +63,11 @@ async def test_portal_creates_an_endpoint_and_shows_a_delivered_test_event(kafka
 
             # A content filter, typed as JSON and shown with the endpoint's events.
             await page.fill("#edit-filter", '{"operation": {"in": ["ocr"]}}')
+            await page.select_option("#edit-ordering", "job")
             await page.click("#save")
             await page.wait_for_selector("#endpoints td:has-text('where')")
-            assert 'where {"operation":{"in":["ocr"]}}' in ((await page.text_content("#endpoints")) or "")
+            shown = (await page.text_content("#endpoints")) or ""
+            assert 'where {"operation":{"in":["ocr"]}}, one at a time per job' in shown, shown
             await page.fill("#edit-filter", "{not json")
             await page.click("#save")
             await page.wait_for_selector("#message.error:has-text('the filter is not JSON')")
@@ -152,6 +154,13 @@ async def test_portal_health_jobs_catalog_and_a_one_time_link(kafka_bootstrap: s
             await text_becomes(page, "#job-status", lambda text: text == "completed")
             timeline = await page.text_content("#timeline")
             assert timeline and all(kind in timeline for kind in ("job.created", "job.started", "job.completed"))
+            for _ in range(100):  # bounded: the job's webhook reaches the delivery log
+                await page.click("#job-deliveries-refresh")
+                if await page.query_selector("#job-deliveries td.status-succeeded"):
+                    break
+                await asyncio.sleep(0.2)
+            webhooks = (await page.text_content("#job-deliveries")) or ""
+            assert "task.completed" in webhooks and endpoint["id"] in webhooks and "not traced" in webhooks, webhooks
             await page.screenshot(path=str(ARTIFACTS / "portal-jobs.png"), full_page=True)
 
             await page.click("#tab-catalog")

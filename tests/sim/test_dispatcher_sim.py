@@ -4,7 +4,8 @@ duplicates, poison and events a finished job must refuse) and faults (late or fa
 acknowledgements, failing and hanging receivers, rebalances at any await point, kill -9 and
 restart from the committed offsets). The invariants hold after every schedule: each terminal
 event reaches each endpoint subscribed to it, or has a dead letter; nothing reaches an endpoint
-that was not owed it; no commit passes unfinished work; the lanes stay within their bound.
+that was not owed it; no commit passes unfinished work; the lanes stay within their bound; an
+ordered endpoint (``ordering: "job"``) never takes a job's webhook after a later one of that job.
 
 ``JOBWIRE_SIM_SCHEDULES`` sets how many (``make soak`` runs many more);
 ``JOBWIRE_SIM_SEED`` runs one seed again. The seed of a failure is in its message."""

@@ -57,6 +57,13 @@ class Receivers:
     #: (url, webhook-id) -> how many times the receiver took it and answered 2xx
     taken: dict[tuple[str, str], int] = field(default_factory=dict)
     requests: int = 0
+    #: Ordered endpoints' URLs, and (url, webhook-id) -> (job id, place of its event in the job)
+    ordered: set[str] = field(default_factory=set)
+    places: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    #: (url, job id) -> the latest place an ordered endpoint took; the first webhook taken after
+    #: a later one of the same job, when any
+    reached: dict[tuple[str, str], int] = field(default_factory=dict)
+    out_of_order: str | None = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "") -> SendResult:
         latency, error_p, hang_p = self.behaviour[url]
@@ -70,8 +77,19 @@ class Receivers:
         if not failing:  # the receiver has it, whatever happens to the answer
             key = (url, headers["webhook-id"])
             self.taken[key] = self.taken.get(key, 0) + 1
+            self._note_order(key)
         await asyncio.sleep(half)
         return SendResult(500 if failing else 200, half * 2000, "HTTP 500" if failing else None)
+
+    def _note_order(self, key: tuple[str, str]) -> None:
+        url, wid = key
+        if url not in self.ordered or key not in self.places:
+            return
+        job_id, place = self.places[key]
+        latest = self.reached.get((url, job_id), -1)
+        if place < latest and self.out_of_order is None:
+            self.out_of_order = f"{url} took {wid} (event {place} of {job_id}) after event {latest} of that job"
+        self.reached[(url, job_id)] = max(latest, place)
 
 
 @dataclass
@@ -112,6 +130,12 @@ def draw_plan(seed: int) -> Plan:
     lifecycle = random.Random(seed ^ 0x5EED)
     endpoints = [replace(e, event_types=(*(e.event_types or ("task.completed", "task.failed", "task.canceled")),
                                          "task.started")) if lifecycle.random() < 0.3 else e for e in endpoints]
+    # Ordered endpoints (``ordering: "job"``), some hearing of progress too, from an RNG of their own.
+    ordering = random.Random(seed ^ 0x0D3E)
+    endpoints = [replace(e, ordering="job", event_types=(*(e.event_types or ("task.completed", "task.failed",
+                                                                            "task.canceled")), "task.started",
+                                                        *(("task.progress",) if ordering.random() < 0.5 else ())))
+                 if ordering.random() < 0.4 else e for e in endpoints]
     return Plan(seed, partitions=rng.randint(1, 4), endpoints=endpoints, jobs=rng.randint(5, 60),
                 max_deliveries=rng.randint(1, 30), queue_per_endpoint=rng.randint(1, 20),
                 in_flight=rng.randint(1, 4), senders=rng.randint(1, 8), crashes=rng.randint(0, 3),
@@ -151,6 +175,8 @@ class World:
                                          for url in CALLBACK_URLS})
         #: (endpoint url, webhook-id) -> job id: what must reach each receiver
         self.expected: dict[tuple[str, str], str] = {}
+        #: What may reach a receiver without being owed: progress notices, which coalesce
+        self.allowed: set[tuple[str, str]] = set()
         #: (partition, offset) of each event record that finishes a job -> the pairs it owes
         self.owed: dict[tuple[int, int], list[tuple[str, str]]] = {}
         #: delivery ids with a record on the retry path or among the dead letters
@@ -170,6 +196,8 @@ class World:
             self.kafka.create(topic, count)
         for endpoint in self.plan.endpoints:
             self.kafka.append(self.topics.endpoints, 0, endpoint.id.encode(), endpoint.encode())
+            if endpoint.ordering == "job":
+                self.receivers.ordered.add(endpoint.url)
 
     async def publish(self) -> None:
         """Every job's events, in order per job, jobs interleaved, over virtual time; duplicates,
@@ -204,11 +232,17 @@ class World:
                         named = webhook_id(f"{job_id}\0{started.id}", e.id)  # lifecycle ids name the job
                         self.expected[(e.url, named)] = job_id
                         owing[started.id].append((e.url, named))
+                        self.receivers.places[(e.url, named)] = (job_id, len(events) - 1)
             progress = self.plan.long_job_progress if n == 0 and self.plan.long_job_progress else \
                 rng.choice([0, 0, 1, 5, 40])
             for i in range(progress):
                 events.append(new_event("job.progress", job_id, tenant,
                                         {"processed": i, "total": max(progress, 100)}))
+                for e in self.plan.endpoints:
+                    if e.tenant == tenant and e.wants("task.progress"):
+                        named = webhook_id(f"{job_id}\0{events[-1].id}", e.id)
+                        self.allowed.add((e.url, named))
+                        self.receivers.places[(e.url, named)] = (job_id, len(events) - 1)
             kind = rng.choice(list(TERMINAL))
             data: dict[str, Any] = {"job.completed": {"result": {"n": n}},
                                     "job.failed": {"error": {"code": "boom", "message": "it broke"}},
@@ -219,6 +253,7 @@ class World:
                 if e.tenant == tenant and e.wants(TERMINAL[kind]):
                     self.expected[(e.url, webhook_id(end.id, e.id))] = job_id
                     owing[end.id].append((e.url, webhook_id(end.id, e.id)))
+                    self.receivers.places[(e.url, webhook_id(end.id, e.id))] = (job_id, len(events) - 1)
             if callback is not None:
                 lane = callback_endpoint_id(tenant, callback)
                 self.expected[(callback, webhook_id(end.id, lane))] = job_id
@@ -250,6 +285,14 @@ class World:
 
     # --- invariants -------------------------------------------------------------------------
 
+    def _queued(self) -> set[str]:
+        """Deliveries waiting in an ordered endpoint's queue, in the jobs' latest snapshots."""
+        latest: dict[tuple[int, bytes | None], bytes | None] = {}
+        for record in self.kafka.records(self.topics.state):
+            latest[(record.partition, record.key)] = record.value
+        return {entry[0] for value in latest.values() if value is not None
+                for entry in orjson.loads(value).get("ordered", ())}
+
     def _index(self) -> None:
         """Which deliveries have a durable next step (retry path or dead letter), from the log."""
         for topic in (self.topics.requests, self.topics.dead, *(self.topics.retry(d) for d in (1.0, 5.0, 10.0))):
@@ -266,11 +309,12 @@ class World:
         if topic != self.topics.events:
             return
         self._index()
+        queued = self._queued()
         for (p, o), pairs in self.owed.items():
             if p != partition or o >= offset:
                 continue
             for url, wid in pairs:
-                if (url, wid) not in self.receivers.taken and wid not in self.durable:
+                if (url, wid) not in self.receivers.taken and wid not in self.durable and wid not in queued:
                     raise Violation(f"commit of {topic}:{partition} at {offset} passes {wid} for {url}, "
                                     "neither received nor on the retry path")
 
@@ -380,6 +424,8 @@ class World:
     def _settled(self, parts: DispatcherParts) -> bool:
         if parts.lanes.deliveries:
             return False
+        if any(job.ordered for state in parts.state.partitions.values() for job in state.jobs.values()):
+            return False  # ordered deliveries still waiting their turn
         for loop_part in parts.committers:
             group = loop_part.consumer.group  # type: ignore[attr-defined]
             for partition, log in enumerate(self.kafka.topics[loop_part.topic]):
@@ -413,7 +459,9 @@ class World:
         for (url, wid), job_id in self.expected.items():
             if (url, wid) not in received and wid not in self.dead:
                 raise Violation(f"{job_id}'s webhook {wid} never reached {url} and has no dead letter")
-        extra = received - set(self.expected)
+        if self.receivers.out_of_order is not None:
+            raise Violation(self.receivers.out_of_order)
+        extra = received - set(self.expected) - self.allowed
         if extra:
             url, wid = sorted(extra)[0]
             raise Violation(f"{url} received {wid}, which no job owed it (a phantom or another tenant's)")

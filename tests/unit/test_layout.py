@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).parents[2] / "service" / "jobwire"
 
 #: The pure core: stdlib, the codec libraries and each other; no I/O framework.
 CORE = {"lifecycle", "clock", "events", "task", "ids", "timeutil", "offsets", "positions", "records", "deadlines",
-        "binding", "topics", "validation", "errors"}
+        "binding", "topics", "validation", "errors", "waits"}
 #: Modules kept at the top for code that imports the SDK by its old paths.
 SHIMS = {"worker", "client"}
 LAYERS = {"kafka", "storage", "webhooks", "api", "dispatch", "sdk", "devtools"}
@@ -78,6 +78,8 @@ def allowed(name: str, imported: str) -> str | None:
         return "only jobwire.storage imports the S3 client"
     if library == "aiohttp" and layer not in ("dispatch", "devtools") and name != "sdk.client":
         return "aiohttp is the dispatcher's sender and the client SDK's transport only"
+    if library == "opentelemetry" and name != "tracing":
+        return "only jobwire.tracing imports OpenTelemetry (an optional extra: off, nothing of it loads)"
     if library in ("starlette", "uvicorn") and layer not in ("api", "devtools", "cli"):
         return "starlette and uvicorn belong to jobwire.api"
     if part is None:
@@ -107,7 +109,7 @@ def test_the_layout_has_its_packages() -> None:
     names = set(modules())
     assert LAYERS <= names, LAYERS - names
     flat = {n for n in names if "." not in n}
-    assert flat - CORE - SHIMS - LAYERS == {"cli", "config", "metrics", "logging_setup"}, \
+    assert flat - CORE - SHIMS - LAYERS == {"cli", "config", "metrics", "logging_setup", "tracing"}, \
         "a new top-level module: put it in a layer, or add it to the core on purpose"
 
 
@@ -136,6 +138,7 @@ def test_no_module_breaks_an_import_rule() -> None:
     ("api.app", "jobwire.devtools.broker"),
     ("dispatch.http_client", "tests.support.memlog"),
     ("records", "starlette"),
+    ("dispatch.deliverer", "opentelemetry.trace"),
 ])
 def test_the_rules_refuse_what_they_name(name: str, imported: str) -> None:
     assert allowed(name, imported) is not None

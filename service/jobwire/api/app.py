@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jobwire import tracing
 from jobwire.api import files, jobs, system, webhooks
 from jobwire.api.deliverylog import DeliveryLog
 from jobwire.api.file_urls import FileUrls
@@ -30,6 +31,7 @@ from jobwire.api.projection import Projection
 from jobwire.api.resends import RecentResends
 from jobwire.api.routing import resource
 from jobwire.api.store import Store, feed
+from jobwire.api.traced import TracedRequests
 from jobwire.config import Settings
 from jobwire.errors import ConfigError
 from jobwire.events import Event
@@ -76,7 +78,7 @@ class AccessLog:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._latency: dict[tuple[str, str, int], Callable[[float], None]] = {}
+        self._latency: dict[tuple[str, str, int], Callable[[float, dict[str, str] | None], None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,7 +101,7 @@ class AccessLog:
             observe = self._latency.get(key)
             if observe is None:  # labels() per request is measurable; the key set is bounded by routes
                 observe = self._latency[key] = HTTP_LATENCY.labels(key[0], key[1], str(key[2])).observe
-            observe(elapsed)
+            observe(elapsed, tracing.exemplar())
             # The path as sent (percent-encoded): decoded, a space or a newline in it would
             # write fields or lines of the client's choosing into the log.
             path = scope["path"]
@@ -319,6 +321,7 @@ def create_app(settings: Settings, components: ApiComponents | None = None) -> S
         routes=routes,
         lifespan=lifespan,
         # Inside AccessLog, so its 429s are logged and timed like any answer.
-        middleware=[Middleware(AccessLog), Middleware(RequestLimits, settings=settings)],
+        middleware=[*([Middleware(TracedRequests)] if tracing.enabled() else []),
+                    Middleware(AccessLog), Middleware(RequestLimits, settings=settings)],
         exception_handlers={Problem: on_problem, HTTPException: on_http_exception, Exception: on_unexpected},
     )

@@ -50,7 +50,8 @@ async function loadEndpoints() {
     row.dataset.endpoint = endpoint.id;
     cell(row, endpoint.url);
     cell(row, (endpoint.event_types ? endpoint.event_types.join(", ") : "all") +
-         (endpoint.filter ? " where " + JSON.stringify(endpoint.filter) : ""));
+         (endpoint.filter ? " where " + JSON.stringify(endpoint.filter) : "") +
+         (endpoint.ordering === "job" ? ", one at a time per job" : ""));
     cell(row, endpoint.disabled ? "disabled" + (endpoint.disabled_reason ? ": " + endpoint.disabled_reason : "") : "enabled",
          endpoint.disabled ? "status-failed" : "status-succeeded");
     cell(row, "").append(button("Open", () => show(endpoint), "secondary"));
@@ -70,6 +71,7 @@ function show(endpoint) {
   $("edit-description").value = endpoint.description || "";
   $("edit-rate").value = endpoint.rate_limit_per_s || "";
   $("edit-filter").value = endpoint.filter ? JSON.stringify(endpoint.filter) : "";
+  $("edit-ordering").value = endpoint.ordering || "none";
   // Names and kinds only: the values are sealed and never come back from the API.
   $("detail-options").textContent = "signing: " + (endpoint.signing || "hmac") +
     "; custom headers: " + (endpoint.headers ? endpoint.headers.join(", ") : "none") +
@@ -194,6 +196,7 @@ $("save").addEventListener("click", () => act(() => api("PATCH", "/v1/webhooks/e
   url: $("edit-url").value.trim(), description: $("edit-description").value || null,
   rate_limit_per_s: $("edit-rate").value ? Number($("edit-rate").value) : null,
   filter: parseFilter($("edit-filter").value),
+  ordering: $("edit-ordering").value,
 }), "Saved."));
 
 // A content filter as typed: JSON, or nothing for every job.
@@ -286,13 +289,34 @@ function addTimeline(frame) {
   $("timeline").append(row);
 }
 
+// The job's webhooks, each with the trace it belongs to (when the dispatcher traces): the id
+// to look the job up by in the tracing backend.
+async function loadJobDeliveries(jobId) {
+  const page = await api("GET", "/v1/jobs/" + jobId + "/deliveries");
+  const rows = page.data.map((delivery) => {
+    const row = document.createElement("tr");
+    row.dataset.delivery = delivery.id;
+    cell(row, delivery.event_type);
+    cell(row, delivery.endpoint_id);
+    cell(row, delivery.status, "status-" + delivery.status);
+    cell(row, String(delivery.attempts.length));
+    const traced = delivery.attempts.map((a) => a.extra && a.extra.trace_id).find(Boolean);
+    cell(row, traced || "not traced").dataset.field = "trace";
+    return row;
+  });
+  $("job-deliveries").replaceChildren(...rows);
+}
+
 async function openJob(jobId) {
   if (following) following.abort();
   following = new AbortController();
   $("job-detail").classList.remove("hidden");
   $("job-id").textContent = jobId;
   $("timeline").replaceChildren();
+  $("job-deliveries").replaceChildren();
   showJob(await api("GET", "/v1/jobs/" + jobId));
+  // Beside the live stream, not before it: a failing delivery log must not stop the timeline.
+  loadJobDeliveries(jobId).catch((error) => say(error.message, true));
   // Server-sent events through fetch: EventSource cannot send the Authorization header.
   const response = await fetch("/v1/jobs/" + jobId + "/events", {
     headers: {"Accept": "text/event-stream", "Authorization": "Bearer " + apiKey}, signal: following.signal,
@@ -321,6 +345,8 @@ async function openJob(jobId) {
 }
 
 $("jobs-refresh").addEventListener("click", () => act(loadJobs, "Jobs loaded."));
+$("job-deliveries-refresh").addEventListener("click", () => act(
+  () => loadJobDeliveries($("job-id").textContent), "Webhooks loaded."));
 $("job-cancel").addEventListener("click", () => act(async () => {
   showJob(await api("POST", "/v1/jobs/" + $("job-id").textContent + "/cancel", {reason: "canceled in the portal"}));
 }, "Cancel requested."));

@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import yaml
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -19,7 +18,7 @@ from jobwire.api.problems import Problem
 from jobwire.api.responses import json_response
 from jobwire.api.routing import path_template
 from jobwire.config import Settings
-from jobwire.metrics import scrape_refusal
+from jobwire.metrics import exposition, scrape_refusal
 from jobwire.validation import load_schema, schema_dir
 
 
@@ -44,7 +43,8 @@ async def metrics(request: Request) -> Response:
     refusal = scrape_refusal(settings.metrics_token, settings.dev, header(request, b"authorization"))
     if refusal is not None:
         raise Problem(401, refusal, headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
-    return Response(generate_latest(request.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = exposition(request.state.metrics_registry, header(request, b"accept"))
+    return Response(body, headers={"Content-Type": content_type})
 
 
 @cache

@@ -120,7 +120,7 @@ async def create_endpoint(request: Request) -> Response:
     if len(registry_of(request).of_tenant(tenant)) >= quota:
         raise Problem(422, f"this tenant has {quota} webhook endpoints, the most it may have; delete one first",
                       extra={"quota": "endpoints_per_tenant", "limit": quota})
-    signing = body.get("signing", HMAC)
+    signing = SIGNING_NAMES.get(body.get("signing", HMAC), body.get("signing", HMAC))
     secret = new_signing_key() if signing == ED25519 else new_webhook_secret()
     now = now_utc()
     endpoint_id = new_id("ep")
@@ -132,11 +132,21 @@ async def create_endpoint(request: Request) -> Response:
         secrets=(SealedSecret(box_of(request).seal(secret, bound_to=binding(tenant, endpoint_id))),),
         event_types=event_types(body.get("event_types")),
         description=body.get("description"), disabled=body.get("disabled", False),
-        rate_limit_per_s=body.get("rate_limit_per_s"), signing=signing, filter=body.get("filter"), **options,
+        rate_limit_per_s=body.get("rate_limit_per_s"), signing=signing, filter=body.get("filter"),
+        ordering=ordering_of(body.get("ordering")), **options,
     )
     await write_endpoint(request, endpoint, endpoint.id)
     return json_response({**endpoint.public(), **shown_once(secret)}, 201,
                          {"Location": f"/v1/webhooks/endpoints/{endpoint.id}"})
+
+
+#: The scheme names DESIGN.md gives (Standard Webhooks' signature versions), as aliases.
+SIGNING_NAMES = {"v1": HMAC, "v1a": ED25519}
+
+
+def ordering_of(value: str | None) -> str | None:
+    """``job``; ``none`` (the default) is stored as no value, as before the option existed."""
+    return None if value in (None, "none") else value
 
 
 #: Fields of a PATCH that go sealed into ``sealed_request``.
@@ -225,6 +235,8 @@ async def patch_endpoint(request: Request) -> Response:
     changes: dict[str, Any] = {k: v for k, v in body.items() if k not in SEALED_FIELDS | {"event_types"}}
     if "event_types" in body:
         changes["event_types"] = event_types(body["event_types"])
+    if "ordering" in body:
+        changes["ordering"] = ordering_of(body["ordering"])
     if SEALED_FIELDS & set(body):
         # Each replaces what was set (null removes it); the others stay as they were.
         plaintext = box_of(request).open(endpoint.sealed_request, bound_to=binding(tenant, endpoint.id)) \

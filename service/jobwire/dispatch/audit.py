@@ -3,8 +3,9 @@
 For every terminal event of ``jobs.events`` in a time window, it finds the endpoints subscribed
 to it at that moment (the endpoint's snapshot on ``webhooks.endpoints`` in force when the event
 was written) and looks for the delivery's outcome: an attempt record on ``webhooks.attempts``,
-a dead letter on ``webhooks.dead``, or a record still on the retry path (``webhooks.requests``
-and the tiers). A pair with none of them is *missing*: the at-least-once promise was broken for
+a dead letter on ``webhooks.dead``, a record still on the retry path (``webhooks.requests``
+and the tiers), or an entry waiting its turn in an ordered endpoint's queue (the job's latest
+snapshot on ``jobs.state``). A pair with none of them is *missing*: the at-least-once promise was broken for
 it (or the dispatcher is behind: the default window ends a minute ago for that reason).
 
 The ledger is pure (``Ledger``: feed it records in log order, then ``report``); ``audit`` reads
@@ -78,6 +79,8 @@ class Ledger:
         self._history: dict[str, tuple[list[int], list[Endpoint | None]]] = {}
         self._final: dict[str, str] = {}
         self._pending: set[str] = set()
+        #: (partition, job id) -> delivery ids its latest snapshot's ordered queue holds
+        self._queued: dict[tuple[int, bytes | None], set[str]] = {}
 
     def event(self, record: RawRecord, timestamp_ms: int) -> None:
         try:
@@ -121,6 +124,21 @@ class Ledger:
         if delivery_id is not None:
             self._final.setdefault(delivery_id, "dead")
 
+    def snapshot(self, record: RawRecord) -> None:
+        """A job's state snapshot: the deliveries its ordered queue holds are pending (the
+        latest snapshot per job counts)."""
+        queued: set[str] = set()
+        try:
+            data = orjson.loads(record.value) if record.value is not None else {}
+            queued = {str(entry[0]) for entry in (data.get("ordered") or ())} if isinstance(data, dict) else set()
+        except (orjson.JSONDecodeError, TypeError, IndexError, AttributeError):
+            pass
+        key = (record.partition, record.key)
+        if queued:
+            self._queued[key] = queued
+        else:
+            self._queued.pop(key, None)
+
     def on_retry_path(self, value: bytes | None) -> None:
         delivery_id = _delivery_id(value)
         if delivery_id is not None:
@@ -136,6 +154,7 @@ class Ledger:
 
     def report(self) -> Report:
         report = Report(self.since_ms, self.until_ms, terminal_events=len(self._terminal))
+        queued = set().union(*self._queued.values())
         for job, event_id, event_type, at_ms in self._terminal:
             owed = [e.id for e in self.subscribed(job.tenant, event_type, at_ms)
                     if e.takes(job)]  # a job a content filter turned away owes nothing
@@ -143,7 +162,7 @@ class Ledger:
                 owed.append(callbacks.callback_endpoint_id(job.tenant, (job.webhook or {})["url"]))  # its callback
             for endpoint_id in owed:
                 wid = webhook_id(event_id, endpoint_id)
-                state = self._final.get(wid) or ("pending" if wid in self._pending else "missing")
+                state = self._final.get(wid) or ("pending" if wid in self._pending or wid in queued else "missing")
                 report.counts[state] += 1
                 if state == "missing":
                     report.missing.append(Owed(job.id, event_id, event_type, endpoint_id, wid, at_ms))
@@ -164,6 +183,7 @@ async def audit(settings: Settings, since_ms: int, until_ms: int) -> Report:
     ledger = Ledger(since_ms, until_ms)
     feeds: list[tuple[str, Any]] = [
         (topics.endpoints, ledger.endpoint), (topics.events, ledger.event),
+        (topics.state, lambda r, _: ledger.snapshot(r)),
         (topics.attempts, lambda r, _: ledger.attempt(r.value)), (topics.dead, lambda r, _: ledger.dead_letter(r.value)),
         *((topic, lambda r, _: ledger.on_retry_path(r.value))
           for topic in (topics.requests, *(topics.retry(d) for d in retry_delays(settings)))),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from ssl import SSLContext
@@ -17,6 +17,7 @@ from typing import Protocol
 
 import orjson
 
+from jobwire import tracing
 from jobwire.clock import SYSTEM, Clock, utc_now
 from jobwire.dispatch.copies import Step
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
@@ -106,7 +107,10 @@ class Deliverer:
 
     # --- one attempt ------------------------------------------------------------------------
 
-    async def attempt(self, delivery: Delivery, step: Step = Step()) -> Outcome:
+    async def attempt(self, delivery: Delivery, step: Step = Step(), *,
+                      on_retry: Callable[[Delivery], None] | None = None) -> Outcome:
+        """Attempt ``delivery`` and make its next step durable. ``on_retry``: a retry is kept
+        by the caller (an ordered endpoint's queue) instead of written to a retry tier."""
         if self.received.already(delivery):
             # Read again after a crash (or a copy): its success is on record already.
             RESENDS_SPARED.inc()
@@ -129,14 +133,16 @@ class Deliverer:
                             error=f"endpoint disabled: {endpoint.disabled_reason or 'by the API'}")
             return Outcome.SKIPPED
         result = await self._send(endpoint, delivery)
-        DELIVERY_LATENCY.observe(result.latency_ms / 1000)
+        trace_id = tracing.trace_id_of(delivery.traceparent)
+        # An exemplar links the latency to the job's trace (OpenMetrics scrapes show it).
+        DELIVERY_LATENCY.observe(result.latency_ms / 1000, {"trace_id": trace_id} if trace_id else None)
         sent = replace(delivery, attempts=delivery.attempts + 1)
         now_ms = int(self.clock.time() * 1000)
         decision = decide(self.schedule_s, self.tiers, sent.attempts, result, now_ms=now_ms,
                           failing_since_ms=_ms(endpoint.failing_since), disable_after_s=self.disable_after_s)
         if not callbacks.is_callback(endpoint.id):  # a job's callback has no endpoint record to keep
             await self._track_health(endpoint, decision, now_ms)
-        await self._carry_out(sent, decision, result, step)
+        await self._carry_out(sent, decision, result, step, on_retry)
         return decision.outcome
 
     def _endpoint_of(self, delivery: Delivery) -> Endpoint | None:
@@ -158,14 +164,28 @@ class Deliverer:
             return SendResult(None, 0.0, "the endpoint's signing secret or request options cannot be opened or "
                                          "used; rotate the endpoint's secret and set its headers, auth and "
                                          "TLS options again")
-        headers = sign_headers(delivery.id, delivery.body, secrets, at=datetime.fromtimestamp(self.clock.time(), UTC))
-        # The signature's headers last: whatever an endpoint sets, they are the ones sent.
-        if context is None:
-            return await self.sender.post(endpoint.url, delivery.body, {**extra, **headers}, delivery_id=delivery.id)
-        return await self.sender.post(endpoint.url, delivery.body, {**extra, **headers}, delivery_id=delivery.id,
-                                      ssl=context)
+        with tracing.span(f"webhook {delivery.event_type}", kind=tracing.CLIENT, parent=delivery.traceparent,
+                          attributes={"jobwire.delivery.id": delivery.id, "jobwire.endpoint.id": endpoint.id,
+                                      "jobwire.job.id": delivery.job_id, "jobwire.event.id": delivery.event_id,
+                                      "jobwire.attempt": delivery.previous_attempts + delivery.attempts + 1}):
+            headers = sign_headers(delivery.id, delivery.body, secrets,
+                                   at=datetime.fromtimestamp(self.clock.time(), UTC))
+            # The receiver may continue the trace; the signature's headers last: whatever an
+            # endpoint sets, they are the ones sent.
+            sent = {**extra, **tracing.http_headers(), **headers}
+            if context is None:
+                result = await self.sender.post(endpoint.url, delivery.body, sent, delivery_id=delivery.id)
+            else:
+                result = await self.sender.post(endpoint.url, delivery.body, sent, delivery_id=delivery.id,
+                                                ssl=context)
+            if result.status_code is None or not 200 <= result.status_code < 300:
+                tracing.annotate(error__type=str(result.status_code) if result.status_code else "transport")
+                tracing.failed(result.error or f"HTTP {result.status_code}")
+            tracing.annotate(http__response__status_code=result.status_code)
+            return result
 
-    async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult, step: Step) -> None:
+    async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult, step: Step,
+                         on_retry: Callable[[Delivery], None] | None) -> None:
         outcome = decision.outcome
         if outcome is Outcome.SUCCEEDED:
             self.received.note(sent.id, sent.previous_attempts + sent.attempts)
@@ -174,8 +194,11 @@ class Deliverer:
                 await self._about_delivery("delivery.recovered", sent, result)
         elif outcome is Outcome.RETRYING:
             retry = replace(sent, due_at_ms=decision.due_at_ms, not_before_ms=decision.not_before_ms)
-            await self.outbox.send(tier_topic(self.topics, decision.tier_s), sent.endpoint_id, retry.encode(),
-                                   headers=step.attempted().headers())
+            if on_retry is not None:
+                on_retry(retry)
+            else:
+                await self.outbox.send(tier_topic(self.topics, decision.tier_s), sent.endpoint_id, retry.encode(),
+                                       headers=[*step.attempted().headers(), *tracing.record_headers(retry.traceparent)])
             await self.record(sent, outcome, result, next_at=format_utc(datetime.fromtimestamp(
                 max(decision.due_at_ms, decision.not_before_ms) / 1000, UTC)))
             if sent.attempts == FAILING_AFTER_ATTEMPTS:
@@ -250,6 +273,9 @@ class Deliverer:
     async def record(self, delivery: Delivery, outcome: Outcome, result: SendResult | None = None, *,
                      error: str | None = None, next_at: str | None = None, extra: dict[str, str] | None = None,
                      dead_letter: bool = False) -> None:
+        trace_id = tracing.trace_id_of(delivery.traceparent)
+        if trace_id is not None:  # for the delivery log and the portal: the job's trace
+            extra = {**(extra or {}), "trace_id": trace_id}
         attempt = Attempt(
             delivery.id, delivery.endpoint_id, delivery.tenant, delivery.event_type, delivery.event_id, delivery.job_id,
             delivery.previous_attempts + delivery.attempts, utc_now(self.clock), outcome.value,
@@ -273,7 +299,7 @@ class Deliverer:
         """Its endpoint's queue is full: the delivery waits on the retry path, due at once.
         ``step``: that of the record it came from (``copies``)."""
         await self.outbox.send(self.topics.requests, delivery.endpoint_id, replace(delivery, due_at_ms=0).encode(),
-                               headers=step.moved().headers())
+                               headers=[*step.moved().headers(), *tracing.record_headers(delivery.traceparent)])
 
 
 def tier_topic(topics: Topics, tier_s: float) -> str:

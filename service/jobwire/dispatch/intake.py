@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
+from jobwire import tracing
 from jobwire.binding import decode_record
 from jobwire.clock import SYSTEM, Clock, utc_now
 from jobwire.dispatch.consuming import ConsumerLoop, Rebalance, Records
 from jobwire.dispatch.copies import Step
 from jobwire.dispatch.deliverer import Deliverer
 from jobwire.dispatch.lanes import Lanes, Source, Work
+from jobwire.dispatch.ordered import OrderedDeliveries
+from jobwire.dispatch.ordered_queue import ORDERED, Pending, Queue, enqueue
 from jobwire.dispatch.outbox import MAX_RECORD_BYTES, Outbox
 from jobwire.dispatch.state import JobState, StateStore
 from jobwire.dispatch.timers import Timers
@@ -73,6 +77,8 @@ class EventIntake(ConsumerLoop):
         self._state_ready = asyncio.Event()
         # aiokafka logs and swallows a listener's exception; a failed restore must end the run.
         self._restore_failed: BaseException | None = None
+        #: Deliveries to ordered endpoints: queued in the job's state, sent from there.
+        self.ordered = OrderedDeliveries(state, lanes, registry, outbox, self.tracker.epoch, clock)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -132,6 +138,19 @@ class EventIntake(ConsumerLoop):
     # --- one record -------------------------------------------------------------------------
 
     async def _handle(self, raw: ConsumerRecord[bytes, bytes], epoch: int) -> None:
+        """One record, in a span that continues the record's trace (the job's) while tracing is
+        on; the webhooks it makes carry that span's context (else the record's, passed on), so
+        their attempts, retries included, join the job's trace."""
+        record_trace = tracing.traceparent_of(raw.headers)
+        if not tracing.enabled():
+            await self._handle_traced(raw, epoch, record_trace)
+            return
+        with tracing.span("dispatch", kind=tracing.CONSUMER, parent=record_trace,
+                          attributes={"messaging.destination.partition.id": str(raw.partition),
+                                      "messaging.kafka.offset": raw.offset}):
+            await self._handle_traced(raw, epoch, tracing.current_traceparent())
+
+    async def _handle_traced(self, raw: ConsumerRecord[bytes, bytes], epoch: int, trace: str | None) -> None:
         partition, offset = raw.partition, raw.offset
         skipped_batch = undecodable(raw.headers)
         if skipped_batch is not None:
@@ -139,7 +158,9 @@ class EventIntake(ConsumerLoop):
             return
         try:
             event = decode_record(raw.value, raw.headers or ())
-            deliveries = await self._fold(partition, offset, event)
+            tracing.rename(f"dispatch {event.type}")
+            tracing.annotate(jobwire__job__id=event.subject, jobwire__event__id=event.id)
+            deliveries = await self._fold(partition, offset, event, trace)
         except (InvalidEvent, PayloadTooLarge) as exc:
             await self._set_aside(raw, str(exc), epoch)
             return
@@ -152,6 +173,8 @@ class EventIntake(ConsumerLoop):
         if not deliveries:
             self.tracker.skip(partition, offset, epoch)
             return
+        if trace is not None:
+            deliveries = [replace(d, traceparent=trace) for d in deliveries]
         if deliveries[0].event_type in LIFECYCLE_TYPES:
             remaining = [len(deliveries)]
 
@@ -171,7 +194,7 @@ class EventIntake(ConsumerLoop):
                                       tuple(raw.headers or ()))
         self.tracker.skip(raw.partition, raw.offset, epoch)
 
-    async def _fold(self, partition: int, offset: int, event: Event) -> list[Delivery]:
+    async def _fold(self, partition: int, offset: int, event: Event, trace: str | None = None) -> list[Delivery]:
         """Apply the event to the job's state; the deliveries it causes (none unless terminal).
 
         Everything that can fail for this record (encoding the snapshot, the payload, its size)
@@ -184,7 +207,8 @@ class EventIntake(ConsumerLoop):
             # offset was not committed, so its deliveries may not all have been made) is
             # delivered again, same webhook-id.
             if current.terminal_event == event.id and current.offset == offset:
-                again = self._deliveries(event, current.job, self._body(current.job), skip=current.settled)
+                again = self._requeue(partition, current, trace, self._deliveries(
+                    event, current.job, self._body(current.job), skip=current.settled))
                 log.info("terminal event read again job_id=%s event_id=%s settled=%d delivering_again=%d",
                          current.job.id, event.id, len(current.settled), len(again))
                 return again
@@ -193,9 +217,16 @@ class EventIntake(ConsumerLoop):
                 # carrying the job as it stands now; content filters judge it as it was then
                 # (processing, no error), so a replay reaches the endpoints the first pass did.
                 kind = STARTED if event.type == "job.started" else PROGRESS
+                # Those to ordered endpoints were queued by the first pass, durably with the
+                # snapshot read here; once ended they are gone from the queue, and queued again
+                # they would follow the job's later webhooks: left out.
                 as_noticed = current.job._replace(status=Status.PROCESSING, error=None)
-                return self._deliveries(event, current.job, (kind, notice_payload(current.job, kind)),
-                                        judged=as_noticed)
+                loose = self._ordered(current.ordered, trace, self._deliveries(
+                    event, current.job, (kind, notice_payload(current.job, kind)), judged=as_noticed))[1]
+                if not loose:  # nothing left to settle for it: it must not hold a place for good
+                    current.unsettled_notices = tuple(o for o in current.unsettled_notices if o != offset)
+                    self.state.touch(partition, current.job.id)
+                return loose
             return []
         outcome = apply(current.job if current else None, event)
         job = outcome.job
@@ -216,18 +247,46 @@ class EventIntake(ConsumerLoop):
         if notice is not None:
             body = (notice, notice_payload(job, notice))
         deliveries = self._deliveries(event, job, body) if body is not None else []
+        queue, deliveries = self._ordered(current.ordered if current else (), trace, deliveries)
         if notice is not None and deliveries:
             unsettled = (*unsettled, offset)
-            noticed_at = canonical(event.time) if notice == PROGRESS else noticed_at
+        if notice == PROGRESS and (deliveries or queue != (current.ordered if current else ())):
+            noticed_at = canonical(event.time)
         snapshot = JobState(job, offset, event.id if outcome.became_terminal else None,
-                            unsettled_notices=unsettled, progress_noticed_at=noticed_at)
+                            unsettled_notices=unsettled, progress_noticed_at=noticed_at, ordered=queue)
         encoded = snapshot.encode()
         if len(encoded) > MAX_RECORD_BYTES:
             raise PayloadTooLarge(f"the job's state snapshot would be {len(encoded)} bytes, over the "
                                   f"{MAX_RECORD_BYTES} byte record limit")
         self.state.put(partition, snapshot, encoded)
         self.timers.arm(partition, job)
+        if queue:
+            self.ordered.offer(partition, job.id)
         return deliveries
+
+    def _ordered(self, queue: Queue, trace: str | None, deliveries: list[Delivery]) -> tuple[Queue, list[Delivery]]:
+        """``deliveries`` to ordered endpoints go into the job's queue (with ``trace``, the
+        record's trace context); the others are returned."""
+        loose = []
+        for delivery in deliveries:
+            endpoint = self.registry.endpoints.get(delivery.endpoint_id)
+            if endpoint is not None and endpoint.ordering == ORDERED and not callbacks.is_callback(endpoint.id):
+                queue = enqueue(queue, Pending.of(delivery, queue, trace))
+            else:
+                loose.append(delivery)
+        return queue, loose
+
+    def _requeue(self, partition: int, current: JobState, trace: str | None,
+                 deliveries: list[Delivery]) -> list[Delivery]:
+        """The finishing record read again: its deliveries to ordered endpoints join the job's
+        queue unless they are in it already or have ended (in ``settled`` then); one the first
+        pass sent concurrently, before the endpoint was made ordered, is queued now."""
+        queue, loose = self._ordered(current.ordered, trace, deliveries)
+        if queue != current.ordered:
+            current.ordered = queue
+            self.state.touch(partition, current.job.id)
+            self.ordered.offer(partition, current.job.id)
+        return loose
 
     def _notice(self, event: Event, job: Job, noticed_at: str | None) -> str | None:
         """The lifecycle webhook this event makes, when any endpoint of the tenant wants it."""
@@ -283,15 +342,18 @@ class EventIntake(ConsumerLoop):
         # Queued work of those partitions is let go unsent: the new owner re-reads the records.
         # The commit below stays under it, since those offsets never finish here.
         def ours(w: Work) -> bool:
-            return w.source.tracker is self.tracker and w.source.partition in partitions
+            return w.from_records_of(self.tracker, partitions) or self.ordered.ours(w, partitions)
 
+        self.ordered.revoking(partitions)
         self.lanes.drop(ours)
         # Attempts under way get a moment to end, so their offsets commit and the new owner
         # does not send them again.
         deadline = self.clock.monotonic() + REVOKE_GRACE_S
         while any(ours(w) for w in self.lanes.in_flight) and self.clock.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        self.lanes.drop(ours)  # whatever was queued meanwhile
         await self.commit_on_revocation(partitions)
+        self.ordered.forget(partitions)
         self.timers.forget(job_id for p in partitions for job_id in self.state.jobs_of(p))
         self.state.forget(partitions)
         self.tracker.forget(partitions)
@@ -309,6 +371,7 @@ class EventIntake(ConsumerLoop):
             self._state_ready.set()
             return
         timers = self.timers.restored(partitions)
-        log.info("state restored partitions=%s jobs=%d timers=%d restore_s=%.2f", partitions, restored, timers,
-                 self.clock.monotonic() - started)
+        ordered = self.ordered.restored(partitions)
+        log.info("state restored partitions=%s jobs=%d timers=%d ordered_jobs=%d restore_s=%.2f", partitions,
+                 restored, timers, ordered, self.clock.monotonic() - started)
         self._state_ready.set()

@@ -20,11 +20,15 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jobwire.clock import SYSTEM, Clock
 from jobwire.dispatch.copies import Step
 from jobwire.offsets import OffsetTracker
 from jobwire.webhooks.model import Delivery
+
+if TYPE_CHECKING:
+    from jobwire.dispatch.ordered import Turn
 
 #: Longest a delivery should wait in memory for its endpoint: a lane whose queue would take
 #: longer to work off has no room, and further deliveries are parked. Queued deliveries hold
@@ -68,11 +72,18 @@ class Source:
 @dataclass(slots=True, eq=False)
 class Work:
     delivery: Delivery
-    source: Source
+    #: The record it came from; None for the head of an ordered queue, which has ``turn``.
+    source: Source | None
     #: The step of the record it came from (``copies``): its next record names the next step.
     step: Step = Step()
     enqueued_at: float = 0.0  # set by ``Lanes.push``, on the lanes' clock
     started_at: float = 0.0
+    #: An ordered endpoint's head (``ordered``): its end goes back to the job's queue.
+    turn: Turn | None = None
+
+    def from_records_of(self, tracker: OffsetTracker, partitions: set[int]) -> bool:
+        """It came from a record of ``partitions`` read through ``tracker``."""
+        return self.source is not None and self.source.tracker is tracker and self.source.partition in partitions
 
     @property
     def size(self) -> int:

@@ -9,10 +9,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from jobwire.config import Settings
-from jobwire.metrics import scrape_refusal
+from jobwire.metrics import exposition, scrape_refusal
 
 
 def metrics_app(settings: Settings, registry: CollectorRegistry) -> web.Application:
@@ -22,7 +22,8 @@ def metrics_app(settings: Settings, registry: CollectorRegistry) -> web.Applicat
             return web.json_response({"title": "Unauthorized", "status": 401, "detail": refusal}, status=401,
                                      content_type="application/problem+json",
                                      headers={"WWW-Authenticate": 'Bearer realm="jobwire metrics"'})
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = exposition(registry, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -35,14 +35,20 @@ class SenderPool:
             finally:
                 self.lanes.release(lane, work)
             for spilled in self.lanes.overflow(lane):
+                if spilled.turn is not None:  # an ordered head is never parked: it keeps its place
+                    spilled.turn.put_back()
+                    continue
+                assert spilled.source is not None
                 await self.deliverer.park(spilled.delivery, spilled.step)
                 PARKED.inc()
                 spilled.source.settle(spilled.delivery)
 
     async def _attempt(self, work: Work) -> None:
         delivery = work.delivery
+        outcome = Outcome.FAILED
         try:
-            await self.deliverer.attempt(delivery, work.step)
+            outcome = await self.deliverer.attempt(delivery, work.step,
+                                                   on_retry=work.turn.retrying if work.turn else None)
         except LogError:
             raise  # the log is unusable: unsettled, so a restart replays it
         except Exception as exc:  # noqa: BLE001 - a bug in one delivery ends that delivery, not the process
@@ -59,7 +65,11 @@ class SenderPool:
                 # the run like a failing log does.
                 raise LogError(f"delivery {delivery.id} could neither be attempted nor set aside: "
                                f"{type(second).__name__}: {second}", retriable=False) from second
-        work.source.settle(delivery)
+        if work.turn is not None:
+            work.turn.ended(outcome)
+        else:
+            assert work.source is not None
+            work.source.settle(delivery)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (bounded) for attempts under way to end, e.g. before a final commit."""

@@ -127,7 +127,7 @@ class DispatcherParts:
     def loops(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """The parts that run, by name, once the consumers are subscribed and started."""
         return [("senders", self.pool.run()), ("intake", self.intake.run(stop)),
-                ("state", self.state.keep_written(stop)),
+                ("state", self.state.keep_written(stop)), ("ordered", self.intake.ordered.run(stop)),
                 ("deadlines", self.timers.run(stop)), *((t.topic, t.run(stop)) for t in self.tier_consumers)]
 
 
@@ -224,6 +224,8 @@ class Dispatcher:
         self.lanes.close()  # no new attempts; queued work stays uncommitted and is read again
         if clean:
             await self.pool.drain(self.options.shutdown_grace_s)
+            with contextlib.suppress(Exception):  # heads that ended in the drain leave their queues
+                await self.parts.intake.ordered.settle_ended()
         for part in parts:
             part.cancel()
         for part in parts:

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from jobwire.dispatch.ordered_queue import Pending, Queue
 from jobwire.dispatch.outbox import Outbox
 from jobwire.lifecycle import Job, Status
 from jobwire.metrics import INVALID_RECORDS
@@ -62,6 +63,9 @@ class JobState:
     unsettled_notices: tuple[int, ...] = ()
     #: The event time of the job's last ``task.progress`` notice (coalescing counts from it).
     progress_noticed_at: str | None = None
+    #: The job's deliveries to ordered endpoints, waiting for or taking their turn
+    #: (``ordered_queue``): the job's state is kept, never evicted, while any is left.
+    ordered: Queue = ()
 
     def encode(self) -> bytes:
         job: dict[str, Any] = self.job._asdict()
@@ -77,6 +81,8 @@ class JobState:
             snapshot["unsettled_notices"] = self.unsettled_notices
         if self.progress_noticed_at is not None:
             snapshot["progress_noticed_at"] = self.progress_noticed_at
+        if self.ordered:
+            snapshot["ordered"] = [p.encode() for p in self.ordered]
         return orjson.dumps(snapshot)
 
     @classmethod
@@ -86,7 +92,8 @@ class JobState:
         job["status"] = Status(job["status"])
         job["event_ids"] = tuple(job["event_ids"])
         return cls(Job(**job), data["offset"], data.get("terminal_event"), frozenset(data.get("settled") or ()),
-                   tuple(data.get("unsettled_notices") or ()), data.get("progress_noticed_at"))
+                   tuple(data.get("unsettled_notices") or ()), data.get("progress_noticed_at"),
+                   tuple(Pending.decode(p) for p in data.get("ordered") or ()))
 
 
 def _marker(finished_at: float) -> bytes:
@@ -179,6 +186,12 @@ class StateStore:
         if job_state.terminal_event is not None:
             state.finished.append((job_state.offset, job_id))
 
+    def touch(self, partition: int, job_id: str) -> None:
+        """The job's state was changed in place: its snapshot is written with the next pass."""
+        state = self.partitions.get(partition)
+        if state is not None and job_id in state.jobs:
+            state.changed[job_id] = None
+
     def settled(self, partition: int, job_id: str, endpoint_id: str) -> None:
         """The job's terminal delivery to ``endpoint_id`` has settled. It is noted once every
         record written so far (its own among them: an attempt, a retry, a dead letter) is
@@ -253,6 +266,9 @@ class StateStore:
                 if finished_at >= offset or job_state is None or job_state.offset != finished_at:
                     if finished_at >= offset:
                         keep.append((finished_at, job_id))
+                    continue
+                if job_state.ordered:  # deliveries still to make: asked again at the next commit
+                    keep.append((finished_at, job_id))
                     continue
                 del state.jobs[job_id]
                 state.changed.pop(job_id, None)

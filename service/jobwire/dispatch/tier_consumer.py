@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
+from jobwire import tracing
 from jobwire.clock import SYSTEM, Clock
 from jobwire.dispatch.consuming import ConsumerLoop, Rebalance, Records
 from jobwire.dispatch.copies import Claims, Step
@@ -73,6 +74,9 @@ class TierConsumer(ConsumerLoop):
                 if skipped_batch is not None:
                     raise ValueError(skipped_batch)
                 delivery = Delivery.decode(raw.value or b"")
+                traced = tracing.traceparent_of(raw.headers)
+                if traced is not None:
+                    delivery = replace(delivery, traceparent=traced)
             except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is set aside
                 await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset),
                                               f"not a delivery record: {type(exc).__name__}: {exc}",
@@ -118,12 +122,15 @@ class TierConsumer(ConsumerLoop):
 
     async def _hop(self, delivery: Delivery, moved: Step, tier_s: float, due_at_ms: int, reason: str) -> None:
         HOPS.labels(reason=reason).inc()
-        await self.outbox.send(tier_topic(self.deliverer.topics, tier_s), delivery.endpoint_id,
-                               replace(delivery, due_at_ms=due_at_ms).encode(),
-                               headers=moved.headers())
+        with tracing.span("webhook hop", parent=delivery.traceparent,
+                          attributes={"jobwire.delivery.id": delivery.id, "jobwire.endpoint.id": delivery.endpoint_id,
+                                      "jobwire.hop.reason": reason, "jobwire.hop.tier_s": tier_s}):
+            await self.outbox.send(tier_topic(self.deliverer.topics, tier_s), delivery.endpoint_id,
+                                   replace(delivery, due_at_ms=due_at_ms).encode(),
+                                   headers=[*moved.headers(), *tracing.record_headers(delivery.traceparent)])
 
     async def on_revoked(self, partitions: set[int]) -> None:
-        self.lanes.drop(lambda w: w.source.tracker is self.tracker and w.source.partition in partitions)
+        self.lanes.drop(lambda w: w.from_records_of(self.tracker, partitions))
         await self.commit_on_revocation(partitions)
         self.tracker.forget(partitions)
         self._hopped.clear()

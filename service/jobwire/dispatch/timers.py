@@ -39,6 +39,7 @@ from jobwire.dispatch.outbox import Outbox
 from jobwire.dispatch.state import StateStore
 from jobwire.lifecycle import Job
 from jobwire.metrics import DEADLINE_TIMERS, DEADLINES_FIRED
+from jobwire.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,7 @@ class Timers:
             DEADLINE_TIMERS.set(len(self._due))
             sleep = MAX_SLEEP_S if not self._heap else min(MAX_SLEEP_S, max(0.0, self._heap[0][0] - self._clock()))
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), sleep)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, sleep)
 
     async def fire_due(self) -> int:
         """Write the expiry of every job whose deadline has passed (at most ``FIRE_BATCH``)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from jobwire import events
+from jobwire import events, tracing
 from jobwire.binding import STRUCTURED_HEADERS
 from jobwire.errors import LogError
 from jobwire.events import Event
@@ -23,11 +23,17 @@ class JobEvents:
     async def publish(self, event: Event) -> Position:
         """Validate, write, and wait for the broker's acknowledgement; returns where it landed."""
         value = events.encode(event)
-        try:
-            metadata = await self._producer.send_and_wait(self.topic, value, key=event.subject.encode(),
-                                                          headers=STRUCTURED_HEADERS)
-        except KafkaError as exc:
-            raise LogError(f"publishing {event.type} for {event.subject} failed: {exc}", retriable=exc.retriable) from exc
+        with tracing.span(f"publish {event.type}", kind=tracing.PRODUCER,
+                          attributes={"jobwire.job.id": event.subject, "jobwire.event.id": event.id,
+                                      "messaging.destination.name": self.topic}):
+            traced = tracing.kafka_headers()  # this span's context (or one passed on)
+            try:
+                metadata = await self._producer.send_and_wait(self.topic, value, key=event.subject.encode(),
+                                                              headers=[*STRUCTURED_HEADERS, *traced] if traced
+                                                              else STRUCTURED_HEADERS)
+            except KafkaError as exc:
+                raise LogError(f"publishing {event.type} for {event.subject} failed: {exc}",
+                               retriable=exc.retriable) from exc
         return Position(metadata.partition, metadata.offset)
 
 

@@ -187,22 +187,24 @@ class Client:
                               description: str | None = None, rate_limit_per_s: float | None = None,
                               signing: str | None = None, filter: dict[str, Any] | None = None,
                               headers: dict[str, str] | None = None, auth: dict[str, str] | None = None,
-                              tls_client_cert: dict[str, str] | None = None, tls_ca: str | None = None
-                              ) -> dict[str, Any]:
+                              tls_client_cert: dict[str, str] | None = None, tls_ca: str | None = None,
+                              ordering: str | None = None) -> dict[str, Any]:
         """Register an endpoint; the answer carries its ``secret``, shown only here (with
         ``signing="ed25519"``, its ``public_key`` instead: ``v1a`` signatures). ``filter``:
         conditions on the task (``{"operation": {"in": [...]}, "metadata.customer": "x"}``).
         ``headers``, ``auth`` (``{"type": "bearer", "token": ...}`` or ``{"type": "basic",
         "username": ..., "password": ...}``): sent with every request; shown only by name.
         ``tls_client_cert`` (``{"cert": PEM, "key": PEM}``): presented to a receiver that asks
-        for one (mTLS); ``tls_ca``: PEM certificates the receiver's certificate is checked against."""
+        for one (mTLS); ``tls_ca``: PEM certificates the receiver's certificate is checked against.
+        ``ordering="job"``: a job's webhooks go one at a time, in the order of its events."""
         body: dict[str, Any] = {"url": url, "event_types": event_types, "description": description}
         if rate_limit_per_s is not None:
             body["rate_limit_per_s"] = rate_limit_per_s
         if signing is not None:
             body["signing"] = signing
         body.update({name: value for name, value in (("filter", filter), ("headers", headers), ("auth", auth),
-                                                     ("tls_client_cert", tls_client_cert), ("tls_ca", tls_ca))
+                                                     ("tls_client_cert", tls_client_cert), ("tls_ca", tls_ca),
+                                                     ("ordering", ordering))
                      if value is not None})
         _, endpoint, _ = await self._request("POST", "/v1/webhooks/endpoints", json=body, expect=(201,))
         return dict(endpoint)

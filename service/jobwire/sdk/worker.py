@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from jobwire import tracing
 from jobwire.config import Settings
 from jobwire.deadlines import EXPIRED, TIMEOUT
 from jobwire.errors import InvalidEvent, JobwireError, LogError
@@ -215,6 +216,9 @@ class Worker:
         self._files = FileAccess(self.settings)
 
     async def start(self) -> None:
+        # Traces (OTEL_*, JOBWIRE_TRACING) in any process that runs workers, not only `jobwire
+        # worker`: the job's trace continues here. Once per process.
+        tracing.configure("jobwire-worker")
         await self._producer.start()
         await self._group.start()
 
@@ -333,6 +337,16 @@ class Worker:
         self._running[job_id] = _Running(task, context)
 
     async def _run_job(self, context: JobContext, record: LogRecord) -> None:
+        # The job's trace continues here: what the handler publishes carries this span's context
+        # (while tracing is off, the record's own, passed on).
+        parent = tracing.traceparent_of(record.headers)
+        tracing.carry(parent)
+        with tracing.span(f"job {context.job.operation}", kind=tracing.CONSUMER, parent=parent,
+                          attributes={"jobwire.job.id": context.job.id, "jobwire.tenant": context.job.tenant,
+                                      "jobwire.operation": context.job.operation}):
+            await self._run_job_traced(context, record)
+
+    async def _run_job_traced(self, context: JobContext, record: LogRecord) -> None:
         job = context.job
         partition, offset = record.position.partition, record.position.offset
         finished = False

@@ -66,6 +66,9 @@ class Endpoint:
     tls_client_not_after: str | None = None
     #: PEM certificates the receiver's server certificate is checked against (None: the system's).
     tls_ca: str | None = None
+    #: ``job``: a job's webhooks to this endpoint go one at a time, in order (dispatch/ordered.py);
+    #: None: concurrently.
+    ordering: str | None = None
 
     def takes(self, job: Job) -> bool:
         """Whether a webhook about ``job`` is for this endpoint, by its content filter."""
@@ -92,7 +95,7 @@ class Endpoint:
             "auth": {"type": self.auth_type} if self.auth_type else None,
             "tls_client_cert": {"subject": self.tls_client_subject, "not_after": self.tls_client_not_after}
             if self.tls_client_subject else None,
-            "tls_ca": self.tls_ca,
+            "tls_ca": self.tls_ca, "ordering": self.ordering or "none",
         }
 
     def encode(self) -> bytes:
@@ -118,7 +121,7 @@ _FIELDS = tuple(Endpoint.__dataclass_fields__)
 #: Fields later versions added, and their defaults.
 _ADDED: dict[str, Any] = {"signing": HMAC, "filter": None, "sealed_request": None, "header_names": None,
                           "auth_type": None, "tls_client_subject": None, "tls_client_not_after": None,
-                          "tls_ca": None}
+                          "tls_ca": None, "ordering": None}
 
 
 def webhook_id(event_id: str, endpoint_id: str) -> str:
@@ -180,10 +183,13 @@ class Delivery:
     not_before_ms: int = 0
     #: Where a job's callback goes (webhooks/callbacks.py); None: to the endpoint's URL.
     url: str | None = None
+    #: The W3C trace context of the job's trace (jobwire/tracing.py), when tracing is on. Not a
+    #: field of the record: it travels in the record's headers (``tracing.record_headers``).
+    traceparent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record's fields; ``body`` stays pre-encoded JSON (an ``orjson.Fragment``)."""
-        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "traceparent"}
         fields["body"] = orjson.Fragment(self.body)
         if self.url is None:
             del fields["url"]  # as before callbacks: an earlier dispatcher reads the record

@@ -95,6 +95,7 @@ ENDPOINT_FIELDS: FieldChecks = {
     "tls_client_subject": (_optional_text, "null or a string"),
     "tls_client_not_after": (_optional_text, "null or a string"),
     "tls_ca": (_optional_text, "null or a string"),
+    "ordering": (lambda value: value in (None, "job"), 'null or "job"'),
 }
 
 

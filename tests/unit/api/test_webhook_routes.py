@@ -372,3 +372,22 @@ def test_an_hmac_endpoint_is_written_as_before_signing_existed() -> None:
     assert "signing" not in orjson.loads(endpoint.encode()) and Endpoint.decode(endpoint.encode()) == endpoint
     signed = endpoint.with_changes(signing="ed25519")
     assert orjson.loads(signed.encode())["signing"] == "ed25519" and Endpoint.decode(signed.encode()) == signed
+
+
+def test_an_endpoint_may_order_each_jobs_webhooks(setup: Any) -> None:
+    client, parts, _ = setup
+    body = create(client, ordering="job").json()
+    assert body["ordering"] == "job" and parts.endpoints.endpoints[body["id"]].ordering == "job"
+    assert create(client).json()["ordering"] == "none", "concurrent unless asked"
+    patched = client.patch(f"/v1/webhooks/endpoints/{body['id']}", json={"ordering": "none"}, headers=ACME)
+    assert patched.status_code == 200 and patched.json()["ordering"] == "none"
+    assert parts.endpoints.endpoints[body["id"]].ordering is None, "stored as before the option existed"
+    refused = create(client, ordering="fifo")
+    assert refused.status_code == 422 and "/ordering" in refused.text
+
+
+def test_signing_takes_the_standard_webhooks_version_names(setup: Any) -> None:
+    client, _, _ = setup
+    asymmetric = create(client, signing="v1a").json()
+    assert asymmetric["signing"] == "ed25519" and asymmetric["public_key"].startswith("whpk_")
+    assert create(client, signing="v1").json()["signing"] == "hmac"

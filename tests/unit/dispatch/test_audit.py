@@ -113,3 +113,15 @@ def test_a_jobs_callback_is_owed_like_an_endpoint() -> None:
     assert (missing.job_id, missing.endpoint_id, missing.webhook_id) == ("job_cb", lane, webhook_id(called, lane))
     ledger.attempt(orjson.dumps({"delivery_id": webhook_id(called, lane), "outcome": "succeeded"}))
     assert ledger.report().ok
+
+
+def test_a_delivery_waiting_in_an_ordered_queue_is_pending_until_its_snapshot_lets_it_go() -> None:
+    ledger = Ledger(0, 10_000)
+    ledger.endpoint(endpoint("ep_a"), 100)
+    waiting = finished_job(ledger, "job_1", 1000)
+    queued = orjson.dumps({"job": {}, "ordered": [[webhook_id(waiting, "ep_a"), "ep_a", "task.completed", waiting,
+                                                   "2026-01-01T00:00:00.000Z", 0, 0, 0]]})
+    ledger.snapshot(Rec(b"job_1", queued))
+    assert ledger.report().counts["pending"] == 1
+    ledger.snapshot(Rec(b"job_1", orjson.dumps({"finished_at": 1.0})))  # a later snapshot without it
+    assert ledger.report().counts["missing"] == 1, "only the job's latest snapshot counts"

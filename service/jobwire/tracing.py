@@ -1,0 +1,240 @@
+"""OpenTelemetry traces: one trace per job, from the submitting request through Kafka, the
+worker and the dispatcher to the receiver of its webhook.
+
+Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) or
+``JOBWIRE_TRACING=1`` is set; off, every call here returns at its first line and nothing of
+OpenTelemetry is imported. On, the official SDK does the work: a batch span processor, an
+OTLP/HTTP exporter, and the standard ``OTEL_*`` variables (service name, resource attributes,
+sampler, exporter endpoint, headers and timeouts, batch sizes; ``OTEL_SDK_DISABLED``).
+
+The context travels as W3C trace context: ``traceparent``/``tracestate`` headers on the Kafka
+records jobwire writes (the CloudEvents distributed-tracing extension's attributes; a binary
+mode ``ce_traceparent`` from another producer is read too), in the delivery records that carry a
+webhook through its retries, and on every webhook request, so a receiver can continue it.
+Span attributes name jobs, events, deliveries and endpoints, never a secret or a payload.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from jobwire.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Span kinds, by name (``opentelemetry.trace.SpanKind`` once tracing is on).
+SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL = "server", "client", "producer", "consumer", "internal"
+#: Kafka header names read for a record's trace context, first found wins.
+CONTEXT_HEADERS = ("traceparent", "ce_traceparent")
+#: A W3C traceparent as jobwire accepts one from outside (a request, a record): anything else
+#: is ignored, never an error, and never stored.
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+_tracer: Any = None  # an opentelemetry Tracer while tracing is on
+_propagator: Any = None
+_provider: Any = None
+#: While tracing is off here: the trace context of the record being handled, passed on
+#: unchanged in what is published for it, so the trace stays whole across a process that does
+#: not trace (a worker run by an application of its own).
+_carried: contextvars.ContextVar[str | None] = contextvars.ContextVar("jobwire_carried_trace", default=None)
+
+
+class _NoSpan:
+    """What ``span`` gives while tracing is off: enters and leaves, costs one call."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NO_SPAN = _NoSpan()
+
+
+def wanted(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the settings ask for tracing; ``ConfigError`` for a JOBWIRE_TRACING it cannot read."""
+    switch = env.get("JOBWIRE_TRACING", "").strip().lower()
+    if switch not in ("", "0", "1", "false", "true", "off", "on"):
+        raise ConfigError("JOBWIRE_TRACING", "1/true/on or 0/false/off")
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" or switch in ("0", "false", "off"):
+        return False
+    return switch in ("1", "true", "on") or bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                                                 or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
+    """Turn tracing on for this process when its settings ask for it; returns whether it is on.
+    ``service_name`` applies unless ``OTEL_SERVICE_NAME`` names the service."""
+    global _tracer, _propagator, _provider
+    if _tracer is not None:
+        return True  # once per process (an application may start several workers)
+    if not wanted(env):
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
+    if exporter == "none":
+        return False
+    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf").strip().lower()
+    if exporter != "otlp" or protocol != "http/protobuf":
+        raise ConfigError("OTEL_TRACES_EXPORTER", "jobwire exports traces over OTLP/HTTP (http/protobuf) only; "
+                                                  f"got exporter {exporter!r}, protocol {protocol!r}")
+    try:
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError as exc:
+        if env.get("JOBWIRE_TRACING", "").strip().lower() in ("1", "true", "on"):
+            raise ConfigError("JOBWIRE_TRACING", "tracing is asked for but OpenTelemetry is not installed: "
+                                                 "pip install 'jobwire[tracing]'") from exc
+        # An endpoint a platform sets for every process is no reason to refuse to start.
+        log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: tracing off "
+                    "(pip install 'jobwire[tracing]')")
+        return False
+    # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself; ours is the default.
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or service_name})
+    _provider = TracerProvider(resource=resource)
+    _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(_provider)  # refused (with a warning) when the application set one
+    _tracer = _provider.get_tracer("jobwire")
+    _propagator = TraceContextTextMapPropagator()
+    log.info("tracing on service=%s endpoint=%s", resource.attributes.get("service.name"),
+             env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "default")
+    return True
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+#: Longest a process's exit waits to export what it buffered.
+SHUTDOWN_FLUSH_MS = 5000
+
+
+def shutdown() -> None:
+    """Export what is buffered (at most ``SHUTDOWN_FLUSH_MS``) and stop."""
+    global _tracer
+    if _provider is not None:
+        _provider.force_flush(SHUTDOWN_FLUSH_MS)
+        _provider.shutdown()
+    _tracer = None
+
+
+def span(name: str, *, kind: str = INTERNAL, parent: str | None = None,
+         attributes: Mapping[str, Any] | None = None) -> Any:
+    """A span as a context manager, made current inside it. ``parent``: a ``traceparent`` to
+    continue (a record's, a delivery's); None continues the current span, if any."""
+    if _tracer is None:
+        return NO_SPAN
+    from opentelemetry.trace import SpanKind
+    context = _propagator.extract({"traceparent": parent}) if parent else None
+    return _tracer.start_as_current_span(name, context=context, kind=SpanKind[kind.upper()],
+                                         attributes={k: v for k, v in (attributes or {}).items() if v is not None})
+
+
+def failed(description: str) -> None:
+    """Mark the current span as failed (an attempt answered 5xx, or not at all)."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+    trace.get_current_span().set_status(Status(StatusCode.ERROR, description))
+
+
+def annotate(**attributes: Any) -> None:
+    """Set attributes on the current span (an HTTP status, an outcome)."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+    current = trace.get_current_span()
+    for key, value in attributes.items():
+        if value is not None:
+            current.set_attribute(key.replace("__", "."), value)
+
+
+def rename(name: str) -> None:
+    """Name the current span once its name is known (an HTTP route after routing)."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+    trace.get_current_span().update_name(name)
+
+
+def current_traceparent() -> str | None:
+    """The current span's ``traceparent``, to carry where the context cannot follow by itself."""
+    if _tracer is None:
+        return None
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def exemplar() -> dict[str, str] | None:
+    """The current trace as a Prometheus exemplar (None while tracing is off or no span is on)."""
+    if _tracer is None:
+        return None
+    from opentelemetry import trace
+    context = trace.get_current_span().get_span_context()
+    # Only a sampled trace is exported: an exemplar must not point at one that was not.
+    return {"trace_id": format(context.trace_id, "032x")} if context.is_valid and context.trace_flags.sampled \
+        else None
+
+
+def http_headers() -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``) of the current span, for an outgoing request."""
+    if _tracer is None:
+        return {}
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier
+
+
+def kafka_headers() -> list[tuple[str, bytes]]:
+    """The current span's context as Kafka record headers (while tracing is off: the context
+    of the record being handled, passed on)."""
+    if _tracer is None:
+        carried = _carried.get()
+        return [("traceparent", carried.encode())] if carried else []
+    return [(name, value.encode()) for name, value in http_headers().items()]
+
+
+def record_headers(traceparent: str | None) -> list[tuple[str, bytes]]:
+    """A delivery's trace context as headers of the retry or request record that carries it
+    (headers, not fields: a dispatcher of an earlier version reads the record unchanged)."""
+    return [("traceparent", traceparent.encode())] if traceparent else []
+
+
+def carry(traceparent: str | None) -> None:
+    """While tracing is off: pass ``traceparent`` on in what this task publishes from now on."""
+    if _tracer is None:
+        _carried.set(traceparent)
+
+
+def traceparent_of(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
+    """A Kafka record's well-formed ``traceparent`` header (or a binary-mode CloudEvent's), if any."""
+    if not headers:
+        return None
+    found = {name: value for name, value in headers if name in CONTEXT_HEADERS}
+    for name in CONTEXT_HEADERS:
+        value = found.get(name)
+        if isinstance(value, bytes) and len(value) == 55:
+            text = value.decode("ascii", "replace")
+            return text if TRACEPARENT.fullmatch(text) else None
+    return None
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id a ``traceparent`` names, if it was sampled (so a backend has it)."""
+    if not traceparent or not TRACEPARENT.fullmatch(traceparent):
+        return None
+    return traceparent[3:35] if int(traceparent[53:55], 16) & 1 else None
