@@ -1,7 +1,7 @@
 """Webhook dispatch speed, as ratios against a raw client in the same run.
 
     .venv/bin/python bench/dispatch.py [--jobs 10000] [--endpoints 4] [--rate 500] [--seconds 10] [--live-jobs 200000]
-    .venv/bin/python bench/dispatch.py --tracing-cost [--jobs 10000]
+    .venv/bin/python bench/dispatch.py --tracing-cost [--jobs 10000] [--sample 1.0]
 
 - throughput: a raw aiohttp client POSTing same-sized bodies with the same concurrency as the
   endpoints get (16 in flight each) vs our end to end rate from jobs.events to the receiver
@@ -196,6 +196,8 @@ def main() -> None:
     parser.add_argument("--only-lone", action="store_true", help="only the lone event and lone job figures")
     parser.add_argument("--tracing-cost", action="store_true",
                         help="only the throughput, with tracing off, on (exporting to a sink), and off again")
+    parser.add_argument("--sample", type=float, default=1.0,
+                        help="with --tracing-cost: the share of traces sampled (OTEL_TRACES_SAMPLER traceidratio)")
     args = parser.parse_args()
     with bench_broker() as bootstrap:
         if args.tracing_cost:
@@ -321,11 +323,15 @@ def tracing_cost(bootstrap: str, args: argparse.Namespace) -> None:
             env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
                    "JOBWIRE_SECRET_KEY": SECRET_KEY, "JOBWIRE_ALLOWED_TARGETS": "127.0.0.1/32", "JOBWIRE_DEV": "1",
                    "JOBWIRE_EVENTS_PARTITIONS": "6", "JOBWIRE_LOG_LEVEL": "WARNING",
-                   **({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"} if traced else {})}
+                   **({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+                       "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                       "OTEL_TRACES_SAMPLER_ARG": str(args.sample)} if traced else {})}
             asyncio.run(setup(env, receiver_port, args.endpoints))
             reset(receiver_port)
             asyncio.run(publish_jobs(env, 0, args.jobs))
-            dispatcher = start_process(env, "dispatcher", "--metrics-port", "0")
+            # BENCH_DISPATCHER_WRAP (py-spy, say) wraps the traced run's dispatcher.
+            dispatcher = start_process(env, "dispatcher", "--metrics-port", "0",
+                                       wrap=os.environ.get("BENCH_DISPATCHER_WRAP", "") if traced else "")
             try:
                 first, last = wait_count(receiver_port, args.jobs * args.endpoints, 600)
             finally:

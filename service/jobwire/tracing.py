@@ -130,15 +130,21 @@ def shutdown() -> None:
     _tracer = None
 
 
-def span(name: str, *, kind: str = INTERNAL, parent: str | None = None,
+def span(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: str | None = None,
          attributes: Mapping[str, Any] | None = None) -> Any:
     """A span as a context manager, made current inside it. ``parent``: a ``traceparent`` to
-    continue (a record's, a delivery's); None continues the current span, if any."""
+    continue (a record's, a delivery's); None continues the current span, if any. ``link``:
+    another trace this span relates to (the request that canceled a job, say)."""
     if _tracer is None:
         return NO_SPAN
-    from opentelemetry.trace import SpanKind
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, SpanKind
     context = _propagator.extract({"traceparent": parent}) if parent else None
-    return _tracer.start_as_current_span(name, context=context, kind=SpanKind[kind.upper()],
+    links = None
+    if link is not None and link != parent:
+        linked = trace.get_current_span(_propagator.extract({"traceparent": link})).get_span_context()
+        links = [Link(linked)] if linked.is_valid else None
+    return _tracer.start_as_current_span(name, context=context, kind=SpanKind[kind.upper()], links=links,
                                          attributes={k: v for k, v in (attributes or {}).items() if v is not None})
 
 

@@ -87,13 +87,26 @@ async def test_a_job_is_one_trace_from_the_request_to_the_receiver(kafka_bootstr
                 (attempt_logged,) = await eventually(logged, "the webhook's attempt in the job's deliveries")
                 assert attempt_logged["extra"]["trace_id"] == trace_id, "the delivery log names the job's trace"
 
+                # A job canceled by another request: its webhook is still in the job's own trace.
+                created_trace, cancel_trace = secrets.token_hex(16), secrets.token_hex(16)
+                async with http.post(f"{base}/v1/jobs", json={"operation": "manual", "parameters": {}},
+                                     headers={**auth, "traceparent": f"00-{created_trace}-{caller_span}-01"}) as answer:
+                    canceled_id = (await answer.json())["id"]
+                async with http.post(f"{base}/v1/jobs/{canceled_id}/cancel", json={},
+                                     headers={**auth, "traceparent": f"00-{cancel_trace}-{caller_span}-01"}) as answer:
+                    assert answer.status == 200, await answer.text()
+                await hook.wait_for(lambda: any(r.data["id"] == canceled_id for r in hook.received), timeout_s=60)
+
                 async def whole_trace() -> bool:
                     spans = collector.of_trace(trace_id)
                     return {s.service for s in spans} >= SERVICES and any(s.name.startswith("webhook") for s in spans)
                 await eventually(whole_trace, "spans of the job's trace from the API, the worker and the dispatcher",
                                  timeout_s=60)
-        webhook = hook.received[0]
-        assert webhook.data["id"] == job_id and hook.rejected == 0
+        webhook = next(r for r in hook.received if r.data["id"] == job_id)
+        assert hook.rejected == 0
+        canceled = next(r for r in hook.received if r.data["id"] == canceled_id)
+        assert canceled.type == "task.canceled" and canceled.headers["traceparent"].split("-")[1] == created_trace, \
+            "a cancel's webhook continues the job's trace, not the cancel request's"
         received_trace = webhook.headers["traceparent"].split("-")
         assert received_trace[1] == trace_id, "the receiver can continue the job's trace"
         spans = collector.of_trace(trace_id)

@@ -143,14 +143,19 @@ class EventIntake(ConsumerLoop):
         their attempts, retries included, join the job's trace."""
         record_trace = tracing.traceparent_of(raw.headers)
         if not tracing.enabled():
-            await self._handle_traced(raw, epoch, record_trace)
+            await self._handle_traced(raw, epoch, record_trace, record_trace)
             return
-        with tracing.span("dispatch", kind=tracing.CONSUMER, parent=record_trace,
+        # The job's own trace when it has one (a cancel request, a deadline: linked, not a
+        # trace of their own); records are keyed by job id.
+        current = self.state.get(raw.partition, (raw.key or b"").decode("utf-8", "replace"))
+        job_trace = current.trace if current is not None and current.trace else record_trace
+        with tracing.span("dispatch", kind=tracing.CONSUMER, parent=job_trace, link=record_trace,
                           attributes={"messaging.destination.partition.id": str(raw.partition),
                                       "messaging.kafka.offset": raw.offset}):
-            await self._handle_traced(raw, epoch, tracing.current_traceparent())
+            await self._handle_traced(raw, epoch, tracing.current_traceparent(), record_trace)
 
-    async def _handle_traced(self, raw: ConsumerRecord[bytes, bytes], epoch: int, trace: str | None) -> None:
+    async def _handle_traced(self, raw: ConsumerRecord[bytes, bytes], epoch: int, trace: str | None,
+                             record_trace: str | None) -> None:
         partition, offset = raw.partition, raw.offset
         skipped_batch = undecodable(raw.headers)
         if skipped_batch is not None:
@@ -160,7 +165,7 @@ class EventIntake(ConsumerLoop):
             event = decode_record(raw.value, raw.headers or ())
             tracing.rename(f"dispatch {event.type}")
             tracing.annotate(jobwire__job__id=event.subject, jobwire__event__id=event.id)
-            deliveries = await self._fold(partition, offset, event, trace)
+            deliveries = await self._fold(partition, offset, event, trace, record_trace)
         except (InvalidEvent, PayloadTooLarge) as exc:
             await self._set_aside(raw, str(exc), epoch)
             return
@@ -194,7 +199,8 @@ class EventIntake(ConsumerLoop):
                                       tuple(raw.headers or ()))
         self.tracker.skip(raw.partition, raw.offset, epoch)
 
-    async def _fold(self, partition: int, offset: int, event: Event, trace: str | None = None) -> list[Delivery]:
+    async def _fold(self, partition: int, offset: int, event: Event, trace: str | None = None,
+                    record_trace: str | None = None) -> list[Delivery]:
         """Apply the event to the job's state; the deliveries it causes (none unless terminal).
 
         Everything that can fail for this record (encoding the snapshot, the payload, its size)
@@ -253,7 +259,8 @@ class EventIntake(ConsumerLoop):
         if notice == PROGRESS and (deliveries or queue != (current.ordered if current else ())):
             noticed_at = canonical(event.time)
         snapshot = JobState(job, offset, event.id if outcome.became_terminal else None,
-                            unsettled_notices=unsettled, progress_noticed_at=noticed_at, ordered=queue)
+                            unsettled_notices=unsettled, progress_noticed_at=noticed_at, ordered=queue,
+                            trace=current.trace if current is not None and current.trace else record_trace)
         encoded = snapshot.encode()
         if len(encoded) > MAX_RECORD_BYTES:
             raise PayloadTooLarge(f"the job's state snapshot would be {len(encoded)} bytes, over the "

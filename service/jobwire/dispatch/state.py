@@ -66,6 +66,9 @@ class JobState:
     #: The job's deliveries to ordered endpoints, waiting for or taking their turn
     #: (``ordered_queue``): the job's state is kept, never evicted, while any is left.
     ordered: Queue = ()
+    #: The job's trace (jobwire/tracing.py): the ``traceparent`` of the record that created it.
+    #: Its later records (a cancel, a deadline) are handled in it, so the job stays one trace.
+    trace: str | None = None
 
     def encode(self) -> bytes:
         job: dict[str, Any] = self.job._asdict()
@@ -83,6 +86,8 @@ class JobState:
             snapshot["progress_noticed_at"] = self.progress_noticed_at
         if self.ordered:
             snapshot["ordered"] = [p.encode() for p in self.ordered]
+        if self.trace is not None:
+            snapshot["trace"] = self.trace
         return orjson.dumps(snapshot)
 
     @classmethod
@@ -93,7 +98,7 @@ class JobState:
         job["event_ids"] = tuple(job["event_ids"])
         return cls(Job(**job), data["offset"], data.get("terminal_event"), frozenset(data.get("settled") or ()),
                    tuple(data.get("unsettled_notices") or ()), data.get("progress_noticed_at"),
-                   tuple(Pending.decode(p) for p in data.get("ordered") or ()))
+                   tuple(Pending.decode(p) for p in data.get("ordered") or ()), data.get("trace"))
 
 
 def _marker(finished_at: float) -> bytes:

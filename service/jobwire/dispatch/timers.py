@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
-from jobwire import events
+from jobwire import events, tracing
 from jobwire.binding import STRUCTURED_HEADERS
 from jobwire.deadlines import Due, epoch, expiry_event, next_due
 from jobwire.dispatch.outbox import Outbox
@@ -165,16 +165,17 @@ class Timers:
                 # heartbeat or a completion may be waiting in its backlog. Decide once it has.
                 self._push(job_id, partition, now + RECHECK_S)
                 continue
-            await self._fire(partition, job_state.job, due)
+            await self._fire(partition, job_state.job, due, job_state.trace)
             fired += 1
             # Checked again later in case the write is lost; a folded expiry disarms it first.
             self._push(job_id, partition, now + REFIRE_S)
         return fired
 
-    async def _fire(self, partition: int, job: Job, due: Due) -> None:
+    async def _fire(self, partition: int, job: Job, due: Due, trace: str | None = None) -> None:
         event = expiry_event(job, due)
+        # In the job's trace: its timeout webhook is part of the job's story.
         await self._outbox.send(self._topic, job.id, events.encode(event), partition=partition,
-                                headers=STRUCTURED_HEADERS)
+                                headers=[*STRUCTURED_HEADERS, *tracing.record_headers(trace)])
         DEADLINES_FIRED.labels(deadline=due.kind.value).inc()
         log.info("deadline passed job_id=%s event_id=%s deadline=%s late_s=%.3f", job.id, event.id,
                  due.kind.value, self._clock() - due.at)

@@ -166,7 +166,8 @@ class FakeOutbox:
 
     async def send(self, topic: str, key: str, value: bytes, *, partition: int | None = None,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
-        assert headers == [("content-type", b"application/cloudevents+json")]
+        assert headers is not None and headers[0] == ("content-type", b"application/cloudevents+json")
+        self.headers = headers
         self.sent.append((key, partition, orjson.loads(value)))
 
 
@@ -387,3 +388,15 @@ def test_a_bad_cancel_grace_names_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"JOBWIRE_CANCEL_GRACE_S": raw})
     assert caught.value.variable == "JOBWIRE_CANCEL_GRACE_S"
+
+
+async def test_an_expiry_is_written_in_the_jobs_trace() -> None:
+    clock = Clock()
+    timers, state, outbox = timers_at(clock)
+    job = created(timeout_s=5)
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    state.partitions.setdefault(0, PartitionState()).jobs[job.id] = JobState(job, 0, trace=trace)
+    timers.arm(0, job)
+    clock.now = T0 + 5
+    assert await timers.fire_due() == 1
+    assert ("traceparent", trace.encode()) in outbox.headers, "its timeout webhook stays in the job's trace"
