@@ -38,6 +38,7 @@ TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _tracer: Any = None  # an opentelemetry Tracer while tracing is on
 _propagator: Any = None
 _provider: Any = None
+_api: Any = None  # the opentelemetry.trace module, bound once tracing is on
 #: While tracing is off here: the trace context of the record being handled, passed on
 #: unchanged in what is published for it, so the trace stays whole across a process that does
 #: not trace (a worker run by an application of its own).
@@ -73,7 +74,7 @@ def wanted(env: Mapping[str, str] = os.environ) -> bool:
 def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
     """Turn tracing on for this process when its settings ask for it; returns whether it is on.
     ``service_name`` applies unless ``OTEL_SERVICE_NAME`` names the service."""
-    global _tracer, _propagator, _provider
+    global _tracer, _propagator, _provider, _api
     if _tracer is not None:
         return True  # once per process (an application may start several workers)
     if not wanted(env):
@@ -108,6 +109,7 @@ def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
     trace.set_tracer_provider(_provider)  # refused (with a warning) when the application set one
     _tracer = _provider.get_tracer("jobwire")
     _propagator = TraceContextTextMapPropagator()
+    _api = trace
     log.info("tracing on service=%s endpoint=%s", resource.attributes.get("service.name"),
              env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "default")
     return True
@@ -137,14 +139,12 @@ def span(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: st
     another trace this span relates to (the request that canceled a job, say)."""
     if _tracer is None:
         return NO_SPAN
-    from opentelemetry import trace
-    from opentelemetry.trace import Link, SpanKind
     context = _propagator.extract({"traceparent": parent}) if parent else None
     links = None
     if link is not None and link != parent:
-        linked = trace.get_current_span(_propagator.extract({"traceparent": link})).get_span_context()
-        links = [Link(linked)] if linked.is_valid else None
-    return _tracer.start_as_current_span(name, context=context, kind=SpanKind[kind.upper()], links=links,
+        linked = _api.get_current_span(_propagator.extract({"traceparent": link})).get_span_context()
+        links = [_api.Link(linked)] if linked.is_valid else None
+    return _tracer.start_as_current_span(name, context=context, kind=_api.SpanKind[kind.upper()], links=links,
                                          attributes={k: v for k, v in (attributes or {}).items() if v is not None})
 
 
@@ -152,17 +152,14 @@ def failed(description: str) -> None:
     """Mark the current span as failed (an attempt answered 5xx, or not at all)."""
     if _tracer is None:
         return
-    from opentelemetry import trace
-    from opentelemetry.trace import Status, StatusCode
-    trace.get_current_span().set_status(Status(StatusCode.ERROR, description))
+    _api.get_current_span().set_status(_api.Status(_api.StatusCode.ERROR, description))
 
 
 def annotate(**attributes: Any) -> None:
     """Set attributes on the current span (an HTTP status, an outcome)."""
     if _tracer is None:
         return
-    from opentelemetry import trace
-    current = trace.get_current_span()
+    current = _api.get_current_span()
     for key, value in attributes.items():
         if value is not None:
             current.set_attribute(key.replace("__", "."), value)
@@ -172,25 +169,19 @@ def rename(name: str) -> None:
     """Name the current span once its name is known (an HTTP route after routing)."""
     if _tracer is None:
         return
-    from opentelemetry import trace
-    trace.get_current_span().update_name(name)
+    _api.get_current_span().update_name(name)
 
 
 def current_traceparent() -> str | None:
     """The current span's ``traceparent``, to carry where the context cannot follow by itself."""
-    if _tracer is None:
-        return None
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
-    return carrier.get("traceparent")
+    return http_headers().get("traceparent")
 
 
 def exemplar() -> dict[str, str] | None:
     """The current trace as a Prometheus exemplar (None while tracing is off or no span is on)."""
     if _tracer is None:
         return None
-    from opentelemetry import trace
-    context = trace.get_current_span().get_span_context()
+    context = _api.get_current_span().get_span_context()
     # Only a sampled trace is exported: an exemplar must not point at one that was not.
     return {"trace_id": format(context.trace_id, "032x")} if context.is_valid and context.trace_flags.sampled \
         else None

@@ -148,7 +148,7 @@ class EventIntake(ConsumerLoop):
         # The job's own trace when it has one (a cancel request, a deadline: linked, not a
         # trace of their own); records are keyed by job id.
         current = self.state.get(raw.partition, (raw.key or b"").decode("utf-8", "replace"))
-        job_trace = current.trace if current is not None and current.trace else record_trace
+        job_trace = (current.trace if current else None) or record_trace
         with tracing.span("dispatch", kind=tracing.CONSUMER, parent=job_trace, link=record_trace,
                           attributes={"messaging.destination.partition.id": str(raw.partition),
                                       "messaging.kafka.offset": raw.offset}):
@@ -260,7 +260,7 @@ class EventIntake(ConsumerLoop):
             noticed_at = canonical(event.time)
         snapshot = JobState(job, offset, event.id if outcome.became_terminal else None,
                             unsettled_notices=unsettled, progress_noticed_at=noticed_at, ordered=queue,
-                            trace=current.trace if current is not None and current.trace else record_trace)
+                            trace=(current.trace if current else None) or record_trace)
         encoded = snapshot.encode()
         if len(encoded) > MAX_RECORD_BYTES:
             raise PayloadTooLarge(f"the job's state snapshot would be {len(encoded)} bytes, over the "

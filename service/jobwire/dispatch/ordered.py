@@ -168,7 +168,8 @@ class OrderedDeliveries:
         """Take ended heads out of their queues; once the snapshots saying so are acknowledged,
         arm the entries after them."""
         ended, self._ended = self._ended, []
-        if any(outcome not in (None, Outcome.RETRYING) for _, outcome in ended):
+        heads_left = any(outcome not in (None, Outcome.RETRYING) for _, outcome in ended)
+        if heads_left:
             # Their attempt records and dead letters first: a snapshot without the entry must
             # never outlive a dead letter lost in a crash.
             await self.outbox.flush()
@@ -197,7 +198,7 @@ class OrderedDeliveries:
                 job_state.settled = job_state.settled | {endpoint_id}
             self.state.touch(partition, job_id)
             moved.append(turn.key)
-        if any(outcome not in (None, Outcome.RETRYING) for _, outcome in ended):
+        if heads_left:
             await self.state.write_changed()
             await self.outbox.flush()
         for partition, job_id, endpoint_id in moved:
