@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -36,6 +37,7 @@ import aiohttp
 import orjson
 from _broker import bench_broker
 
+from jobwire import tracing
 from jobwire.config import load_settings
 from jobwire.devtools.broker import free_port
 from jobwire.dispatch.outbox import Outbox
@@ -116,9 +118,13 @@ async def setup(env: dict[str, str], receiver_port: int, endpoints: int) -> None
         await producer.stop()
 
 
-async def publish_jobs(env: dict[str, str], first: int, count: int, rate: float | None = None) -> dict[str, float]:
+async def publish_jobs(env: dict[str, str], first: int, count: int, rate: float | None = None,
+                       sampled: float | None = None) -> dict[str, float]:
     """Created then completed events; with ``rate``, completions paced at that many per second.
+    With ``sampled``, each completion carries a ``traceparent`` as a traced API would have sent
+    it, sampled with that probability (the dispatcher continues it, or makes no span).
     Returns the terminal event's id -> the time just before it was published."""
+    draws = random.Random(7)
     settings = load_settings(env)
     producer = make_producer(settings.kafka)
     await producer.start()
@@ -138,6 +144,9 @@ async def publish_jobs(env: dict[str, str], first: int, count: int, rate: float 
                 if delay > 0:
                     await asyncio.sleep(delay)
             event = new_event("job.completed", job, "acme", {"result": {"pages": 3, "url": "https://files.example/r.pdf"}})
+            if sampled is not None:  # the task made below copies this context, so its record carries it
+                tracing.carry(f"00-{draws.getrandbits(128):032x}-{draws.getrandbits(64):016x}-"
+                              f"{'01' if draws.random() < sampled else '00'}")
             sent_at[event.id] = time.time()
             pending.append(asyncio.create_task(publisher.publish(event)))
             if len(pending) >= 2000:
@@ -198,6 +207,9 @@ def main() -> None:
                         help="only the throughput, with tracing off, on (exporting to a sink), and off again")
     parser.add_argument("--sample", type=float, default=1.0,
                         help="with --tracing-cost: the share of traces sampled (OTEL_TRACES_SAMPLER traceidratio)")
+    parser.add_argument("--traced-producer", action="store_true",
+                        help="with --tracing-cost: completions carry a traceparent sampled at --sample, as a traced "
+                             "API's would (else the dispatcher starts each trace and samples it)")
     args = parser.parse_args()
     with bench_broker() as bootstrap:
         if args.tracing_cost:
@@ -328,7 +340,7 @@ def tracing_cost(bootstrap: str, args: argparse.Namespace) -> None:
                        "OTEL_TRACES_SAMPLER_ARG": str(args.sample)} if traced else {})}
             asyncio.run(setup(env, receiver_port, args.endpoints))
             reset(receiver_port)
-            asyncio.run(publish_jobs(env, 0, args.jobs))
+            asyncio.run(publish_jobs(env, 0, args.jobs, sampled=args.sample if args.traced_producer else None))
             # BENCH_DISPATCHER_WRAP (py-spy, say) wraps the traced run's dispatcher.
             dispatcher = start_process(env, "dispatcher", "--metrics-port", "0",
                                        wrap=os.environ.get("BENCH_DISPATCHER_WRAP", "") if traced else "")

@@ -20,6 +20,7 @@ import contextvars
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,12 +34,20 @@ SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL = "server", "client", "producer", "
 CONTEXT_HEADERS = ("traceparent", "ce_traceparent")
 #: A W3C traceparent as jobwire accepts one from outside (a request, a record): anything else
 #: is ignored, never an error, and never stored.
-TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+#: Version ff and all-zero ids are invalid (W3C trace context), as the propagator has them.
+TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 _tracer: Any = None  # an opentelemetry Tracer while tracing is on
 _propagator: Any = None
 _provider: Any = None
 _api: Any = None  # the opentelemetry.trace module, bound once tracing is on
+_kinds: dict[str, Any] = {}  # our kind names -> SpanKind, once tracing is on
+_root: Any = None  # an empty context: what a span without a parent starts from
+#: Whether the sampler follows a parent's decision (the ``parentbased_*`` samplers, the
+#: default): then a span under an unsampled parent is not made at all, not made and dropped.
+_follows_parent = True
+#: The samplers that follow a remote parent's decision (OTEL_TRACES_SAMPLER; unset is the first).
+PARENT_BASED = ("", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio")
 #: While tracing is off here: the trace context of the record being handled, passed on
 #: unchanged in what is published for it, so the trace stays whole across a process that does
 #: not trace (a worker run by an application of its own).
@@ -74,7 +83,6 @@ def wanted(env: Mapping[str, str] = os.environ) -> bool:
 def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
     """Turn tracing on for this process when its settings ask for it; returns whether it is on.
     ``service_name`` applies unless ``OTEL_SERVICE_NAME`` names the service."""
-    global _tracer, _propagator, _provider, _api
     if _tracer is not None:
         return True  # once per process (an application may start several workers)
     if not wanted(env):
@@ -93,7 +101,6 @@ def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     except ImportError as exc:
         if env.get("JOBWIRE_TRACING", "").strip().lower() in ("1", "true", "on"):
             raise ConfigError("JOBWIRE_TRACING", "tracing is asked for but OpenTelemetry is not installed: "
@@ -104,15 +111,29 @@ def configure(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
         return False
     # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES itself; ours is the default.
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or service_name})
-    _provider = TracerProvider(resource=resource)
-    _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(_provider)  # refused (with a warning) when the application set one
-    _tracer = _provider.get_tracer("jobwire")
-    _propagator = TraceContextTextMapPropagator()
-    _api = trace
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)  # refused (with a warning) when the application set one
+    install(provider, env)
     log.info("tracing on service=%s endpoint=%s", resource.attributes.get("service.name"),
              env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "default")
     return True
+
+
+def install(provider: Any, env: Mapping[str, str] = os.environ) -> None:
+    """Trace through ``provider`` (an SDK TracerProvider) from now on; ``configure`` makes it
+    from the settings, a test passes one exporting to memory."""
+    global _tracer, _propagator, _provider, _api, _kinds, _root, _follows_parent
+    from opentelemetry import context, trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    _provider = provider
+    _tracer = provider.get_tracer("jobwire")
+    _propagator = TraceContextTextMapPropagator()
+    _api = trace
+    _kinds = {kind: trace.SpanKind[kind.upper()] for kind in (SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL)}
+    _root = context.Context()
+    _follows_parent = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() in PARENT_BASED
 
 
 def enabled() -> bool:
@@ -125,11 +146,11 @@ SHUTDOWN_FLUSH_MS = 5000
 
 def shutdown() -> None:
     """Export what is buffered (at most ``SHUTDOWN_FLUSH_MS``) and stop."""
-    global _tracer
+    global _tracer, _provider
     if _provider is not None:
         _provider.force_flush(SHUTDOWN_FLUSH_MS)
         _provider.shutdown()
-    _tracer = None
+    _tracer = _provider = None
 
 
 def span(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: str | None = None,
@@ -144,15 +165,91 @@ def span(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: st
     if link is not None and link != parent:
         linked = _api.get_current_span(_propagator.extract({"traceparent": link})).get_span_context()
         links = [_api.Link(linked)] if linked.is_valid else None
-    return _tracer.start_as_current_span(name, context=context, kind=_api.SpanKind[kind.upper()], links=links,
+    return _tracer.start_as_current_span(name, context=context, kind=_kinds[kind], links=links,
                                          attributes={k: v for k, v in (attributes or {}).items() if v is not None})
 
 
-def failed(description: str) -> None:
-    """Mark the current span as failed (an attempt answered 5xx, or not at all)."""
+# --- spans on the dispatcher's path: started and ended by hand, never made current -------------
+# The dispatcher makes two spans for every webhook it sends; the context-manager layers, the
+# context attach and detach and the propagator's parsing were a third of what tracing cost it.
+
+
+def _span_context(traceparent: str) -> Any:
+    """The remote span context a well-formed ``traceparent`` names (as the propagator makes it)."""
+    return _api.SpanContext(int(traceparent[3:35], 16), int(traceparent[36:52], 16), is_remote=True,
+                            trace_flags=_api.TraceFlags(int(traceparent[53:55], 16)))
+
+
+def start(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: str | None = None,
+          attributes: Mapping[str, Any] | None = None, start_ns: int | None = None) -> Any:
+    """A span, started, not made current: end it with ``end``. None while tracing is off, and
+    under an unsampled ``parent`` when the sampler follows the parent (nothing would be
+    exported): then ``traceparent(None, parent)`` passes the parent's context on."""
+    if _tracer is None or (parent is not None and _follows_parent and not int(parent[53:55], 16) & 1):
+        return None
+    context = _api.set_span_in_context(_api.NonRecordingSpan(_span_context(parent))) if parent else _root
+    links = None
+    if link is not None and link != parent:
+        linked = _span_context(link)
+        links = [_api.Link(linked)] if linked.is_valid else None
+    return _tracer.start_span(name, context=context, kind=_kinds[kind], links=links, start_time=start_ns,
+                              attributes={k: v for k, v in (attributes or {}).items() if v is not None})
+
+
+def traceparent(span: Any, fallback: str | None = None) -> str | None:
+    """The ``traceparent`` of a span from ``start``; ``fallback`` (the context passed on) for None."""
+    if span is None:
+        return fallback
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def request_headers(span: Any, fallback: str | None = None) -> dict[str, str]:
+    """An outgoing request's ``traceparent``: a span's from ``start``, or ``fallback`` passed on
+    (a span not made under an unsampled parent). Nothing while tracing is off."""
     if _tracer is None:
+        return {}
+    passed = traceparent(span, fallback)
+    return {"traceparent": passed} if passed else {}
+
+
+def end(span: Any, *, error: str | None = None, **attributes: Any) -> None:
+    """End a span from ``start`` (None is fine), with attributes (``__`` for ``.``) and, for a
+    failure, an error status."""
+    if span is None:
         return
-    _api.get_current_span().set_status(_api.Status(_api.StatusCode.ERROR, description))
+    for key, value in attributes.items():
+        if value is not None:
+            span.set_attribute(key.replace("__", "."), value)
+    if error is not None:
+        span.set_status(_api.Status(_api.StatusCode.ERROR, error))
+    span.end()
+
+
+class Deferred:
+    """A span started only when something asks for its context (a record that makes a webhook
+    does; most records make none, and cost no span), timed from when it was made. While tracing
+    is off, its context is ``parent``, passed on."""
+
+    __slots__ = ("_args", "_start_ns", "_span", "_started")
+
+    def __init__(self, name: str, *, kind: str = INTERNAL, parent: str | None = None, link: str | None = None,
+                 attributes: Mapping[str, Any] | None = None) -> None:
+        self._args: tuple[Any, ...] = (name, kind, parent, link, attributes)
+        self._start_ns = time.time_ns() if _tracer is not None else 0
+        self._span: Any = None
+        self._started = False
+
+    def traceparent(self) -> str | None:
+        name, kind, parent, link, attributes = self._args
+        if not self._started and _tracer is not None:
+            self._started = True
+            self._span = start(name, kind=kind, parent=parent, link=link, attributes=attributes,
+                               start_ns=self._start_ns)
+        return traceparent(self._span, parent)
+
+    def end(self) -> None:
+        end(self._span)
 
 
 def annotate(**attributes: Any) -> None:
@@ -170,11 +267,6 @@ def rename(name: str) -> None:
     if _tracer is None:
         return
     _api.get_current_span().update_name(name)
-
-
-def current_traceparent() -> str | None:
-    """The current span's ``traceparent``, to carry where the context cannot follow by itself."""
-    return http_headers().get("traceparent")
 
 
 def exemplar() -> dict[str, str] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -108,6 +109,11 @@ class Plan:
     max_ack_s: float
     #: Progress events of the longest job (the others draw theirs).
     long_job_progress: int = 0
+    #: How often the dispatcher finds itself busy on the CPU (lanes then hold, not park, a
+    #: backlog whose pace is typical).
+    busy_p: float = 0.0
+    #: Every receiver answering 200 in this many seconds (None: drawn per endpoint).
+    uniform_latency_s: float | None = None
 
 
 def endpoint(n: int, tenant: str, event_types: tuple[str, ...] | None = None,
@@ -136,11 +142,12 @@ def draw_plan(seed: int) -> Plan:
                                                                             "task.canceled")), "task.started",
                                                         *(("task.progress",) if ordering.random() < 0.5 else ())))
                  if ordering.random() < 0.4 else e for e in endpoints]
+    busy_p = random.Random(seed ^ 0xB057).choice([0.0, 0.5, 1.0])  # an RNG of its own, as above
     return Plan(seed, partitions=rng.randint(1, 4), endpoints=endpoints, jobs=rng.randint(5, 60),
                 max_deliveries=rng.randint(1, 30), queue_per_endpoint=rng.randint(1, 20),
                 in_flight=rng.randint(1, 4), senders=rng.randint(1, 8), crashes=rng.randint(0, 3),
                 rebalances=rng.randint(0, 4), ack_fail_p=rng.choice([0.0, 0.0, 0.002, 0.01]),
-                max_ack_s=rng.choice([0.001, 0.01, 0.2]))
+                max_ack_s=rng.choice([0.001, 0.01, 0.2]), busy_p=busy_p)
 
 
 @dataclass
@@ -152,6 +159,8 @@ class Outcome:
     duplicates: int
     restarts: int
     virtual_s: float
+    #: Deliveries parked on the retry path by full lanes (records of the requests topic).
+    parked: int = 0
 
 
 class World:
@@ -173,6 +182,8 @@ class World:
         drawn = random.Random(plan.seed ^ 0xCA11 + 1)
         self.receivers.behaviour.update({url: (drawn.choice([0.001, 0.01, 0.1]), drawn.choice([0.0, 0.1, 0.5]), 0.0)
                                          for url in CALLBACK_URLS})
+        if plan.uniform_latency_s is not None:
+            self.receivers.behaviour = {url: (plan.uniform_latency_s, 0.0, 0.0) for url in self.receivers.behaviour}
         #: (endpoint url, webhook-id) -> job id: what must reach each receiver
         self.expected: dict[tuple[str, str], str] = {}
         #: What may reach a receiver without being owed: progress notices, which coalesce
@@ -318,6 +329,12 @@ class World:
                     raise Violation(f"commit of {topic}:{partition} at {offset} passes {wid} for {url}, "
                                     "neither received nor on the retry path")
 
+    def _busy(self) -> Callable[[], bool]:
+        """The dispatcher's CPU load as the seed has it: busy with probability ``busy_p`` at each
+        look, from an RNG of its own so that the other draws stay as they were."""
+        draws = random.Random(self.plan.seed ^ 0xC0DE)
+        return lambda: draws.random() < self.plan.busy_p
+
     def _watch_bound(self, lanes: Lanes) -> None:
         push = lanes.push
         limit = self.plan.max_deliveries + self.max_fan_out
@@ -347,7 +364,7 @@ class World:
                                 read_changelog=lambda partitions: self.kafka.read_changelog(self.topics.state, partitions),
                                 # Sometimes nothing, a little or much of the attempts' tail is read.
                                 recent_attempts=lambda: self.kafka.tail(self.topics.attempts, recall),
-                                sender=self.receivers, clock=self.clock)
+                                sender=self.receivers, clock=self.clock, busy=self._busy())
         self._watch_bound(parts.lanes)
         for record in self.kafka.records(self.topics.endpoints):
             parts.registry.apply(record)
@@ -467,7 +484,7 @@ class World:
             raise Violation(f"{url} received {wid}, which no job owed it (a phantom or another tenant's)")
         duplicates = sum(count - 1 for count in self.receivers.taken.values())
         return Outcome(self.plan, self.expected, len(received), len(self.dead), duplicates, self.restarts,
-                       asyncio.get_running_loop().time())
+                       asyncio.get_running_loop().time(), len(self.kafka.records(self.topics.requests)))
 
 
 def _log_failure(failure: BaseException) -> bool:

@@ -1,8 +1,12 @@
-"""Tracing's switch and its context plumbing (jobwire/tracing.py), without an exporter."""
+"""Tracing's switch and its context plumbing (jobwire/tracing.py); the dispatcher's hand-made
+spans with tracing on, exported to memory."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
@@ -31,7 +35,7 @@ def test_off_every_call_is_a_no_op() -> None:
     with tracing.span("anything", parent="00-" + "1" * 32 + "-" + "2" * 16 + "-01") as span:
         assert span is None
         tracing.annotate(http__response__status_code=200)
-    assert tracing.http_headers() == {} and tracing.kafka_headers() == [] and tracing.current_traceparent() is None
+    assert tracing.http_headers() == {} and tracing.kafka_headers() == []
 
 
 def test_a_traceparent_names_its_trace() -> None:
@@ -53,7 +57,8 @@ def test_only_a_well_formed_traceparent_is_taken_from_outside() -> None:
     good = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert tracing.traceparent_of([("traceparent", good)]) == good.decode()
     assert tracing.traceparent_of([("ce_traceparent", good)]) == good.decode(), "a binary-mode CloudEvent's"
-    for bad in (None, b"", b"00-x", good.upper(), good + b"0", b"\xff" * 55, b"00-" + b"g" * 32 + good[35:]):
+    for bad in (None, b"", b"00-x", good.upper(), good + b"0", b"\xff" * 55, b"00-" + b"g" * 32 + good[35:],
+                b"ff" + good[2:], good[:3] + b"0" * 32 + good[35:], good[:36] + b"0" * 16 + good[52:]):
         assert tracing.traceparent_of([("traceparent", bad)]) is None, bad
     assert tracing.trace_id_of(good.decode()[:-2] + "00") is None, "an unsampled trace is exported nowhere"
 
@@ -77,3 +82,90 @@ def test_an_openmetrics_scrape_shows_the_trace_of_an_observation() -> None:
     assert b'# {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} 0.2' in body
     body, content_type = exposition(registry, None)
     assert content_type.startswith("text/plain") and b"trace_id" not in body, "the classic format as before"
+
+
+
+# --- the dispatcher's spans, started and ended by hand, with tracing on ----------------------
+
+SAMPLED = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+UNSAMPLED = "00-" + "c" * 32 + "-" + "d" * 16 + "-00"
+
+
+@pytest.fixture
+def memory() -> Iterator[Any]:
+    """Tracing on in this process (parent-based sampling, the default); each span exported to
+    memory as it ends."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider, {})
+    try:
+        yield exporter
+    finally:
+        tracing.shutdown()
+    assert not tracing.enabled()
+
+
+def test_a_started_span_continues_its_parent_and_names_itself_in_its_traceparent(memory: Any) -> None:
+    attempt = tracing.start("webhook task.completed", kind=tracing.CLIENT, parent=SAMPLED,
+                            attributes={"jobwire.delivery.id": "dlv_1", "jobwire.job.id": None})
+    passed = tracing.traceparent(attempt)
+    assert passed is not None and tracing.TRACEPARENT.fullmatch(passed)
+    assert passed.split("-")[1] == "a" * 32 and passed.split("-")[2] != "b" * 16 and passed.endswith("-01")
+    assert tracing.request_headers(attempt, SAMPLED) == {"traceparent": passed}
+    assert memory.get_finished_spans() == (), "exported only once ended"
+    tracing.end(attempt, error="HTTP 503", http__response__status_code=503)
+    (span,) = memory.get_finished_spans()
+    assert format(span.parent.span_id, "016x") == "b" * 16 and format(span.context.span_id, "016x") == passed[36:52]
+    assert span.kind.name == "CLIENT" and span.name == "webhook task.completed"
+    assert span.attributes["http.response.status_code"] == 503 and "jobwire.job.id" not in span.attributes
+    assert span.status.status_code.name == "ERROR" and span.status.description == "HTTP 503"
+
+
+def test_under_an_unsampled_parent_no_span_is_made_and_the_parents_context_goes_on(memory: Any) -> None:
+    attempt = tracing.start("webhook task.failed", kind=tracing.CLIENT, parent=UNSAMPLED)
+    assert attempt is None
+    assert tracing.request_headers(attempt, UNSAMPLED) == {"traceparent": UNSAMPLED}
+    tracing.end(attempt, error="ignored")
+    deferred = tracing.Deferred("dispatch job.completed", parent=UNSAMPLED)
+    assert deferred.traceparent() == UNSAMPLED
+    deferred.end()
+    assert memory.get_finished_spans() == ()
+
+
+def test_a_root_span_starts_a_trace_of_its_own_and_links_another(memory: Any) -> None:
+    root = tracing.start("dispatch job.completed", kind=tracing.CONSUMER, link=SAMPLED)
+    tracing.end(root)
+    (span,) = memory.get_finished_spans()
+    assert span.parent is None and format(span.context.trace_id, "032x") != "a" * 32
+    (link,) = span.links
+    assert format(link.context.trace_id, "032x") == "a" * 32 and format(link.context.span_id, "016x") == "b" * 16
+    linked_to_itself = tracing.start("dispatch job.completed", parent=SAMPLED, link=SAMPLED)
+    tracing.end(linked_to_itself)
+    assert memory.get_finished_spans()[1].links == ()
+
+
+def test_a_deferred_span_exists_only_once_asked_for_and_is_timed_from_its_making(memory: Any) -> None:
+    unasked = tracing.Deferred("dispatch job.created", parent=SAMPLED)
+    unasked.end()
+    assert memory.get_finished_spans() == (), "a record that makes no webhook costs no span"
+    made_at = time.time_ns()
+    asked = tracing.Deferred("dispatch job.completed", kind=tracing.CONSUMER, parent=SAMPLED,
+                             attributes={"jobwire.job.id": "job_1"})
+    time.sleep(0.01)
+    passed = asked.traceparent()
+    assert asked.traceparent() == passed, "one span, however often asked"
+    asked.end()
+    (span,) = memory.get_finished_spans()
+    assert span.start_time - made_at < 10_000_000 and span.end_time - span.start_time >= 10_000_000
+    assert format(span.context.span_id, "016x") == passed[36:52] and span.attributes["jobwire.job.id"] == "job_1"
+
+
+def test_a_deferred_span_while_off_passes_its_parent_on() -> None:
+    assert not tracing.enabled()
+    assert tracing.Deferred("dispatch", parent=SAMPLED).traceparent() == SAMPLED
+    assert tracing.start("anything", parent=SAMPLED) is None and tracing.request_headers(None, SAMPLED) == {}

@@ -164,25 +164,26 @@ class Deliverer:
             return SendResult(None, 0.0, "the endpoint's signing secret or request options cannot be opened or "
                                          "used; rotate the endpoint's secret and set its headers, auth and "
                                          "TLS options again")
-        with tracing.span(f"webhook {delivery.event_type}", kind=tracing.CLIENT, parent=delivery.traceparent,
-                          attributes={"jobwire.delivery.id": delivery.id, "jobwire.endpoint.id": endpoint.id,
-                                      "jobwire.job.id": delivery.job_id, "jobwire.event.id": delivery.event_id,
-                                      "jobwire.attempt": delivery.previous_attempts + delivery.attempts + 1}):
+        attempt = tracing.start(f"webhook {delivery.event_type}", kind=tracing.CLIENT, parent=delivery.traceparent,
+                                attributes={"jobwire.delivery.id": delivery.id, "jobwire.endpoint.id": endpoint.id,
+                                            "jobwire.job.id": delivery.job_id, "jobwire.event.id": delivery.event_id,
+                                            "jobwire.attempt": delivery.previous_attempts + delivery.attempts + 1})
+        result = None
+        try:
             headers = sign_headers(delivery.id, delivery.body, secrets,
                                    at=datetime.fromtimestamp(self.clock.time(), UTC))
             # The receiver may continue the trace; the signature's headers last: whatever an
             # endpoint sets, they are the ones sent.
-            sent = {**extra, **tracing.http_headers(), **headers}
+            sent = {**extra, **tracing.request_headers(attempt, delivery.traceparent), **headers}
             if context is None:
                 result = await self.sender.post(endpoint.url, delivery.body, sent, delivery_id=delivery.id)
             else:
                 result = await self.sender.post(endpoint.url, delivery.body, sent, delivery_id=delivery.id,
                                                 ssl=context)
-            if result.status_code is None or not 200 <= result.status_code < 300:
-                tracing.annotate(error__type=str(result.status_code) if result.status_code else "transport")
-                tracing.failed(result.error or f"HTTP {result.status_code}")
-            tracing.annotate(http__response__status_code=result.status_code)
             return result
+        finally:
+            if attempt is not None:
+                _end_attempt(attempt, result)
 
     async def _carry_out(self, sent: Delivery, decision: Decision, result: SendResult, step: Step,
                          on_retry: Callable[[Delivery], None] | None) -> None:
@@ -314,3 +315,15 @@ def _ms(moment: str | None) -> int | None:
         return int(parse_utc(moment).timestamp() * 1000)
     except ValueError:
         return None
+
+
+def _end_attempt(attempt: object, result: SendResult | None) -> None:
+    """End an attempt's span with its HTTP status; an error unless a 2xx answered."""
+    if result is None:  # canceled or raised under way
+        tracing.end(attempt, error="the attempt did not finish")
+    elif result.status_code is not None and 200 <= result.status_code < 300:
+        tracing.end(attempt, http__response__status_code=result.status_code)
+    else:
+        tracing.end(attempt, error=result.error or f"HTTP {result.status_code}",
+                    error__type=str(result.status_code) if result.status_code else "transport",
+                    http__response__status_code=result.status_code)

@@ -138,34 +138,23 @@ class EventIntake(ConsumerLoop):
     # --- one record -------------------------------------------------------------------------
 
     async def _handle(self, raw: ConsumerRecord[bytes, bytes], epoch: int) -> None:
-        """One record, in a span that continues the record's trace (the job's) while tracing is
-        on; the webhooks it makes carry that span's context (else the record's, passed on), so
-        their attempts, retries included, join the job's trace."""
-        record_trace = tracing.traceparent_of(raw.headers)
-        if not tracing.enabled():
-            await self._handle_traced(raw, epoch, record_trace, record_trace)
-            return
-        # The job's own trace when it has one (a cancel request, a deadline: linked, not a
-        # trace of their own); records are keyed by job id.
-        current = self.state.get(raw.partition, (raw.key or b"").decode("utf-8", "replace"))
-        job_trace = (current.trace if current else None) or record_trace
-        with tracing.span("dispatch", kind=tracing.CONSUMER, parent=job_trace, link=record_trace,
-                          attributes={"messaging.destination.partition.id": str(raw.partition),
-                                      "messaging.kafka.offset": raw.offset}):
-            await self._handle_traced(raw, epoch, tracing.current_traceparent(), record_trace)
-
-    async def _handle_traced(self, raw: ConsumerRecord[bytes, bytes], epoch: int, trace: str | None,
-                             record_trace: str | None) -> None:
+        """One record. While tracing is on, a record that makes webhooks gets a ``dispatch`` span
+        in the job's trace (linked to the record's own, a cancel request's say), and its webhooks
+        carry that span's context; while off, they carry the record's, passed on."""
         partition, offset = raw.partition, raw.offset
         skipped_batch = undecodable(raw.headers)
         if skipped_batch is not None:
             await self._set_aside(raw, skipped_batch, epoch)
             return
+        record_trace = tracing.traceparent_of(raw.headers)
+        trace, deliveries = None, []
         try:
             event = decode_record(raw.value, raw.headers or ())
-            tracing.rename(f"dispatch {event.type}")
-            tracing.annotate(jobwire__job__id=event.subject, jobwire__event__id=event.id)
+            trace = self._dispatch_span(raw, event, record_trace)
             deliveries = await self._fold(partition, offset, event, trace, record_trace)
+            if not deliveries:
+                self.tracker.skip(partition, offset, epoch)
+                return
         except (InvalidEvent, PayloadTooLarge) as exc:
             await self._set_aside(raw, str(exc), epoch)
             return
@@ -175,11 +164,12 @@ class EventIntake(ConsumerLoop):
             log.exception("record handling failed topic=%s position=%d:%d", self.topic, partition, offset)
             await self._set_aside(raw, f"handling failed: {type(exc).__name__}: {exc}", epoch)
             return
-        if not deliveries:
-            self.tracker.skip(partition, offset, epoch)
-            return
-        if trace is not None:
-            deliveries = [replace(d, traceparent=trace) for d in deliveries]
+        finally:
+            if trace is not None and not deliveries:
+                trace.end()
+        traceparent = trace.traceparent()
+        if traceparent is not None:
+            deliveries = [replace(d, traceparent=traceparent) for d in deliveries]
         if deliveries[0].event_type in LIFECYCLE_TYPES:
             remaining = [len(deliveries)]
 
@@ -191,15 +181,31 @@ class EventIntake(ConsumerLoop):
             def settled(delivery: Delivery) -> None:
                 self.state.settled(partition, delivery.job_id or "", delivery.endpoint_id)
         source = Source(self.tracker, partition, offset, len(deliveries), epoch, on_settled=settled)
-        for delivery in deliveries:
-            await self.route(delivery, source)
+        try:
+            for delivery in deliveries:
+                await self.route(delivery, source)
+        finally:
+            trace.end()
+
+    def _dispatch_span(self, raw: ConsumerRecord[bytes, bytes], event: Event,
+                       record_trace: str | None) -> tracing.Deferred:
+        if not tracing.enabled():
+            return tracing.Deferred("dispatch", parent=record_trace)  # passes the record's context on
+        # The job's own trace when it has one (a cancel request, a deadline: linked, not a
+        # trace of their own).
+        current = self.state.get(raw.partition, event.subject)
+        return tracing.Deferred(f"dispatch {event.type}", kind=tracing.CONSUMER,
+                                parent=(current.trace if current else None) or record_trace, link=record_trace,
+                                attributes={"messaging.destination.partition.id": str(raw.partition),
+                                            "messaging.kafka.offset": raw.offset,
+                                            "jobwire.job.id": event.subject, "jobwire.event.id": event.id})
 
     async def _set_aside(self, raw: ConsumerRecord[bytes, bytes], reason: str, epoch: int) -> None:
         await self.quarantine.put_raw(raw.key, raw.value, Position(raw.partition, raw.offset), reason,
                                       tuple(raw.headers or ()))
         self.tracker.skip(raw.partition, raw.offset, epoch)
 
-    async def _fold(self, partition: int, offset: int, event: Event, trace: str | None = None,
+    async def _fold(self, partition: int, offset: int, event: Event, trace: tracing.Deferred | None = None,
                     record_trace: str | None = None) -> list[Delivery]:
         """Apply the event to the job's state; the deliveries it causes (none unless terminal).
 
@@ -271,19 +277,20 @@ class EventIntake(ConsumerLoop):
             self.ordered.offer(partition, job.id)
         return deliveries
 
-    def _ordered(self, queue: Queue, trace: str | None, deliveries: list[Delivery]) -> tuple[Queue, list[Delivery]]:
-        """``deliveries`` to ordered endpoints go into the job's queue (with ``trace``, the
-        record's trace context); the others are returned."""
+    def _ordered(self, queue: Queue, trace: tracing.Deferred | None,
+                 deliveries: list[Delivery]) -> tuple[Queue, list[Delivery]]:
+        """``deliveries`` to ordered endpoints go into the job's queue (with ``trace``'s context,
+        the record's dispatch span); the others are returned."""
         loose = []
         for delivery in deliveries:
             endpoint = self.registry.endpoints.get(delivery.endpoint_id)
             if endpoint is not None and endpoint.ordering == ORDERED and not callbacks.is_callback(endpoint.id):
-                queue = enqueue(queue, Pending.of(delivery, queue, trace))
+                queue = enqueue(queue, Pending.of(delivery, queue, trace.traceparent() if trace else None))
             else:
                 loose.append(delivery)
         return queue, loose
 
-    def _requeue(self, partition: int, current: JobState, trace: str | None,
+    def _requeue(self, partition: int, current: JobState, trace: tracing.Deferred | None,
                  deliveries: list[Delivery]) -> list[Delivery]:
         """The finishing record read again: its deliveries to ordered endpoints join the job's
         queue unless they are in it already or have ended (in ``settled`` then); one the first

@@ -9,7 +9,10 @@ token and the senders serve other lanes meanwhile.
 The whole structure counts what it holds (deliveries queued plus in flight, and their bytes);
 consumers stop reading while it is ``full`` and start again once it is ``drained`` below the
 low-water mark. A lane whose own queue is full refuses more (``has_room``): the caller parks
-the delivery durably on the retry path instead of holding it.
+the delivery durably on the retry path instead of holding it. A lane is full when its endpoint
+is slow, not when the dispatcher is: while the process is busy on the CPU (``busy``) and the
+lane's attempts take no longer than everyone's, its queue waits under the global bound, since
+parking it would only add work to a process that has none to spare.
 """
 
 from __future__ import annotations
@@ -39,6 +42,19 @@ MIN_RATE_PER_S = 0.1
 TOKEN_EPSILON = 1e-9
 #: Shortest wait for a token: a timer for less would wake the lane for nothing.
 MIN_TOKEN_WAIT_S = 0.001
+#: While the dispatcher is busy, a lane whose pace (its attempts' time over its slots, or its
+#: rate limit) is more than this many times the typical attempt's is slow by its endpoint's
+#: doing, and parks what it cannot work off in time.
+SLOWER_THAN_TYPICAL = 2.0
+#: Longest a lane holds work in memory even at the dispatcher's own pace: past it, the excess
+#: is parked whatever the reason, so the commit watermark and a restart's replay stay bounded.
+HELD_WAIT_S = 6 * LANE_WAIT_S
+#: Weight of each attempt in the typical attempt's time (an average over the last ~50).
+TYPICAL_WEIGHT = 0.02
+
+
+def _never() -> bool:
+    return False
 
 
 class Source:
@@ -126,8 +142,13 @@ class Lane:
 
 class Lanes:
     def __init__(self, *, in_flight_per_endpoint: int, queue_per_endpoint: int, max_deliveries: int,
-                 max_bytes: int, low_water: float = 0.5, senders: int | None = None, clock: Clock = SYSTEM) -> None:
+                 max_bytes: int, low_water: float = 0.5, senders: int | None = None, clock: Clock = SYSTEM,
+                 busy: Callable[[], bool] = _never) -> None:
         self.clock = clock
+        #: Whether the process is busy on the CPU (saturation.CpuLoad): its lanes' paces are its own.
+        self.busy = busy
+        #: How long an attempt typically takes, over every lane's recent attempts.
+        self.typical_latency: float | None = None
         #: The senders taking work: a tenant holds at most its share of them (all of them over
         #: the tenants with work) while another tenant's work is ready. None: no tenant share.
         self.senders = senders
@@ -179,7 +200,21 @@ class Lanes:
         # what turns out to be too much once the pace is known).
         if queued < self.in_flight_per_endpoint or lane.latency is None:
             return True
-        return self.drain_s(endpoint_id) <= LANE_WAIT_S
+        drain_s = self.drain_s(endpoint_id)
+        return drain_s <= LANE_WAIT_S or drain_s <= self._holds_s(lane)
+
+    def _holds_s(self, lane: Lane) -> float:
+        """How much of its work (in seconds at its pace) a lane holds in memory."""
+        return HELD_WAIT_S if self._paced_by_us(lane) else LANE_WAIT_S
+
+    def _paced_by_us(self, lane: Lane) -> bool:
+        """The lane drains as fast as the dispatcher serves anyone: the process is busy and the
+        lane's pace (a rate limit included) is no slower than the typical attempt's, so it is
+        the dispatcher's own pace, not its endpoint's."""
+        typical = self.typical_latency
+        return (typical is not None and lane.latency is not None
+                and self._interval(lane) * self.in_flight_per_endpoint <= SLOWER_THAN_TYPICAL * typical
+                and self.busy())
 
     def drain_s(self, endpoint_id: str, more: int = 0) -> float:
         """Roughly how long the endpoint needs to work off its queue plus ``more`` deliveries."""
@@ -214,12 +249,16 @@ class Lanes:
         self._consider(lane)
 
     def overflow(self, lane: Lane) -> list[Work]:
-        """The newest queued work beyond what ``lane`` works off in ``LANE_WAIT_S`` at its
-        measured pace, taken out: the caller parks it. A burst taken in before the endpoint
+        """The newest queued work beyond what ``lane`` works off in ``LANE_WAIT_S`` (or
+        ``HELD_WAIT_S`` when its pace is the dispatcher's) at its measured pace, taken out, once
+        it holds twice that: the caller parks it. A burst taken in before the endpoint
         showed it is slow does not stay in memory holding the commit watermark."""
         if lane.latency is None or self.drain_s(lane.endpoint_id) <= 2 * LANE_WAIT_S:
             return []
-        keep = max(self.in_flight_per_endpoint, int(LANE_WAIT_S / max(self._interval(lane), 1e-6)))
+        holds_s = self._holds_s(lane)
+        if self.drain_s(lane.endpoint_id) <= 2 * holds_s:
+            return []
+        keep = max(self.in_flight_per_endpoint, int(holds_s / max(self._interval(lane), 1e-6)))
         spilled = []
         while len(lane.queue) > keep:
             work = lane.queue.pop()
@@ -329,6 +368,8 @@ class Lanes:
         self._count(lane.tenant, -1)
         took = self.clock.monotonic() - work.started_at
         lane.latency = took if lane.latency is None else 0.8 * lane.latency + 0.2 * took
+        typical = self.typical_latency
+        self.typical_latency = took if typical is None else typical + TYPICAL_WEIGHT * (took - typical)
         if not lane.queue and not lane.in_flight and not lane.listed and lane.rate is None:
             # Idle lanes go (endpoints come and go); a rate-limited one stays, since its tokens
             # are what enforces the rate across bursts.

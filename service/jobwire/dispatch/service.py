@@ -33,6 +33,7 @@ from jobwire.dispatch.lanes import Lanes
 from jobwire.dispatch.outbox import Outbox, Producer
 from jobwire.dispatch.policy import Tiers
 from jobwire.dispatch.received import RECALL_PER_PARTITION, Received, RecentAttempts
+from jobwire.dispatch.saturation import CpuLoad
 from jobwire.dispatch.sender_pool import SenderPool
 from jobwire.dispatch.state import ReadChangelog, StateStore
 from jobwire.dispatch.tier_consumer import TierConsumer
@@ -65,7 +66,10 @@ class DispatcherParts:
 
     def __init__(self, settings: Settings, options: DispatcherOptions, *, producer: Producer,
                  consumer: Callable[[str, str], Consumer], read_changelog: ReadChangelog, sender: Poster,
-                 recent_attempts: RecentAttempts | None = None, clock: Clock = SYSTEM) -> None:
+                 recent_attempts: RecentAttempts | None = None, clock: Clock = SYSTEM,
+                 busy: Callable[[], bool] | None = None) -> None:
+        """``busy``: whether the process is busy on the CPU (the simulation decides it from its
+        seed; by default ``CpuLoad`` measures it)."""
         if not settings.secret_key:
             raise ConfigError("JOBWIRE_SECRET_KEY", "the dispatcher needs it to open endpoint secrets")
         self.settings = settings
@@ -78,7 +82,7 @@ class DispatcherParts:
         self.lanes = Lanes(in_flight_per_endpoint=settings.endpoint_in_flight,
                            queue_per_endpoint=settings.endpoint_max_queued,
                            max_deliveries=settings.dispatch_max_deliveries, max_bytes=settings.dispatch_max_bytes,
-                           senders=settings.dispatch_senders, clock=clock)
+                           senders=settings.dispatch_senders, clock=clock, busy=busy or CpuLoad().busy)
         self.received = Received()
         self._recent_attempts = recent_attempts
         self.deliverer = Deliverer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from jobwire.dispatch.lanes import Lanes, Source, Work
+from jobwire.dispatch.lanes import HELD_WAIT_S, LANE_WAIT_S, Lanes, Source, Work
 from jobwire.offsets import OffsetTracker
 from jobwire.webhooks.model import Delivery
 
@@ -155,3 +155,74 @@ async def test_over_its_share_a_tenant_is_still_served_when_no_other_work_is_rea
     for lane, item in taken:
         subject.release(lane, item)
     assert subject.deliveries == 0 and not subject._tenant_work and not subject._tenant_in_flight
+
+
+async def attempt_taking(subject: Lanes, took_s: float, endpoint: str | None = None) -> None:
+    """One attempt (of ``endpoint``'s, when named) that took ``took_s``; others taken meanwhile
+    end at once."""
+    lane, taken = await subject.take()
+    while endpoint is not None and taken.delivery.endpoint_id != endpoint:
+        subject.release(lane, taken)
+        lane, taken = await subject.take()
+    taken.started_at -= took_s
+    subject.release(lane, taken)
+
+
+def busy_lanes(busy: list[bool] | None = None) -> Lanes:
+    flag = busy if busy is not None else [True]
+    return Lanes(in_flight_per_endpoint=2, queue_per_endpoint=1000, max_deliveries=10_000, max_bytes=1 << 30,
+                 busy=lambda: flag[0])
+
+
+async def test_while_the_dispatcher_is_busy_a_backlog_at_the_typical_pace_is_held_not_parked() -> None:
+    busy = [True]
+    subject = busy_lanes(busy)
+    for endpoint in ("a", "b"):
+        for n in range(200):
+            subject.push(work(endpoint, n), None)
+        await attempt_taking(subject, 0.2, endpoint)  # 0.1 s a slot: 199 queued are ~10 s of work
+    assert subject.drain_s("a") > 5.0 and subject.drain_s("b") > 5.0
+    assert subject.has_room("a") and subject.has_room("b"), "their pace is the dispatcher's, not the endpoints'"
+    assert subject.overflow(subject.lanes["a"]) == [], "nothing given back to park"
+    busy[0] = False
+    assert not subject.has_room("a"), "idle, the dispatcher judges the endpoint by its pace again"
+    assert len(subject.overflow(subject.lanes["a"])) > 100
+
+
+async def test_a_lane_held_at_the_typical_pace_still_holds_no_more_than_its_cap() -> None:
+    subject = busy_lanes()
+    for n in range(900):
+        subject.push(work("a", n), None)
+    await attempt_taking(subject, 0.2, "a")  # 0.1 s a slot: ~90 s of work queued
+    assert subject.drain_s("a") > HELD_WAIT_S and not subject.has_room("a")
+    spilled = subject.overflow(subject.lanes["a"])
+    assert spilled and subject.drain_s("a") <= HELD_WAIT_S + 0.1, "past twice the cap, the excess is parked"
+
+
+async def test_while_the_dispatcher_is_busy_a_slow_endpoint_still_parks() -> None:
+    subject = busy_lanes()
+    for n in range(100):
+        subject.push(work("fast", n), None)
+    for _ in range(50):
+        await attempt_taking(subject, 0.01, "fast")
+    for n in range(100):
+        subject.push(work("slow", n), None)
+    await attempt_taking(subject, 2.0, "slow")
+    assert subject.typical_latency is not None and subject.typical_latency < 1.0
+    assert not subject.has_room("slow"), "2 s an attempt is the endpoint's doing"
+    assert subject.overflow(subject.lanes["slow"]), "its excess is given back to park"
+
+
+async def test_while_the_dispatcher_is_busy_a_rate_limited_lane_still_parks() -> None:
+    """Its attempts are as fast as anyone's, but its rate limit is its pace: 1 a second."""
+    subject = busy_lanes()
+    for n in range(50):
+        subject.push(work("fast", n), None)
+    for _ in range(20):
+        await attempt_taking(subject, 0.01, "fast")
+    for n in range(30):
+        subject.push(work("limited", n), 1.0)
+    await attempt_taking(subject, 0.01, "limited")
+    assert subject.drain_s("limited") > LANE_WAIT_S
+    assert not subject.has_room("limited")
+    assert subject.overflow(subject.lanes["limited"]), "what it cannot send in time is parked"
