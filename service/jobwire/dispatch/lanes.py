@@ -204,7 +204,13 @@ class Lanes:
         return drain_s <= LANE_WAIT_S or drain_s <= self._holds_s(lane)
 
     def _holds_s(self, lane: Lane) -> float:
-        """How much of its work (in seconds at its pace) a lane holds in memory."""
+        """How much of its work (in seconds at its pace) a lane holds in memory: more than
+        ``LANE_WAIT_S`` only at the dispatcher's own pace, and only while its tenant holds no
+        more than its share of the bound (the bound over the tenants with work), so that one
+        tenant's held backlog never pauses the intake for the others."""
+        if len(self._tenant_work) > 1 and \
+                self._tenant_work.get(lane.tenant, 0) * len(self._tenant_work) > self.max_deliveries:
+            return LANE_WAIT_S
         return HELD_WAIT_S if self._paced_by_us(lane) else LANE_WAIT_S
 
     def _paced_by_us(self, lane: Lane) -> bool:

@@ -226,3 +226,22 @@ async def test_while_the_dispatcher_is_busy_a_rate_limited_lane_still_parks() ->
     assert subject.drain_s("limited") > LANE_WAIT_S
     assert not subject.has_room("limited")
     assert subject.overflow(subject.lanes["limited"]), "what it cannot send in time is parked"
+
+
+async def test_a_tenant_holds_a_backlog_only_within_its_share_of_the_bound() -> None:
+    """Busy, two tenants with work: acme's held lanes stop at half of the bound, so globex's
+    records still find room."""
+    subject = Lanes(in_flight_per_endpoint=2, queue_per_endpoint=1000, max_deliveries=400, max_bytes=1 << 30,
+                    busy=lambda: True)
+    for n in range(150):
+        subject.push(work("a", n), None)
+    await attempt_taking(subject, 0.2, "a")  # 0.1 s a slot: ~15 s of work, within the 30 s held
+    assert subject.has_room("a"), "alone, acme may hold its backlog"
+    subject.push(work("g", 0, tenant="globex"), None)
+    await attempt_taking(subject, 0.2, "g")
+    subject.push(work("g", 1, tenant="globex"), None)
+    for n in range(150, 250):
+        subject.push(work("a", n), None)
+    assert subject.drain_s("a") > LANE_WAIT_S
+    assert not subject.has_room("a"), "past half of the bound, acme's excess is parked"
+    assert subject.has_room("g")
