@@ -33,6 +33,7 @@ import uuid
 from functools import partial
 from pathlib import Path
 
+import _otlp_sink as otlp_sink
 import aiohttp
 import orjson
 from _broker import bench_broker
@@ -306,28 +307,14 @@ def lone_job(env: dict[str, str], args: argparse.Namespace, receiver_port: int) 
           "worker's own two writes)")
 
 
-OTLP_SINK = '''
-import sys
-from aiohttp import web
-spans = 0
-async def traces(request):
-    await request.read()
-    return web.Response(body=b"", content_type="application/x-protobuf")
-app = web.Application()
-app.router.add_post("/v1/traces", traces)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
-'''
-
-
 def tracing_cost(bootstrap: str, args: argparse.Namespace) -> None:
     """Throughput with tracing off, on (a span per record that makes deliveries and per attempt,
     batched to an OTLP/HTTP sink in its own process), and off again: the cost as ratios."""
     receiver_port, sink_port = free_port(), free_port()
     scratch = tempfile.mkdtemp()
     Path(scratch, "receiver.py").write_text(RECEIVER)
-    Path(scratch, "sink.py").write_text(OTLP_SINK)
-    helpers = [subprocess.Popen([sys.executable, str(Path(scratch, name)), str(port)])
-               for name, port in (("receiver.py", receiver_port), ("sink.py", sink_port))]
+    helpers = [subprocess.Popen([sys.executable, script, str(port)])
+               for script, port in ((str(Path(scratch, "receiver.py")), receiver_port), (otlp_sink.SCRIPT, sink_port))]
     rates = []
     try:
         time.sleep(1)

@@ -17,22 +17,12 @@ import sys
 import time
 from typing import Any
 
+import _otlp_sink as otlp_sink
+
 from jobwire import tracing
 from jobwire.devtools.broker import free_port
 
 PARENT = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
-SINK = '''
-import sys
-from aiohttp import web
-async def traces(request):
-    await request.read()
-    return web.Response(body=b"", content_type="application/x-protobuf")
-app = web.Application()
-app.router.add_post("/v1/traces", traces)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
-'''
-
-
 def attempts(count: int, pace_per_s: float | None = None) -> float:
     """CPU seconds per span for ``count`` attempt spans made as the deliverer makes them."""
     started = time.process_time()
@@ -75,7 +65,7 @@ def main() -> None:
     encoded = (time.process_time() - started) / len(kept)
 
     port = free_port()
-    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)])
+    sink = subprocess.Popen([sys.executable, otlp_sink.SCRIPT, str(port)])
     try:
         time.sleep(1.5)
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"  # the exporter reads it there

@@ -160,12 +160,8 @@ def span(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: st
     another trace this span relates to (the request that canceled a job, say)."""
     if _tracer is None:
         return NO_SPAN
-    context = _propagator.extract({"traceparent": parent}) if parent else None
-    links = None
-    if link is not None and link != parent:
-        linked = _api.get_current_span(_propagator.extract({"traceparent": link})).get_span_context()
-        links = [_api.Link(linked)] if linked.is_valid else None
-    return _tracer.start_as_current_span(name, context=context, kind=_kinds[kind], links=links,
+    return _tracer.start_as_current_span(name, context=_remote(parent) if parent else None, kind=_kinds[kind],
+                                         links=_links(parent, link),
                                          attributes={k: v for k, v in (attributes or {}).items() if v is not None})
 
 
@@ -180,6 +176,19 @@ def _span_context(traceparent: str) -> Any:
                             trace_flags=_api.TraceFlags(int(traceparent[53:55], 16)))
 
 
+def _remote(parent: str) -> Any:
+    """A context whose span is the remote parent a well-formed ``traceparent`` names."""
+    return _api.set_span_in_context(_api.NonRecordingSpan(_span_context(parent)))
+
+
+def _links(parent: str | None, link: str | None) -> list[Any] | None:
+    """A link to ``link``'s span, unless it is the parent itself or names no valid span."""
+    if link is None or link == parent:
+        return None
+    linked = _span_context(link)
+    return [_api.Link(linked)] if linked.is_valid else None
+
+
 def start(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: str | None = None,
           attributes: Mapping[str, Any] | None = None, start_ns: int | None = None) -> Any:
     """A span, started, not made current: end it with ``end``. None while tracing is off, and
@@ -187,12 +196,8 @@ def start(name: str, *, kind: str = INTERNAL, parent: str | None = None, link: s
     exported): then ``traceparent(None, parent)`` passes the parent's context on."""
     if _tracer is None or (parent is not None and _follows_parent and not int(parent[53:55], 16) & 1):
         return None
-    context = _api.set_span_in_context(_api.NonRecordingSpan(_span_context(parent))) if parent else _root
-    links = None
-    if link is not None and link != parent:
-        linked = _span_context(link)
-        links = [_api.Link(linked)] if linked.is_valid else None
-    return _tracer.start_span(name, context=context, kind=_kinds[kind], links=links, start_time=start_ns,
+    return _tracer.start_span(name, context=_remote(parent) if parent else _root, kind=_kinds[kind],
+                              links=_links(parent, link), start_time=start_ns,
                               attributes={k: v for k, v in (attributes or {}).items() if v is not None})
 
 

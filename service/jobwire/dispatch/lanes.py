@@ -259,10 +259,11 @@ class Lanes:
         ``HELD_WAIT_S`` when its pace is the dispatcher's) at its measured pace, taken out, once
         it holds twice that: the caller parks it. A burst taken in before the endpoint
         showed it is slow does not stay in memory holding the commit watermark."""
-        if lane.latency is None or self.drain_s(lane.endpoint_id) <= 2 * LANE_WAIT_S:
+        drain_s = self.drain_s(lane.endpoint_id)
+        if lane.latency is None or drain_s <= 2 * LANE_WAIT_S:
             return []
         holds_s = self._holds_s(lane)
-        if self.drain_s(lane.endpoint_id) <= 2 * holds_s:
+        if drain_s <= 2 * holds_s:
             return []
         keep = max(self.in_flight_per_endpoint, int(holds_s / max(self._interval(lane), 1e-6)))
         spilled = []
