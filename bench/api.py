@@ -26,6 +26,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,7 +99,9 @@ def http_figures(bootstrap: str, seconds: int) -> None:
     env["JOBWIRE_DATA_DIR"] = str(Path(bare_dir, "data"))
     asyncio.run(ensure_topics(load_settings(env)))
     api_port, bare_port = free_port(), free_port()
-    api = serve([sys.executable, "-m", "jobwire.cli", "api", "--port", str(api_port)], env)
+    # BENCH_API_WRAP, e.g. "py-spy record -f raw -o /tmp/api.txt --": profile the API.
+    api = serve([*os.environ.get("BENCH_API_WRAP", "").split(), sys.executable, "-m", "jobwire.cli", "api",
+                 "--port", str(api_port)], env)
     try:
         wait_http(f"http://127.0.0.1:{api_port}/healthz")
         request = urllib.request.Request(
@@ -128,7 +131,7 @@ def http_figures(bootstrap: str, seconds: int) -> None:
         print(f"POST /v1/jobs: {accepted:,.0f} accepted/s ({bad} non-2xx; each acks=all and read back "
               "by the projection before the 202) (goal >= 2,000/s)")
     finally:
-        api.terminate()
+        api.send_signal(signal.SIGINT)  # py-spy, when it wraps the API, writes its profile on SIGINT only
         api.wait()
         shutil.rmtree(bare_dir, ignore_errors=True)
 
@@ -351,6 +354,7 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true", help="only the store figures")
     parser.add_argument("--deliveries", type=int, default=1_000_000, help="deliveries in the store for the health query")
     parser.add_argument("--only-health", action="store_true", help="only the endpoint health figure (no broker)")
+    parser.add_argument("--only-http", action="store_true", help="only the HTTP figures")
     args = parser.parse_args()
     if args.only_health:
         health_figures(args.deliveries)
@@ -360,6 +364,8 @@ def main() -> None:
     with bench_broker() as bootstrap:
         if not args.skip_http:
             http_figures(bootstrap, args.seconds)
+        if args.only_http:
+            return
         data_dir = tempfile.mkdtemp(prefix="jobwire-bench-")
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_API_KEYS": f"acme:{KEY}", "JOBWIRE_RATE_LIMIT_PER_S": "0",
                "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.", "JOBWIRE_EVENTS_PARTITIONS": "6",

@@ -37,6 +37,8 @@ import _otlp_sink as otlp_sink
 import aiohttp
 import orjson
 from _broker import bench_broker
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from jobwire import tracing
 from jobwire.config import load_settings
@@ -119,24 +121,64 @@ async def setup(env: dict[str, str], receiver_port: int, endpoints: int) -> None
         await producer.stop()
 
 
-async def publish_jobs(env: dict[str, str], first: int, count: int, rate: float | None = None,
-                       sampled: float | None = None) -> dict[str, float]:
-    """Created then completed events; with ``rate``, completions paced at that many per second.
-    With ``sampled``, each completion carries a ``traceparent`` as a traced API would have sent
-    it, sampled with that probability (the dispatcher continues it, or makes no span).
-    Returns the terminal event's id -> the time just before it was published."""
-    draws = random.Random(7)
+def bench_jobs(first: int, count: int) -> list[str]:
+    return [f"job_b{i:07d}" for i in range(first, first + count)]
+
+
+async def publish_creations(env: dict[str, str], first: int, count: int) -> None:
     settings = load_settings(env)
     producer = make_producer(settings.kafka)
+    await producer.start()
+    try:
+        publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
+        created = [publisher.publish(new_event("job.created", j, "acme", {"operation": "ocr", "parameters": {"n": 1}}))
+                   for j in bench_jobs(first, count)]
+        for chunk in range(0, len(created), 2000):
+            await asyncio.gather(*created[chunk:chunk + 2000])
+    finally:
+        await producer.stop()
+
+
+async def caught_up(env: dict[str, str], timeout_s: float) -> None:
+    """Wait until the dispatcher's group has committed through the end of jobs.events."""
+    settings = load_settings(env)
+    topic = Topics(settings.topic_prefix).events
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.events_partitions)]
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            committed = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}jobwire-dispatcher")
+            if all(tp in committed and committed[tp].offset >= end for tp, end in ends.items()):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"the dispatcher did not catch up with jobs.events in {timeout_s}s")
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def publish_jobs(env: dict[str, str], first: int, count: int, rate: float | None = None,
+                       sampled: float | None = None, created: bool = True) -> dict[str, float]:
+    """Created (unless ``created`` is False: published beforehand) then completed events; with
+    ``rate``, completions paced at that many per second. With ``sampled``, each completion
+    carries a ``traceparent`` as a traced API would have sent it, sampled with that probability
+    (the dispatcher continues it, or makes no span). Published as a worker does (no linger).
+    Returns the terminal event's id -> the time just before it was published."""
+    draws = random.Random(7)
+    if created:
+        await publish_creations(env, first, count)
+    settings = load_settings(env)
+    producer = make_producer(settings.kafka, linger_ms=0)  # as the worker SDK and the API publish
     await producer.start()
     sent_at: dict[str, float] = {}
     try:
         publisher = JobEvents(producer, Topics(settings.topic_prefix).events)
-        jobs = [f"job_b{i:07d}" for i in range(first, first + count)]
-        created = [publisher.publish(new_event("job.created", j, "acme", {"operation": "ocr", "parameters": {"n": 1}}))
-                   for j in jobs]
-        for chunk in range(0, len(created), 2000):
-            await asyncio.gather(*created[chunk:chunk + 2000])
+        jobs = bench_jobs(first, count)
         pending = []
         started = time.perf_counter()
         for index, job in enumerate(jobs):
@@ -243,7 +285,11 @@ def throughput(env: dict[str, str], args: argparse.Namespace, receiver_port: int
 def latency(env: dict[str, str], args: argparse.Namespace, receiver_port: int) -> None:
     reset(receiver_port)
     count = int(args.rate * args.seconds)
-    sent_at = asyncio.run(publish_jobs(env, args.jobs, count, rate=args.rate))
+    # The jobs' creation first, and the dispatcher through it: the rate measured is the
+    # completions' alone, not behind a burst of creations.
+    asyncio.run(publish_creations(env, args.jobs, count))
+    asyncio.run(caught_up(env, 120))
+    sent_at = asyncio.run(publish_jobs(env, args.jobs, count, rate=args.rate, created=False))
     wait_count(receiver_port, count * args.endpoints, 300)
     arrivals = stats(receiver_port, full=True)["arrivals"]
     latencies_ms = sorted((arrivals[webhook_id(event_id, f"ep_bench{index}")] - sent) * 1000
@@ -259,8 +305,10 @@ def lone_event(env: dict[str, str], args: argparse.Namespace, receiver_port: int
     lone_ms = []
     for n in range(LONE_EVENTS):
         reset(receiver_port)
+        asyncio.run(publish_creations(env, first + n, 1))
+        asyncio.run(caught_up(env, 30))
         time.sleep(2)
-        sent_at = asyncio.run(publish_jobs(env, first + n, 1))
+        sent_at = asyncio.run(publish_jobs(env, first + n, 1, created=False))
         (event_id, sent), = sent_at.items()
         wait_count(receiver_port, args.endpoints, 30)
         arrivals = stats(receiver_port, full=True)["arrivals"]

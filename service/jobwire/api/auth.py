@@ -32,12 +32,12 @@ def tenant_of(request: Request) -> str:
     """The calling tenant by API key, or a 401 problem. Keys are compared in constant time.
     A portal session is refused here with 403: it manages webhooks only."""
     settings: Settings = request.state.settings
-    if (COOKIE in request.cookies and header(request, b"authorization") is None
-            and header(request, b"x-api-key") is None):
-        raise Problem(403, "a portal session may manage webhook endpoints only; use an API key")
     header_key = header(request, b"x-api-key")
-    bearer = None
     authorization = header(request, b"authorization")
+    # The cookies are parsed only when no key is sent (a key's request is the common one).
+    if header_key is None and authorization is None and COOKIE in request.cookies:
+        raise Problem(403, "a portal session may manage webhook endpoints only; use an API key")
+    bearer = None
     if authorization is not None:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from ssl import SSLContext
 from urllib.parse import urlsplit
 
@@ -25,6 +26,8 @@ from jobwire.dispatch.resolver import GuardedResolver
 from jobwire.webhooks.ssrf import Network, TargetRefused, check_target_url, guarded_socket
 
 RESPONSE_EXCERPT_BYTES = 1024
+#: Endpoint URLs whose SSRF check is remembered (the least recently used go first).
+CHECKED_TARGETS = 4096
 TARGET_REFUSED = "refused by the SSRF guard: the endpoint's host is not a public address"
 CONNECT_FAILED = "could not connect to the endpoint (no address for its name, or the connection was refused)"
 TLS_FAILED = "TLS error: the endpoint's certificate or handshake was refused"
@@ -88,6 +91,15 @@ class Sender:
         self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # The URL's check reads the URL alone (names are checked as they resolve, on connect),
+        # and the same few endpoint URLs come back for every delivery: checked once each.
+        self._checked_target = lru_cache(maxsize=CHECKED_TARGETS)(self._checked)
+
+    def _checked(self, url: str) -> URL:
+        """``url`` as the client will connect to it, once the SSRF guard allows it (else
+        ``TargetRefused``, not cached: refused URLs are rare and checked again)."""
+        check_target_url(url, self._allowed)
+        return URL(url)
 
     async def start(self) -> None:
         # Through a proxy, every connection is to the proxy: it is the one address the
@@ -114,8 +126,7 @@ class Sender:
             return round((time.perf_counter() - started) * 1000, 2)
 
         try:
-            check_target_url(url, self._allowed)
-            target = URL(url)
+            target = self._checked_target(url)
             if self._proxy is not None and target.host is not None:
                 # The proxy resolves the name itself and may connect to any of its addresses:
                 # every one of them must pass the policy here first.

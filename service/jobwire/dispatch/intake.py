@@ -129,8 +129,8 @@ class EventIntake(ConsumerLoop):
         # (or being written by the periodic pass, which this waits for), so the flush covers it.
         await self.state.write_changed()
 
-    async def commit(self) -> dict[int, int]:
-        committed = await super().commit()
+    async def commit_once(self) -> dict[int, int]:
+        committed = await super().commit_once()
         if committed:
             await self.state.drop_finished(committed, now=self.clock.time())
         return committed

@@ -36,7 +36,7 @@ from jobwire.dispatch.received import RECALL_PER_PARTITION, Received, RecentAtte
 from jobwire.dispatch.saturation import CpuLoad
 from jobwire.dispatch.sender_pool import SenderPool
 from jobwire.dispatch.state import ReadChangelog, StateStore
-from jobwire.dispatch.tier_consumer import TierConsumer
+from jobwire.dispatch.tier_consumer import TierConsumer, tier_fetch_wait_ms
 from jobwire.dispatch.timers import Timers
 from jobwire.errors import ConfigError
 from jobwire.kafka.clients import make_producer
@@ -65,7 +65,7 @@ class DispatcherParts:
     on aiokafka (``Dispatcher``); the simulation (tests/sim) builds it on in-memory fakes."""
 
     def __init__(self, settings: Settings, options: DispatcherOptions, *, producer: Producer,
-                 consumer: Callable[[str, str], Consumer], read_changelog: ReadChangelog, sender: Poster,
+                 consumer: Callable[[str, str, int], Consumer], read_changelog: ReadChangelog, sender: Poster,
                  recent_attempts: RecentAttempts | None = None, clock: Clock = SYSTEM,
                  busy: Callable[[], bool] | None = None) -> None:
         """``busy``: whether the process is busy on the CPU (the simulation decides it from its
@@ -99,13 +99,14 @@ class DispatcherParts:
                              read_through=lambda partition: self.intake.read_through.get(partition, -math.inf),
                              cancel_grace_s=settings.cancel_grace_s)
         self.intake = EventIntake(
-            consumer(self.group_id, "events"), topics.events, state=self.state, registry=self.registry,
+            consumer(self.group_id, "events", settings.kafka.fetch_max_wait_ms), topics.events, state=self.state, registry=self.registry,
             lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,
             commit_interval_s=interval, clock=clock, progress_interval_s=settings.progress_webhook_interval_s,
             quarantine=Quarantine(producer, topics.events, topics.events_invalid))
         self.tier_consumers = [
             TierConsumer(consumer(f"{self.group_id}.retry" if delay else f"{self.group_id}.requests",
-                                  f"retry-{delay_label(delay)}" if delay else "requests"),
+                                  f"retry-{delay_label(delay)}" if delay else "requests",
+                                  tier_fetch_wait_ms(delay, settings.kafka.fetch_max_wait_ms)),
                          tier_topic(topics, delay), delay, tiers=self.tiers, lanes=self.lanes,
                          registry=self.registry, deliverer=self.deliverer, outbox=self.outbox,
                          commit_interval_s=interval, clock=clock,
@@ -155,16 +156,18 @@ class Dispatcher:
         self.intake, self.tier_consumers = parts.intake, parts.tier_consumers
         self._stop = asyncio.Event()
 
-    def _consumer(self, group_id: str, member: str) -> Consumer:
+    def _consumer(self, group_id: str, member: str, fetch_wait_ms: int | None = None) -> Consumer:
         """A member of ``group_id``; ``member`` tells this process's consumers apart, since the
-        retry tiers share one group and a static id may be held by one consumer only."""
+        retry tiers share one group and a static id may be held by one consumer only.
+        ``fetch_wait_ms``: how long the broker may hold its idle fetch (else the settings')."""
         instance = self.settings.instance_id
         # A member learns of a rebalance from its next heartbeat, and the group waits for every
         # member to rejoin: beats every 3 s at most (Kafka's default), however long the session.
         session_ms = int(self.settings.group_session_timeout_s * 1000)
         return group_consumer(self.settings.kafka, group_id,
                               group_instance_id=f"{instance}.{member}" if instance else None,
-                              session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3))
+                              session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3),
+                              fetch_max_wait_ms=fetch_wait_ms or self.settings.kafka.fetch_max_wait_ms)
 
     def stop(self) -> None:
         self._stop.set()

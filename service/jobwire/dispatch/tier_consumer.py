@@ -34,6 +34,23 @@ from jobwire.webhooks.registry import EndpointRegistry
 log = logging.getLogger(__name__)
 
 MAX_TRACKED_HOPS = 10_000
+#: How long the broker may hold a retry tier's idle fetch: a partition resumed when its head
+#: falls due waits for the fetch parked there to expire, so this is a share of the tier's delay
+#: (a 5 s retry is at most 50 ms late), between these bounds. Records written to a tier end a
+#: parked fetch at once. Polling every tier as often as the intake (20 ms) cost an idle
+#: dispatcher a tenth of a core, and the broker as much again.
+TIER_FETCH_WAIT_SHARE = 0.01
+TIER_FETCH_WAIT_MS = (50, 500)
+
+
+def tier_fetch_wait_ms(tier_s: float, least_ms: int) -> int:
+    """The fetch wait of the tier of delay ``tier_s``, never under ``least_ms`` (the operator's
+    KAFKA_FETCH_MAX_WAIT_MS), which the requests topic (delay 0: test events, manual retries,
+    parked deliveries) keeps as it is, as prompt as the intake."""
+    if tier_s <= 0:
+        return least_ms
+    low, high = TIER_FETCH_WAIT_MS
+    return max(least_ms, min(high, max(low, int(tier_s * 1000 * TIER_FETCH_WAIT_SHARE))))
 
 
 class TierConsumer(ConsumerLoop):

@@ -20,8 +20,9 @@ __all__ = ["Consumer", "ConsumerRecord", "RebalanceListener", "TopicPartition", 
 
 def group_consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
     """A consumer-group member with manual commits, starting from the earliest offset."""
-    return AIOKafkaConsumer(**consumer_options(kafka), group_id=group_id, enable_auto_commit=False,
-                            auto_offset_reset="earliest", **overrides)
+    options = {**consumer_options(kafka), "group_id": group_id, "enable_auto_commit": False,
+               "auto_offset_reset": "earliest", **overrides}
+    return AIOKafkaConsumer(**options)
 
 
 async def fetch(consumer: Consumer, *, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:

@@ -77,6 +77,22 @@ async def test_the_canonical_address_of_an_allowed_range_is_reached(listener: tu
     assert result.status_code == 200 and len(reached) == 1, "the control: the listener answers when allowed"
 
 
+async def test_a_url_checked_once_stays_as_the_check_found_it(listener: tuple[int, list[str]]) -> None:
+    """The check is remembered per URL: an allowed URL is reached again without a new check,
+    and a refused one is refused every time (a refusal is never remembered as a pass)."""
+    port, reached = listener
+    sender = Sender([ipaddress.ip_network(ALLOW_LOOPBACK)], connect_timeout_s=2, total_timeout_s=5)
+    await sender.start()
+    try:
+        refused = f"http://{LOOPBACK_FORMS[0]}:{port}/"
+        allowed = f"http://127.0.0.1:{port}/"
+        results = [await sender.post(url, b"{}", {}) for url in (refused, allowed, refused, allowed, refused)]
+    finally:
+        await sender.stop()
+    assert [r.status_code or r.error for r in results] == [TARGET_REFUSED, 200, TARGET_REFUSED, 200, TARGET_REFUSED]
+    assert len(reached) == 2
+
+
 @pytest.mark.parametrize("host", LOOPBACK_FORMS + EMBEDDING_FORMS + UNICODE_FORMS)
 async def test_every_refused_form_is_refused_at_send_and_never_connects(host: str, listener: tuple[int, list[str]]) -> None:
     port, reached = listener
