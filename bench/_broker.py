@@ -22,9 +22,22 @@ def bench_broker() -> Iterator[str]:
     if external:
         yield external
         return
+    global _started
     broker = LocalKafka(cache_dir(), Path(tempfile.mkdtemp(prefix="jobwire-bench-")), port=free_port())
     broker.start()
+    _started = broker
     try:
         yield broker.bootstrap
     finally:
+        _started = None
         broker.stop()
+
+
+_started: LocalKafka | None = None
+
+
+def bench_broker_pid() -> int | None:
+    """The process id of the broker ``bench_broker`` started (None for an external one)."""
+    if _started is None:
+        return None
+    return int(_started.pid_file.read_text().split()[0])

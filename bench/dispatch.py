@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/dispatch.py [--jobs 10000] [--endpoints 4] [--rate 500] [--seconds 10] [--live-jobs 200000]
     .venv/bin/python bench/dispatch.py --tracing-cost [--jobs 10000] [--sample 1.0]
+    .venv/bin/python bench/dispatch.py --idle-cost
 
 - throughput: a raw aiohttp client POSTing same-sized bodies with the same concurrency as the
   endpoints get (16 in flight each) vs our end to end rate from jobs.events to the receiver
   (fold, state snapshot, sign, POST, attempt record, commit), first arrival to last;
-- latency: publish() of a terminal event to its arrival, at a steady rate;
+- latency: publish() of a terminal event (as a worker publishes it: no linger) to its arrival,
+  at a steady rate, once the dispatcher has read the jobs' creation; against the floor, raw
+  aiokafka publish -> consume at the same rate;
 - lone event and lone job on an idle system: a terminal event published alone, and a job
   published as created and run by a worker (``jobwire worker --demo``, its own process) to the
   first arrival of its webhook, every hop of a real job on the way;
 - restore: loading jobs.state for N live jobs, as a partition assignment does.
+- idle: the CPU an idle dispatcher takes over 20 s, and the broker's beside it.
 
 The receiver is a minimal aiohttp server in its own process. Starts its own broker unless
 KAFKA_BOOTSTRAP_SERVERS is set. Not part of the test run.
@@ -36,9 +40,9 @@ from pathlib import Path
 import _otlp_sink as otlp_sink
 import aiohttp
 import orjson
-from _broker import bench_broker
+from _broker import bench_broker, bench_broker_pid
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from jobwire import tracing
 from jobwire.config import load_settings
@@ -253,10 +257,14 @@ def main() -> None:
     parser.add_argument("--traced-producer", action="store_true",
                         help="with --tracing-cost: completions carry a traceparent sampled at --sample, as a traced "
                              "API's would (else the dispatcher starts each trace and samples it)")
+    parser.add_argument("--idle-cost", action="store_true",
+                        help="only the CPU an idle dispatcher takes, and the broker with it")
     args = parser.parse_args()
     with bench_broker() as bootstrap:
         if args.tracing_cost:
             tracing_cost(bootstrap, args)
+        elif args.idle_cost:
+            idle_cost(bootstrap)
         else:
             run(bootstrap, args)
 
@@ -282,7 +290,60 @@ def throughput(env: dict[str, str], args: argparse.Namespace, receiver_port: int
     return dispatcher
 
 
+def quantiles_ms(latencies_s: list[float]) -> tuple[float, float]:
+    ordered = sorted(x * 1000 for x in latencies_s)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+async def raw_latency(bootstrap: str, rate: float, seconds: int) -> tuple[float, float]:
+    """The floor under publish() -> arrival: raw aiokafka, a producer as the worker's (acks=all,
+    idempotent, no linger) to a consumer with the dispatcher's fetch wait, nothing between, at
+    the same rate and over a topic of as many partitions. p50 and p99 in ms."""
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 6, 1)])
+    finally:
+        await admin.close()
+    producer = make_producer(settings.kafka, linger_ms=0)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms)
+    await producer.start()
+    await consumer.start()
+    sent_at: dict[bytes, float] = {}
+    arrived: dict[bytes, float] = {}
+    count = int(rate * seconds)
+
+    async def consume() -> None:
+        while len(arrived) < count:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.time()
+                arrived.update((record.value, now) for record in records if record.value in sent_at)
+
+    try:
+        await producer.send_and_wait(topic, b"warm-up")
+        consuming = asyncio.create_task(consume())
+        started = time.perf_counter()
+        pending = []
+        for index in range(count):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            value = b"%d" % index
+            sent_at[value] = time.time()
+            pending.append(await producer.send(topic, value, key=value))
+        await asyncio.gather(*pending)
+        await asyncio.wait_for(consuming, 60)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return quantiles_ms([arrived[value] - sent for value, sent in sent_at.items()])
+
+
 def latency(env: dict[str, str], args: argparse.Namespace, receiver_port: int) -> None:
+    floor_p50, floor_p99 = asyncio.run(raw_latency(env["KAFKA_BOOTSTRAP_SERVERS"], args.rate, args.seconds))
     reset(receiver_port)
     count = int(args.rate * args.seconds)
     # The jobs' creation first, and the dispatcher through it: the rate measured is the
@@ -292,12 +353,12 @@ def latency(env: dict[str, str], args: argparse.Namespace, receiver_port: int) -
     sent_at = asyncio.run(publish_jobs(env, args.jobs, count, rate=args.rate, created=False))
     wait_count(receiver_port, count * args.endpoints, 300)
     arrivals = stats(receiver_port, full=True)["arrivals"]
-    latencies_ms = sorted((arrivals[webhook_id(event_id, f"ep_bench{index}")] - sent) * 1000
-                          for event_id, sent in sent_at.items() for index in range(args.endpoints))
-    p50 = statistics.median(latencies_ms)
-    p99 = latencies_ms[int(len(latencies_ms) * 0.99) - 1]
+    p50, p99 = quantiles_ms([arrivals[webhook_id(event_id, f"ep_bench{index}")] - sent
+                             for event_id, sent in sent_at.items() for index in range(args.endpoints)])
     print(f"latency publish() -> arrival at {args.rate:,.0f} events/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-          "(goal p50 <= 5 ms, p99 <= 25 ms)")
+          f"(goal p50 <= 5 ms, p99 <= 25 ms); raw aiokafka publish -> consume at that rate (the floor): "
+          f"p50 {floor_p50:.1f} ms, p99 {floor_p99:.1f} ms, ratio to it {p50 / floor_p50:.1f} (p50), "
+          f"{p99 / floor_p99:.1f} (p99)")
 
 
 def lone_event(env: dict[str, str], args: argparse.Namespace, receiver_port: int, first: int) -> None:
@@ -393,6 +454,41 @@ def tracing_cost(bootstrap: str, args: argparse.Namespace) -> None:
     off = (rates[0] + rates[2]) / 2
     print(f"tracing cost: on/off {rates[1] / off:.2f} (goal >= 0.90); off runs differ by "
           f"{abs(rates[0] - rates[2]) / off:.0%} (the noise)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cost(bootstrap: str, settle_s: float = 45, window_s: float = 20) -> None:
+    """An idle dispatcher (no events, no endpoints) after ``settle_s``: its share of a core over
+    ``window_s``, and the broker's beside it (a broker started here only; ``settle_s`` lets its
+    start-up's compilation pass). The ceiling is the broker alone over the window before."""
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
+           "JOBWIRE_SECRET_KEY": SECRET_KEY, "JOBWIRE_DEV": "1", "JOBWIRE_LOG_LEVEL": "WARNING"}
+    asyncio.run(ensure_topics(load_settings(env)))
+    broker = bench_broker_pid()
+    if broker is not None:
+        time.sleep(settle_s)
+        before = cpu_seconds(broker)
+        time.sleep(window_s)
+        alone = (cpu_seconds(broker) - before) / window_s
+    dispatcher = start_process(env, "dispatcher", "--metrics-port", "0")
+    try:
+        time.sleep(settle_s)
+        ours, theirs = cpu_seconds(dispatcher.pid), cpu_seconds(broker) if broker is not None else 0.0
+        time.sleep(window_s)
+        ours = (cpu_seconds(dispatcher.pid) - ours) / window_s
+        print(f"idle dispatcher: {ours:.1%} of a core over {window_s:.0f} s", end="")
+        if broker is not None:
+            theirs = (cpu_seconds(broker) - theirs) / window_s
+            print(f"; the broker beside it {theirs:.1%} (alone before it: {alone:.1%})", end="")
+        print()
+    finally:
+        dispatcher.send_signal(signal.SIGINT)
+        dispatcher.wait(60)
 
 
 def run(bootstrap: str, args: argparse.Namespace) -> None:

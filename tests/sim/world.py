@@ -353,7 +353,7 @@ class World:
                                 fail_p=self.plan.ack_fail_p if faulty else 0.0)
         consumers: list[FakeConsumer] = []
 
-        def consumer(group: str, member: str, fetch_wait_ms: int | None = None) -> FakeConsumer:
+        def consumer(group: str, member: str, fetch_wait_ms: int) -> FakeConsumer:
             made = FakeConsumer(self.kafka, group, self.rng)
             consumers.append(made)
             return made

@@ -99,8 +99,9 @@ class DispatcherParts:
                              read_through=lambda partition: self.intake.read_through.get(partition, -math.inf),
                              cancel_grace_s=settings.cancel_grace_s)
         self.intake = EventIntake(
-            consumer(self.group_id, "events", settings.kafka.fetch_max_wait_ms), topics.events, state=self.state, registry=self.registry,
-            lanes=self.lanes, deliverer=self.deliverer, outbox=self.outbox, timers=self.timers,
+            consumer(self.group_id, "events", settings.kafka.fetch_max_wait_ms), topics.events,
+            state=self.state, registry=self.registry, lanes=self.lanes, deliverer=self.deliverer,
+            outbox=self.outbox, timers=self.timers,
             commit_interval_s=interval, clock=clock, progress_interval_s=settings.progress_webhook_interval_s,
             quarantine=Quarantine(producer, topics.events, topics.events_invalid))
         self.tier_consumers = [
@@ -156,10 +157,10 @@ class Dispatcher:
         self.intake, self.tier_consumers = parts.intake, parts.tier_consumers
         self._stop = asyncio.Event()
 
-    def _consumer(self, group_id: str, member: str, fetch_wait_ms: int | None = None) -> Consumer:
+    def _consumer(self, group_id: str, member: str, fetch_wait_ms: int) -> Consumer:
         """A member of ``group_id``; ``member`` tells this process's consumers apart, since the
         retry tiers share one group and a static id may be held by one consumer only.
-        ``fetch_wait_ms``: how long the broker may hold its idle fetch (else the settings')."""
+        ``fetch_wait_ms``: how long the broker may hold its idle fetch."""
         instance = self.settings.instance_id
         # A member learns of a rebalance from its next heartbeat, and the group waits for every
         # member to rejoin: beats every 3 s at most (Kafka's default), however long the session.
@@ -167,7 +168,7 @@ class Dispatcher:
         return group_consumer(self.settings.kafka, group_id,
                               group_instance_id=f"{instance}.{member}" if instance else None,
                               session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3),
-                              fetch_max_wait_ms=fetch_wait_ms or self.settings.kafka.fetch_max_wait_ms)
+                              fetch_max_wait_ms=fetch_wait_ms)
 
     def stop(self) -> None:
         self._stop.set()

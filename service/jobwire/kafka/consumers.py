@@ -19,7 +19,8 @@ __all__ = ["Consumer", "ConsumerRecord", "RebalanceListener", "TopicPartition", 
 
 
 def group_consumer(kafka: KafkaSettings, group_id: str, **overrides: Any) -> Consumer:
-    """A consumer-group member with manual commits, starting from the earliest offset."""
+    """A consumer-group member with manual commits, starting from the earliest offset;
+    ``overrides``: aiokafka's options over these and the settings' (a fetch wait, a session)."""
     options = {**consumer_options(kafka), "group_id": group_id, "enable_auto_commit": False,
                "auto_offset_reset": "earliest", **overrides}
     return AIOKafkaConsumer(**options)
