@@ -15,6 +15,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("JOBWIRE_KAFKA_CACHE") or Path.home() / ".cache" / "jobwire")
 
 
+_started: LocalKafka | None = None
+
+
 @contextlib.contextmanager
 def bench_broker() -> Iterator[str]:
     """Yields a bootstrap address; a broker started here is stopped on the way out."""
@@ -31,9 +34,6 @@ def bench_broker() -> Iterator[str]:
     finally:
         _started = None
         broker.stop()
-
-
-_started: LocalKafka | None = None
 
 
 def bench_broker_pid() -> int | None:

@@ -132,7 +132,11 @@ def http_figures(bootstrap: str, seconds: int) -> None:
               "by the projection before the 202) (goal >= 2,000/s)")
     finally:
         api.send_signal(signal.SIGINT)  # py-spy, when it wraps the API, writes its profile on SIGINT only
-        api.wait()
+        try:
+            api.wait(60)
+        except subprocess.TimeoutExpired:
+            api.kill()
+            api.wait()
         shutil.rmtree(bare_dir, ignore_errors=True)
 
 

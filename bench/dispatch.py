@@ -157,7 +157,8 @@ async def caught_up(env: dict[str, str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             committed = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}jobwire-dispatcher")
-            if all(tp in committed and committed[tp].offset >= end for tp, end in ends.items()):
+            # A partition never written to has nothing to commit, and is never committed.
+            if all(end == 0 or (tp in committed and committed[tp].offset >= end) for tp, end in ends.items()):
                 return
             await asyncio.sleep(0.1)
         raise RuntimeError(f"the dispatcher did not catch up with jobs.events in {timeout_s}s")
@@ -295,36 +296,43 @@ def quantiles_ms(latencies_s: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
 
 
-async def raw_latency(bootstrap: str, rate: float, seconds: int) -> tuple[float, float]:
+async def raw_latency(env: dict[str, str], rate: float, seconds: int) -> tuple[float, float]:
     """The floor under publish() -> arrival: raw aiokafka, a producer as the worker's (acks=all,
     idempotent, no linger) to a consumer with the dispatcher's fetch wait, nothing between, at
-    the same rate and over a topic of as many partitions. p50 and p99 in ms."""
-    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
-    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    the same rate and over a topic of as many partitions, timed once the consumer has read a
+    first record. p50 and p99 in ms."""
+    settings = load_settings(env)
+    topic = f"{settings.topic_prefix}bench-raw"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, 6, 1)])
+        await admin.create_topics([NewTopic(topic, settings.events_partitions, 1)])
     finally:
         await admin.close()
     producer = make_producer(settings.kafka, linger_ms=0)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms)
-    await producer.start()
-    await consumer.start()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka.bootstrap_servers,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms)
     sent_at: dict[bytes, float] = {}
     arrived: dict[bytes, float] = {}
     count = int(rate * seconds)
+    warm = asyncio.Event()
 
     async def consume() -> None:
         while len(arrived) < count:
             for records in (await consumer.getmany(timeout_ms=100)).values():
                 now = time.time()
-                arrived.update((record.value, now) for record in records if record.value in sent_at)
+                for record in records:
+                    if record.value == b"warm-up":
+                        warm.set()
+                    elif record.value in sent_at:
+                        arrived[record.value] = now
 
+    await producer.start()
+    await consumer.start()
+    consuming = asyncio.create_task(consume())
     try:
         await producer.send_and_wait(topic, b"warm-up")
-        consuming = asyncio.create_task(consume())
+        await asyncio.wait_for(warm.wait(), 30)
         started = time.perf_counter()
         pending = []
         for index in range(count):
@@ -335,15 +343,17 @@ async def raw_latency(bootstrap: str, rate: float, seconds: int) -> tuple[float,
             sent_at[value] = time.time()
             pending.append(await producer.send(topic, value, key=value))
         await asyncio.gather(*pending)
-        await asyncio.wait_for(consuming, 60)
+        await asyncio.wait_for(asyncio.shield(consuming), 60)
     finally:
+        consuming.cancel()
         await consumer.stop()
         await producer.stop()
     return quantiles_ms([arrived[value] - sent for value, sent in sent_at.items()])
 
 
 def latency(env: dict[str, str], args: argparse.Namespace, receiver_port: int) -> None:
-    floor_p50, floor_p99 = asyncio.run(raw_latency(env["KAFKA_BOOTSTRAP_SERVERS"], args.rate, args.seconds))
+    asyncio.run(caught_up(env, 120))  # the throughput run's dispatcher quiet before the floor is taken
+    floor_p50, floor_p99 = asyncio.run(raw_latency(env, args.rate, args.seconds))
     reset(receiver_port)
     count = int(args.rate * args.seconds)
     # The jobs' creation first, and the dispatcher through it: the rate measured is the
@@ -443,8 +453,7 @@ def tracing_cost(bootstrap: str, args: argparse.Namespace) -> None:
             try:
                 first, last = wait_count(receiver_port, args.jobs * args.endpoints, 600)
             finally:
-                dispatcher.send_signal(signal.SIGINT)
-                dispatcher.wait(60)
+                stop_process(dispatcher)
             rates.append((args.jobs * args.endpoints - 1) / (last - first))
             print(f"tracing {'on ' if traced else 'off'}: {rates[-1]:,.0f} deliveries/s")
     finally:
@@ -465,7 +474,7 @@ def cpu_seconds(pid: int) -> float:
 def idle_cost(bootstrap: str, settle_s: float = 45, window_s: float = 20) -> None:
     """An idle dispatcher (no events, no endpoints) after ``settle_s``: its share of a core over
     ``window_s``, and the broker's beside it (a broker started here only; ``settle_s`` lets its
-    start-up's compilation pass). The ceiling is the broker alone over the window before."""
+    start-up's compilation pass), with the broker alone over the window before as the baseline."""
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JOBWIRE_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:6]}.",
            "JOBWIRE_SECRET_KEY": SECRET_KEY, "JOBWIRE_DEV": "1", "JOBWIRE_LOG_LEVEL": "WARNING"}
     asyncio.run(ensure_topics(load_settings(env)))
@@ -478,8 +487,12 @@ def idle_cost(bootstrap: str, settle_s: float = 45, window_s: float = 20) -> Non
     dispatcher = start_process(env, "dispatcher", "--metrics-port", "0")
     try:
         time.sleep(settle_s)
+        if dispatcher.poll() is not None:
+            raise RuntimeError(f"the dispatcher exited ({dispatcher.returncode}) before the measurement")
         ours, theirs = cpu_seconds(dispatcher.pid), cpu_seconds(broker) if broker is not None else 0.0
         time.sleep(window_s)
+        if dispatcher.poll() is not None:
+            raise RuntimeError(f"the dispatcher exited ({dispatcher.returncode}) during the measurement")
         ours = (cpu_seconds(dispatcher.pid) - ours) / window_s
         print(f"idle dispatcher: {ours:.1%} of a core over {window_s:.0f} s", end="")
         if broker is not None:
@@ -487,8 +500,16 @@ def idle_cost(bootstrap: str, settle_s: float = 45, window_s: float = 20) -> Non
             print(f"; the broker beside it {theirs:.1%} (alone before it: {alone:.1%})", end="")
         print()
     finally:
-        dispatcher.send_signal(signal.SIGINT)
-        dispatcher.wait(60)
+        stop_process(dispatcher)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)  # py-spy, when it wraps the process, writes its profile on SIGINT only
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def run(bootstrap: str, args: argparse.Namespace) -> None:
@@ -514,8 +535,7 @@ def run(bootstrap: str, args: argparse.Namespace) -> None:
         lone_job(env, args, receiver_port)
     finally:
         if dispatcher:
-            dispatcher.send_signal(signal.SIGINT)  # py-spy, when it wraps the dispatcher, writes its profile on SIGINT only
-            dispatcher.wait(60)
+            stop_process(dispatcher)
         receiver.terminate()
         receiver.wait()
     if not args.only_lone:

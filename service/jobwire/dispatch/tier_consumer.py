@@ -37,8 +37,8 @@ MAX_TRACKED_HOPS = 10_000
 #: How long the broker may hold a retry tier's idle fetch: a partition resumed when its head
 #: falls due waits for the fetch parked there to expire, so this is a share of the tier's delay
 #: (a 5 s retry is at most 50 ms late), between these bounds. Records written to a tier end a
-#: parked fetch at once. Polling every tier as often as the intake (20 ms) cost an idle
-#: dispatcher a tenth of a core, and the broker as much again.
+#: parked fetch at once. Polling every tier as often as the intake (20 ms) was about 4 % of a
+#: core in an idle dispatcher and 2 % in the broker.
 TIER_FETCH_WAIT_SHARE = 0.01
 TIER_FETCH_WAIT_MS = (50, 500)
 
