@@ -26,7 +26,6 @@ import http.client
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from _broker import bench_broker
+from _processes import stop_process
 
 from jobwire.api.deliverylog import DeliveryLog
 from jobwire.api.projection import Projection
@@ -131,12 +131,7 @@ def http_figures(bootstrap: str, seconds: int) -> None:
         print(f"POST /v1/jobs: {accepted:,.0f} accepted/s ({bad} non-2xx; each acks=all and read back "
               "by the projection before the 202) (goal >= 2,000/s)")
     finally:
-        api.send_signal(signal.SIGINT)  # py-spy, when it wraps the API, writes its profile on SIGINT only
-        try:
-            api.wait(60)
-        except subprocess.TimeoutExpired:
-            api.kill()
-            api.wait()
+        stop_process(api)
         shutil.rmtree(bare_dir, ignore_errors=True)
 
 

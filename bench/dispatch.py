@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import _otlp_sink as otlp_sink
 import aiohttp
 import orjson
 from _broker import bench_broker, bench_broker_pid
+from _processes import stop_process
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -501,15 +501,6 @@ def idle_cost(bootstrap: str, settle_s: float = 45, window_s: float = 20) -> Non
         print()
     finally:
         stop_process(dispatcher)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)  # py-spy, when it wraps the process, writes its profile on SIGINT only
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def run(bootstrap: str, args: argparse.Namespace) -> None:

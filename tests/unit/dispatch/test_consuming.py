@@ -139,7 +139,8 @@ async def test_the_loop_takes_records_while_a_commit_waits_for_acknowledgements(
         await running
 
 
-async def test_a_commit_asked_for_while_one_is_under_way_waits_for_it() -> None:
+async def ended_mid_commit() -> tuple[SkipEveryRecord, FakeKafka, HeldFlush]:
+    """A loop that took one record and ended while its commit waits for acknowledgements."""
     outbox = HeldFlush()
     loop, kafka, _ = await skipping_loop(outbox)
     kafka.append("jobs.events", 0, b"k", b"v")
@@ -147,7 +148,12 @@ async def test_a_commit_asked_for_while_one_is_under_way_waits_for_it() -> None:
     running = asyncio.create_task(loop.run(stop))
     await wait_until(lambda: outbox.flushes == 1)
     stop.set()
-    await running
+    await running  # ends at once, the commit still waiting for its acknowledgements
+    return loop, kafka, outbox
+
+
+async def test_a_commit_asked_for_while_one_is_under_way_waits_for_it() -> None:
+    loop, kafka, outbox = await ended_mid_commit()
     revocation = asyncio.create_task(loop.commit())  # as a revocation or the shutdown asks
     await asyncio.sleep(0.05)
     assert outbox.flushes == 1 and not revocation.done(), "it waits for the commit under way"
@@ -167,14 +173,7 @@ async def test_a_failed_commit_ends_the_loop_with_its_error() -> None:
 
 
 async def test_a_commit_still_under_way_when_the_loop_ends_says_when_it_fails(caplog: pytest.LogCaptureFixture) -> None:
-    outbox = HeldFlush()
-    loop, kafka, _ = await skipping_loop(outbox)
-    kafka.append("jobs.events", 0, b"k", b"v")
-    stop = asyncio.Event()
-    running = asyncio.create_task(loop.run(stop))
-    await wait_until(lambda: outbox.flushes == 1)
-    stop.set()
-    await running  # ends at once, the commit still waiting for its acknowledgements
+    _, kafka, outbox = await ended_mid_commit()
     outbox.fail = LogError("a record was not acknowledged")
     outbox.release.set()
     await wait_until(lambda: "commit under way as the consumer ended failed" in caplog.text)
