@@ -165,7 +165,7 @@ async def create_job(request: Request, tenant: str, body: dict[str, Any], key: s
     position = None
     if existing is None:
         quota = request.state.settings.unfinished_jobs_per_tenant
-        if projection.unfinished(tenant, quota) >= quota:
+        if projection.unfinished(tenant) >= quota:
             raise Problem(429, f"this tenant has {quota} unfinished jobs, the most it may have; submit again once "
                           "some have finished", headers={"Retry-After": "5"},
                           extra={"quota": "unfinished_jobs_per_tenant", "limit": quota})

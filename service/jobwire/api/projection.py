@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -76,13 +76,28 @@ class FoldedBatch(NamedTuple):
     verdicts: dict[Verdict, int]
     orphans: int
     records: int
+    #: Per tenant, how many more (or fewer) jobs are pending or processing than before.
+    unfinished: Counter[str]
 
 
-def _evict_jobs(db: sqlite3.Connection, cutoff: str) -> list[str]:
-    ids = [row[0] for row in db.execute("SELECT id FROM jobs WHERE updated_at < ? LIMIT ?", (cutoff, _EVICT_CHUNK))]
+#: The statuses a tenant's quota of unfinished jobs counts.
+UNFINISHED = frozenset({Status.PENDING, Status.PROCESSING})
+_UNFINISHED_SQL = ", ".join(f"'{status.value}'" for status in sorted(UNFINISHED))
+
+
+def _evict_jobs(db: sqlite3.Connection, cutoff: str) -> tuple[list[str], Counter[str]]:
+    """A chunk of jobs removed; their ids, and per tenant the unfinished ones among them."""
+    rows = db.execute("SELECT id, tenant, status FROM jobs WHERE updated_at < ? LIMIT ?",
+                      (cutoff, _EVICT_CHUNK)).fetchall()
+    ids = [job_id for job_id, _, _ in rows]
     db.executemany("DELETE FROM history WHERE job_id = ?", [(job_id,) for job_id in ids])
     db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in ids])
-    return ids
+    return ids, Counter(tenant for _, tenant, status in rows if _STATUS[status] in UNFINISHED)
+
+
+def _count_unfinished(db: sqlite3.Connection) -> Counter[str]:
+    return Counter(dict(db.execute(
+        f"SELECT tenant, count(*) FROM jobs WHERE status IN ({_UNFINISHED_SQL}) GROUP BY tenant")))
 
 
 class HistoryEntry(NamedTuple):
@@ -136,6 +151,9 @@ class Projection:
         store.writer.executescript(SCHEMA)
         self._count: int = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
         PROJECTION_JOBS.set(self._count)
+        # Counted once here, then kept by each batch's change: a submit's quota check costs
+        # nothing, where counting the tenant's rows grew with its backlog.
+        self._unfinished = _count_unfinished(store.db)
         self._changed: dict[str, tuple[asyncio.Event, list[int]]] = {}
         self._hot: OrderedDict[str, Job] = OrderedDict()
 
@@ -146,6 +164,7 @@ class Projection:
         if rebuilt:
             self._hot.clear()
             self._count = 0
+            self._unfinished.clear()
             PROJECTION_JOBS.set(0)
         self.partitions = frozenset(ends)
         self.positions.applied = dict(start)
@@ -182,7 +201,7 @@ class Projection:
         but the database, since it may run on the writer thread."""
         verdicts = dict.fromkeys(Verdict, 0)
         jobs = self._load(db, {r.event.subject for r in records if r.event is not None})
-        known = set(jobs)
+        before = {job_id: job.status in UNFINISHED for job_id, job in jobs.items()}
         outcomes: list[Applied | None] = []
         changed: dict[str, Job] = {}
         touched: set[str] = set()
@@ -215,9 +234,12 @@ class Projection:
              encode_job(job)) for job in changed.values()])
         db.executemany(_INSERT_HISTORY, history)
         self.store.save_offsets(db, self.topic, offsets)
-        created = sum(1 for job_id in changed if job_id not in known)
+        created = sum(1 for job_id in changed if job_id not in before)
+        unfinished: Counter[str] = Counter()
+        for job in changed.values():
+            unfinished[job.tenant] += (job.status in UNFINISHED) - before.get(job.id, False)
         return FoldedBatch(outcomes, list(changed.values()), touched, offsets, created, verdicts, orphans,
-                           len(records))
+                           len(records), unfinished)
 
     def _publish(self, folded: FoldedBatch) -> list[Applied | None]:
         """On the loop, with the rows committed: only now may readers and waiters see them."""
@@ -227,6 +249,7 @@ class Projection:
             _APPLIED_BY_VERDICT[verdict].inc(counted)  # once per batch: per event shows at rebuild
         self._count += folded.created
         PROJECTION_JOBS.inc(folded.created)
+        self._unfinished.update(folded.unfinished)
         self.positions.applied.update(folded.offsets)
         for job in folded.changed:
             self._remember(job)
@@ -270,9 +293,10 @@ class Projection:
         returns how many. In bounded transactions on the writer thread."""
         evicted = 0
         while True:
-            ids = await self.store.write(_evict_jobs, cutoff)
+            ids, unfinished = await self.store.write(_evict_jobs, cutoff)
             evicted += len(ids)
             self._count -= len(ids)
+            self._unfinished.subtract(unfinished)
             PROJECTION_JOBS.dec(len(ids))
             for job_id in ids:
                 self._hot.pop(job_id, None)
@@ -285,13 +309,9 @@ class Projection:
     def count(self) -> int:
         return self._count
 
-    def unfinished(self, tenant: str, at_most: int) -> int:
-        """The tenant's pending and processing jobs, counted up to ``at_most`` (an index range:
-        the cost of the check stays bounded by the quota it enforces)."""
-        row = self.store.db.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant = ? AND status IN ('pending', 'processing') LIMIT ?)",
-            (tenant, at_most)).fetchone()
-        return int(row[0])
+    def unfinished(self, tenant: str) -> int:
+        """The tenant's pending and processing jobs, as of the batches applied so far."""
+        return self._unfinished[tenant]
 
     def job(self, job_id: str) -> Job | None:
         job = self._hot.get(job_id)

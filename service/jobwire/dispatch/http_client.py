@@ -109,7 +109,11 @@ class Sender:
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=64,
                                          resolver=GuardedResolver(connected, self._dns), ttl_dns_cache=10,
                                          socket_factory=guarded_socket(connected))
+        # No cookie jar: one session sends every tenant's webhooks, so a cookie one receiver
+        # set would ride along to every later request for its host (another tenant's endpoint
+        # on a shared host), and a receiver setting new ones on every answer would grow it.
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                              cookie_jar=aiohttp.DummyCookieJar(),
                                               skip_auto_headers=("User-Agent",), auto_decompress=False)
 
     async def stop(self) -> None:

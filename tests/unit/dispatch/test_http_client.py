@@ -238,3 +238,36 @@ async def test_through_the_egress_proxy_the_target_is_still_checked_and_the_prox
             await sender.stop()
     assert [(r.status_code, r.error) for r in results] == [(None, TARGET_REFUSED)] * 2
     assert proxy.targets == [], "the proxy was never asked to connect"
+
+
+async def test_a_receivers_cookies_are_never_kept_or_sent_on() -> None:
+    """One session sends every tenant's webhooks: a cookie one receiver sets must not ride along
+    to the next request for that host (another endpoint, maybe another tenant's), and a
+    receiver setting new cookies on every answer must not grow the dispatcher's memory. By
+    name, not address: a cookie jar keeps nothing for an IP address anyway."""
+    cookies_seen: list[str | None] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        cookies_seen.append(request.headers.get("Cookie"))
+        response = web.Response(text="ok")
+        for n in range(20):
+            response.set_cookie(f"c{n}", "a-secret-of-tenant-a", path="/")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/{endpoint}", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sender = Sender(LOOPBACK, connect_timeout_s=2, total_timeout_s=5,
+                    dns=FakeDNS({"hooks.example": ["127.0.0.1"]}))
+    await sender.start()
+    try:
+        for endpoint in ("tenant-a", "tenant-b", "tenant-b"):
+            result = await sender.post(f"http://hooks.example:{port}/{endpoint}", b"{}", {})
+            assert result.status_code == 200, result
+    finally:
+        await sender.stop()
+        await runner.cleanup()
+    assert cookies_seen == [None, None, None]
