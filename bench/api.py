@@ -81,7 +81,7 @@ def wrk(url: str, seconds: int, connections: int, *extra: str) -> tuple[float, i
 
 
 def route_headers(port: int, job_id: str) -> dict[str, str]:
-    """The headers our GET answers with, but those uvicorn adds itself to any response and the
+    """The headers our GET answers with, but those both responses carry anyway and the
     hop-by-hop ``connection`` (urllib asks for close)."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/jobs/{job_id}",
                                      headers={"Authorization": f"Bearer {KEY}"})

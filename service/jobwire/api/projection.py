@@ -24,7 +24,7 @@ import orjson
 from jobwire.api.store import Store
 from jobwire.events import HEARTBEAT, Event
 from jobwire.kafka.readers import to_log_record
-from jobwire.lifecycle import Applied, Job, Status, Verdict, apply
+from jobwire.lifecycle import ACTIVE, Applied, Job, Status, Verdict, apply
 from jobwire.metrics import EVENTS_APPLIED, PROJECTION_JOBS
 from jobwire.positions import AppliedPositions, Position
 from jobwire.records import LogRecord, RawRecord, skipped
@@ -77,12 +77,10 @@ class FoldedBatch(NamedTuple):
     orphans: int
     records: int
     #: Per tenant, how many more (or fewer) jobs are pending or processing than before.
-    unfinished: Counter[str]
+    unfinished_change: Counter[str]
 
 
-#: The statuses a tenant's quota of unfinished jobs counts.
-UNFINISHED = frozenset({Status.PENDING, Status.PROCESSING})
-_UNFINISHED_SQL = ", ".join(f"'{status.value}'" for status in sorted(UNFINISHED))
+_UNFINISHED_SQL = ", ".join(f"'{status.value}'" for status in sorted(ACTIVE))
 
 
 def _evict_jobs(db: sqlite3.Connection, cutoff: str) -> tuple[list[str], Counter[str]]:
@@ -92,7 +90,7 @@ def _evict_jobs(db: sqlite3.Connection, cutoff: str) -> tuple[list[str], Counter
     ids = [job_id for job_id, _, _ in rows]
     db.executemany("DELETE FROM history WHERE job_id = ?", [(job_id,) for job_id in ids])
     db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in ids])
-    return ids, Counter(tenant for _, tenant, status in rows if _STATUS[status] in UNFINISHED)
+    return ids, Counter(tenant for _, tenant, status in rows if _STATUS[status] in ACTIVE)
 
 
 def _count_unfinished(db: sqlite3.Connection) -> Counter[str]:
@@ -152,7 +150,9 @@ class Projection:
         self._count: int = store.db.execute("SELECT count(*) FROM jobs").fetchone()[0]
         PROJECTION_JOBS.set(self._count)
         # Counted once here, then kept by each batch's change: a submit's quota check costs
-        # nothing, where counting the tenant's rows grew with its backlog.
+        # nothing, where counting the tenant's rows grew with its backlog. So every write to
+        # the jobs table (fold, eviction, rebuild) must bring its change here, or the quota
+        # drifts until the next start.
         self._unfinished = _count_unfinished(store.db)
         self._changed: dict[str, tuple[asyncio.Event, list[int]]] = {}
         self._hot: OrderedDict[str, Job] = OrderedDict()
@@ -201,7 +201,7 @@ class Projection:
         but the database, since it may run on the writer thread."""
         verdicts = dict.fromkeys(Verdict, 0)
         jobs = self._load(db, {r.event.subject for r in records if r.event is not None})
-        before = {job_id: job.status in UNFINISHED for job_id, job in jobs.items()}
+        before = {job_id: job.status in ACTIVE for job_id, job in jobs.items()}
         outcomes: list[Applied | None] = []
         changed: dict[str, Job] = {}
         touched: set[str] = set()
@@ -235,11 +235,11 @@ class Projection:
         db.executemany(_INSERT_HISTORY, history)
         self.store.save_offsets(db, self.topic, offsets)
         created = sum(1 for job_id in changed if job_id not in before)
-        unfinished: Counter[str] = Counter()
+        unfinished_change: Counter[str] = Counter()
         for job in changed.values():
-            unfinished[job.tenant] += (job.status in UNFINISHED) - before.get(job.id, False)
+            unfinished_change[job.tenant] += (job.status in ACTIVE) - before.get(job.id, False)
         return FoldedBatch(outcomes, list(changed.values()), touched, offsets, created, verdicts, orphans,
-                           len(records), unfinished)
+                           len(records), unfinished_change)
 
     def _publish(self, folded: FoldedBatch) -> list[Applied | None]:
         """On the loop, with the rows committed: only now may readers and waiters see them."""
@@ -249,7 +249,7 @@ class Projection:
             _APPLIED_BY_VERDICT[verdict].inc(counted)  # once per batch: per event shows at rebuild
         self._count += folded.created
         PROJECTION_JOBS.inc(folded.created)
-        self._unfinished.update(folded.unfinished)
+        self._unfinished.update(folded.unfinished_change)
         self.positions.applied.update(folded.offsets)
         for job in folded.changed:
             self._remember(job)
@@ -293,10 +293,10 @@ class Projection:
         returns how many. In bounded transactions on the writer thread."""
         evicted = 0
         while True:
-            ids, unfinished = await self.store.write(_evict_jobs, cutoff)
+            ids, unfinished_removed = await self.store.write(_evict_jobs, cutoff)
             evicted += len(ids)
             self._count -= len(ids)
-            self._unfinished.subtract(unfinished)
+            self._unfinished.subtract(unfinished_removed)
             PROJECTION_JOBS.dec(len(ids))
             for job_id in ids:
                 self._hot.pop(job_id, None)

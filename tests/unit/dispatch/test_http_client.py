@@ -241,17 +241,17 @@ async def test_through_the_egress_proxy_the_target_is_still_checked_and_the_prox
 
 
 async def test_a_receivers_cookies_are_never_kept_or_sent_on() -> None:
-    """One session sends every tenant's webhooks: a cookie one receiver sets must not ride along
-    to the next request for that host (another endpoint, maybe another tenant's), and a
-    receiver setting new cookies on every answer must not grow the dispatcher's memory. By
-    name, not address: a cookie jar keeps nothing for an IP address anyway."""
+    """One session sends every tenant's webhooks: a cookie one receiver sets (new ones on every
+    answer) must not ride along to the next request for that host, another endpoint's, maybe
+    another tenant's. Reached by name, not address: a cookie jar keeps nothing for an IP
+    address anyway."""
     cookies_seen: list[str | None] = []
 
     async def hook(request: web.Request) -> web.Response:
         cookies_seen.append(request.headers.get("Cookie"))
         response = web.Response(text="ok")
         for n in range(20):
-            response.set_cookie(f"c{n}", "a-secret-of-tenant-a", path="/")
+            response.set_cookie(f"c{len(cookies_seen)}_{n}", "a-secret-of-tenant-a", path="/")
         return response
 
     app = web.Application()
