@@ -15,13 +15,12 @@ import pytest
 from aiohttp import web
 
 from jobwire.config import load_settings
-from jobwire.devtools.broker import free_port
 from jobwire.devtools.cluster import LocalCluster
 from jobwire.kafka.admin import ensure_topics
 from tests.conftest import another_replica
 from tests.support.cluster import API_KEY, cluster_env
 from tests.support.eventually import eventually
-from tests.support.servers import running_api
+from tests.support.servers import running_api, serving
 from tests.support.stores import store_digest
 
 WRITES = 40
@@ -46,14 +45,10 @@ async def round_robin(upstreams: list[str]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        async with serving(app) as port:
+            yield f"http://127.0.0.1:{port}"
     finally:
-        await runner.cleanup()
         await session.close()
 
 

@@ -7,8 +7,10 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import uvicorn
+from aiohttp import web
 
 from jobwire.api.app import create_app
 from jobwire.api.server import server_config
@@ -34,6 +36,19 @@ async def running_api(settings: Settings) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, **runner_options: Any) -> AsyncIterator[int]:
+    """An aiohttp app on a free loopback port; yields the port, and cleans the runner up after."""
+    runner = web.AppRunner(app, access_log=None, **runner_options)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

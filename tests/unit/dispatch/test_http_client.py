@@ -16,6 +16,7 @@ from jobwire.dispatch.http_client import CONNECT_FAILED, RESPONSE_EXCERPT_BYTES,
 from jobwire.dispatch.policy import SendResult
 from jobwire.webhooks.ssrf import Network
 from tests.support.dns import FakeDNS
+from tests.support.servers import serving
 from tests.support.ssrf_forms import ALLOW_LOOPBACK, EMBEDDING_FORMS, LOOPBACK_FORMS, UNICODE_FORMS
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
@@ -56,14 +57,8 @@ async def listener() -> AsyncIterator[tuple[int, list[str]]]:
 
     app = web.Application()
     app.router.add_post("/", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with serving(app) as port:
         yield port, reached
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_canonical_address_of_an_allowed_range_is_reached(listener: tuple[int, list[str]]) -> None:
@@ -155,15 +150,11 @@ async def receiver() -> AsyncIterator[tuple[str, list[str]]]:
     app = web.Application()
     for path, handler in [("/redirect", redirect), ("/target", target), ("/huge", huge), ("/silent", silent)]:
         app.router.add_post(path, handler)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", requested
-    finally:
-        never.set()
-        await runner.cleanup()
+    async with serving(app, shutdown_timeout=0.1) as port:
+        try:
+            yield f"http://127.0.0.1:{port}", requested
+        finally:
+            never.set()  # before the runner's cleanup, which waits for the silent handler
 
 
 async def send(url: str, *, total_timeout_s: float = 5) -> SendResult:
@@ -256,18 +247,14 @@ async def test_a_receivers_cookies_are_never_kept_or_sent_on() -> None:
 
     app = web.Application()
     app.router.add_post("/{endpoint}", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     sender = Sender(LOOPBACK, connect_timeout_s=2, total_timeout_s=5,
                     dns=FakeDNS({"hooks.example": ["127.0.0.1"]}))
-    await sender.start()
-    try:
-        for endpoint in ("tenant-a", "tenant-b", "tenant-b"):
-            result = await sender.post(f"http://hooks.example:{port}/{endpoint}", b"{}", {})
-            assert result.status_code == 200, result
-    finally:
-        await sender.stop()
-        await runner.cleanup()
+    async with serving(app) as port:
+        await sender.start()
+        try:
+            for endpoint in ("tenant-a", "tenant-b", "tenant-b"):
+                result = await sender.post(f"http://hooks.example:{port}/{endpoint}", b"{}", {})
+                assert result.status_code == 200, result
+        finally:
+            await sender.stop()
     assert cookies_seen == [None, None, None]
